@@ -1,0 +1,58 @@
+"""The base every team-scoped view builds on (registry's and other apps')."""
+
+from __future__ import annotations
+
+from rest_framework import exceptions, permissions
+
+from registry.choices import Role
+from registry.models import Event, Team
+from registry.selectors import event_get, team_role
+
+from .permissions import TeamRole
+
+CAUSED_BY_HEADER = "X-Registry-Caused-By"
+
+
+class TeamScopedMixin:
+    """Resolves ``{team}`` from the URL for members only, and declares the role each method needs."""
+
+    permission_classes = [permissions.IsAuthenticated, TeamRole]
+    read_role: str = Role.VIEWER
+    write_role: str = Role.MEMBER
+    # Per-method exceptions, e.g. {"DELETE": Role.ADMIN}.
+    method_roles: dict[str, str] = {}
+
+    def required_role(self, method: str) -> str:
+        if method in self.method_roles:
+            return self.method_roles[method]
+        return self.read_role if method in permissions.SAFE_METHODS else self.write_role
+
+    def _resolve_team(self) -> None:
+        name = self.kwargs["team"]
+        team = Team.objects.filter(name=name).first()
+        role = team_role(team=team, user=self.request.user) if team else None
+        if role is None:
+            raise exceptions.NotFound(f"No team {name!r}.")
+        self._team, self._team_role = team, role
+
+    @property
+    def team(self) -> Team:
+        if not hasattr(self, "_team"):
+            self._resolve_team()
+        return self._team
+
+    @property
+    def team_role(self) -> str:
+        if not hasattr(self, "_team_role"):
+            self._resolve_team()
+        return self._team_role
+
+    def caused_by(self) -> Event | None:
+        """The event named by the X-Registry-Caused-By header: an automation's job acting on the registry."""
+        value = self.request.headers.get(CAUSED_BY_HEADER)
+        if not value:
+            return None
+        event = event_get(team=self.team, event_id=value)
+        if event is None:
+            raise exceptions.ValidationError({CAUSED_BY_HEADER: [f"No event {value!r} in this team."]})
+        return event

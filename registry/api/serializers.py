@@ -1,0 +1,163 @@
+"""Input serializers check shapes and types; output serializers shape responses. Rules live in services."""
+
+from rest_framework import serializers
+
+from registry.choices import Role
+from registry.models import Event, Membership, ModelVersion, Project, RegisteredModel, Team
+from registry.outbox import artifact_version_uri
+
+# --- Inputs ---------------------------------------------------------------------------------------------
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=512, trim_whitespace=False, style={"input_type": "password"})
+    name = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+
+
+class UserCreateSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=512, trim_whitespace=False, write_only=True)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+
+
+class TeamCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64, trim_whitespace=False)
+
+
+class MemberSetSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MemberRoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class ProjectCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, trim_whitespace=False)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+
+
+class ArtifactVersionCreateSerializer(serializers.Serializer):
+    type = serializers.CharField(max_length=64, trim_whitespace=False)
+    metadata = serializers.DictField(required=False, default=dict)
+    digest = serializers.CharField(required=False, allow_blank=True, default="", max_length=128)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+
+
+class RegisteredModelCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, trim_whitespace=False)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+
+
+class RegisteredModelUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, trim_whitespace=False, required=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
+
+
+class LinkSerializer(serializers.Serializer):
+    artifact = serializers.CharField(max_length=400, help_text="team/project/collection:vN or ...:alias")
+    aliases = serializers.ListField(
+        child=serializers.CharField(max_length=64, trim_whitespace=False), required=False, default=list, max_length=50
+    )
+
+
+class AliasAddSerializer(serializers.Serializer):
+    alias = serializers.CharField(max_length=64, trim_whitespace=False)
+
+
+# --- Outputs --------------------------------------------------------------------------------------------
+
+
+class UserSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.CharField()
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Team
+        fields = ["name", "created_at"]
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+    email = serializers.CharField(source="user.email")
+
+    class Meta:
+        model = Membership
+        fields = ["username", "email", "role", "created_at"]
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ["name", "description", "created_at"]
+
+
+class ArtifactVersionSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id")
+    uri = serializers.SerializerMethodField()
+    reference = serializers.CharField()
+    version = serializers.CharField()
+    project = serializers.CharField(source="collection.project.name")
+    collection = serializers.CharField(source="collection.name")
+    type = serializers.CharField(source="collection.type")
+    digest = serializers.CharField()
+    metadata = serializers.JSONField()
+    description = serializers.CharField()
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_at = serializers.DateTimeField()
+
+    def get_uri(self, obj) -> str:
+        return artifact_version_uri(obj.public_id)
+
+
+class RegisteredModelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RegisteredModel
+        fields = ["name", "description", "created_at", "updated_at"]
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    registered_model = serializers.CharField(source="registered_model.name")
+    version = serializers.CharField()
+    artifact = serializers.CharField(source="artifact_version.reference")
+    artifact_id = serializers.UUIDField(source="artifact_version.public_id")
+    metadata = serializers.JSONField(source="artifact_version.metadata")
+    aliases = serializers.SerializerMethodField()
+    linked_by = serializers.CharField(source="linked_by.username", default=None)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["registered_model", "version", "artifact", "artifact_id", "metadata", "aliases", "linked_by", "linked_at"]
+
+    def get_aliases(self, obj) -> list[str]:
+        return sorted(a.name for a in obj.aliases.all())
+
+
+class EventSerializer(serializers.ModelSerializer):
+    registered_model = serializers.SerializerMethodField()
+    version = serializers.SerializerMethodField()
+    author = serializers.SerializerMethodField()
+    caused_by = serializers.UUIDField(source="caused_by_id", allow_null=True)
+    variables = serializers.JSONField(source="context")
+
+    class Meta:
+        model = Event
+        fields = [
+            "id", "type", "registered_model", "version", "alias", "author", "created_at", "dispatched_at",
+            "caused_by", "depth", "dispatch_note", "variables",
+        ]
+
+    # Events outlive renames and deletions: read from the snapshot taken when the change happened.
+    def get_registered_model(self, obj) -> str:
+        return obj.context.get("artifact_collection_name", "")
+
+    def get_version(self, obj) -> str:
+        return obj.context.get("version", "")
+
+    def get_author(self, obj) -> str:
+        return obj.context.get("event_author", "")

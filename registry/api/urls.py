@@ -1,0 +1,30 @@
+from django.urls import path
+
+from . import views
+
+team = "teams/<str:team>/"
+model = team + "registered-models/<str:name>/"
+
+urlpatterns = [
+    path("auth/token/", views.TokenView.as_view(), name="auth-token"),
+    path("users/", views.UserCreateView.as_view(), name="users"),
+    path("teams/", views.TeamListView.as_view(), name="teams"),
+    path(team, views.TeamDetailView.as_view(), name="team"),
+    path(team + "members/", views.MemberListView.as_view(), name="members"),
+    path(team + "members/<str:username>/", views.MemberDetailView.as_view(), name="member"),
+    path(team + "projects/", views.ProjectListView.as_view(), name="projects"),
+    path(
+        team + "projects/<str:project>/artifacts/<str:collection>/versions/",
+        views.ArtifactVersionListView.as_view(),
+        name="artifact-versions",
+    ),
+    path(team + "artifact-versions/<uuid:public_id>/", views.ArtifactVersionDetailView.as_view(), name="artifact-version"),
+    path(team + "registered-models/", views.RegisteredModelListView.as_view(), name="registered-models"),
+    path(model, views.RegisteredModelDetailView.as_view(), name="registered-model"),
+    path(model + "versions/", views.ModelVersionListView.as_view(), name="model-versions"),
+    path(model + "versions/<str:version>/", views.ModelVersionDetailView.as_view(), name="model-version"),
+    path(model + "versions/<str:version>/aliases/", views.AliasAddView.as_view(), name="model-version-aliases"),
+    path(model + "aliases/<str:alias>/", views.AliasDetailView.as_view(), name="alias"),
+    path(team + "events/", views.EventListView.as_view(), name="events"),
+    path(team + "events/<str:event_id>/", views.EventDetailView.as_view(), name="event"),
+]

@@ -1,0 +1,274 @@
+"""Registry API views: parse with an input serializer, call a service or selector, render an output serializer."""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from registry import selectors, services
+from registry.choices import Role
+from registry.errors import ApplicationError
+
+from . import serializers as s
+from .mixins import TeamScopedMixin
+from .permissions import IsSuperuser
+
+TOKEN_RESPONSE = inline_serializer("TokenResponse", {"token": serializers.CharField()})
+
+
+def _validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class TokenView(APIView):
+    """Exchange a username and password for an API token (shown once; only its hash is kept)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+    @extend_schema(request=s.TokenRequestSerializer, responses={201: TOKEN_RESPONSE})
+    def post(self, request):
+        data = _validated(s.TokenRequestSerializer, request.data)
+        user = authenticate(request, username=data["username"], password=data["password"])
+        if user is None:
+            raise ApplicationError("Wrong username or password.", code="authentication_failed")
+        _, raw = services.api_token_create(user=user, name=data["name"])
+        return Response({"token": raw}, status=status.HTTP_201_CREATED)
+
+
+class UserCreateView(APIView):
+    permission_classes = [IsAuthenticated, IsSuperuser]
+
+    @extend_schema(request=s.UserCreateSerializer, responses={201: s.UserSerializer})
+    def post(self, request):
+        user = services.user_create(**_validated(s.UserCreateSerializer, request.data))
+        return Response(s.UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class TeamListView(generics.ListAPIView):
+    serializer_class = s.TeamSerializer
+
+    def get_queryset(self):
+        return selectors.teams_for_user(user=self.request.user)
+
+    @extend_schema(request=s.TeamCreateSerializer, responses={201: s.TeamSerializer})
+    def post(self, request):
+        if not request.user.is_superuser:
+            self.permission_denied(request, message="Only a superuser can create teams.")
+        team = services.team_create(creator=request.user, **_validated(s.TeamCreateSerializer, request.data))
+        return Response(s.TeamSerializer(team).data, status=status.HTTP_201_CREATED)
+
+
+class TeamDetailView(TeamScopedMixin, APIView):
+    @extend_schema(responses=s.TeamSerializer)
+    def get(self, request, team):
+        return Response({**s.TeamSerializer(self.team).data, "role": self.team_role})
+
+
+class MemberListView(TeamScopedMixin, generics.ListAPIView):
+    serializer_class = s.MembershipSerializer
+    write_role = Role.ADMIN
+
+    def get_queryset(self):
+        return selectors.memberships_for_team(team=self.team)
+
+    @extend_schema(request=s.MemberSetSerializer, responses={201: s.MembershipSerializer})
+    def post(self, request, team):
+        membership = services.membership_set(team=self.team, **_validated(s.MemberSetSerializer, request.data))
+        return Response(s.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailView(TeamScopedMixin, APIView):
+    write_role = Role.ADMIN
+
+    @extend_schema(request=s.MemberRoleSerializer, responses=s.MembershipSerializer)
+    def patch(self, request, team, username):
+        role = _validated(s.MemberRoleSerializer, request.data)["role"]
+        if not selectors.memberships_for_team(team=self.team).filter(user__username=username).exists():
+            raise ApplicationError(f"{username!r} is not a member of {self.team.name}.", field="username", code="not_found")
+        membership = services.membership_set(team=self.team, username=username, role=role)
+        return Response(s.MembershipSerializer(membership).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, team, username):
+        services.membership_remove(team=self.team, username=username)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProjectListView(TeamScopedMixin, generics.ListAPIView):
+    serializer_class = s.ProjectSerializer
+
+    def get_queryset(self):
+        return selectors.projects_for_team(team=self.team)
+
+    @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer})
+    def post(self, request, team):
+        project = services.project_create(team=self.team, **_validated(s.ProjectCreateSerializer, request.data))
+        return Response(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ArtifactVersionListView(TeamScopedMixin, generics.ListAPIView):
+    serializer_class = s.ArtifactVersionSerializer
+
+    def get_queryset(self):
+        project = selectors.project_get(team=self.team, name=self.kwargs["project"])
+        return selectors.artifact_versions_for_collection(project=project, collection_name=self.kwargs["collection"])
+
+    @extend_schema(request=s.ArtifactVersionCreateSerializer, responses={201: s.ArtifactVersionSerializer})
+    def post(self, request, team, project, collection):
+        data = _validated(s.ArtifactVersionCreateSerializer, request.data)
+        version = services.artifact_version_create(
+            project=selectors.project_get(team=self.team, name=project),
+            collection_name=collection,
+            user=request.user,
+            **data,
+        )
+        return Response(s.ArtifactVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class ArtifactVersionDetailView(TeamScopedMixin, APIView):
+    """Resolve the opaque ``${artifact_version}`` id (``registry-artifact://_id/<id>``)."""
+
+    @extend_schema(responses=s.ArtifactVersionSerializer)
+    def get(self, request, team, public_id):
+        version = selectors.artifact_version_by_public_id(team=self.team, public_id=public_id)
+        return Response(s.ArtifactVersionSerializer(version).data)
+
+
+class RegisteredModelListView(TeamScopedMixin, generics.ListAPIView):
+    serializer_class = s.RegisteredModelSerializer
+
+    def get_queryset(self):
+        return selectors.registered_models_for_team(team=self.team)
+
+    @extend_schema(request=s.RegisteredModelCreateSerializer, responses={201: s.RegisteredModelSerializer})
+    def post(self, request, team):
+        data = _validated(s.RegisteredModelCreateSerializer, request.data)
+        registered_model = services.registered_model_create(team=self.team, **data)
+        return Response(s.RegisteredModelSerializer(registered_model).data, status=status.HTTP_201_CREATED)
+
+
+class RegisteredModelDetailView(TeamScopedMixin, APIView):
+    method_roles = {"DELETE": Role.ADMIN}
+
+    def _get(self):
+        return selectors.registered_model_get(team=self.team, name=self.kwargs["name"])
+
+    @extend_schema(responses=s.RegisteredModelSerializer)
+    def get(self, request, team, name):
+        return Response(s.RegisteredModelSerializer(self._get()).data)
+
+    @extend_schema(request=s.RegisteredModelUpdateSerializer, responses=s.RegisteredModelSerializer)
+    def patch(self, request, team, name):
+        data = _validated(s.RegisteredModelUpdateSerializer, request.data)
+        registered_model = services.registered_model_update(registered_model=self._get(), **data)
+        return Response(s.RegisteredModelSerializer(registered_model).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, team, name):
+        services.registered_model_delete(registered_model=self._get())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ModelVersionListView(TeamScopedMixin, generics.ListAPIView):
+    serializer_class = s.ModelVersionSerializer
+
+    def get_queryset(self):
+        registered_model = selectors.registered_model_get(team=self.team, name=self.kwargs["name"])
+        return selectors.model_versions_for(registered_model=registered_model)
+
+    @extend_schema(
+        request=s.LinkSerializer,
+        responses={201: s.ModelVersionSerializer},
+        parameters=[OpenApiParameter("X-Registry-Caused-By", str, OpenApiParameter.HEADER, required=False)],
+    )
+    def post(self, request, team, name):
+        data = _validated(s.LinkSerializer, request.data)
+        registered_model = selectors.registered_model_get(team=self.team, name=name)
+        artifact_version = selectors.artifact_version_resolve(team=self.team, reference=data["artifact"])
+        model_version = services.model_version_link(
+            registered_model=registered_model,
+            artifact_version=artifact_version,
+            aliases=data["aliases"],
+            user=request.user,
+            caused_by=self.caused_by(),
+        )
+        model_version = selectors.model_version_get(registered_model=registered_model, version=model_version.version)
+        return Response(s.ModelVersionSerializer(model_version).data, status=status.HTTP_201_CREATED)
+
+
+class ModelVersionDetailView(TeamScopedMixin, APIView):
+    def _get(self):
+        registered_model = selectors.registered_model_get(team=self.team, name=self.kwargs["name"])
+        return selectors.model_version_get(registered_model=registered_model, version=self.kwargs["version"])
+
+    @extend_schema(responses=s.ModelVersionSerializer)
+    def get(self, request, team, name, version):
+        return Response(s.ModelVersionSerializer(self._get()).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, team, name, version):
+        services.model_version_unlink(model_version=self._get())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AliasAddView(TeamScopedMixin, APIView):
+    @extend_schema(
+        request=s.AliasAddSerializer,
+        responses={201: s.ModelVersionSerializer},
+        parameters=[OpenApiParameter("X-Registry-Caused-By", str, OpenApiParameter.HEADER, required=False)],
+    )
+    def post(self, request, team, name, version):
+        alias = _validated(s.AliasAddSerializer, request.data)["alias"]
+        registered_model = selectors.registered_model_get(team=self.team, name=name)
+        model_version = selectors.model_version_get(registered_model=registered_model, version=version)
+        services.alias_add(model_version=model_version, name=alias, user=request.user, caused_by=self.caused_by())
+        model_version = selectors.model_version_get(registered_model=registered_model, version=version)
+        return Response(s.ModelVersionSerializer(model_version).data, status=status.HTTP_201_CREATED)
+
+
+class AliasDetailView(TeamScopedMixin, APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, team, name, alias):
+        registered_model = selectors.registered_model_get(team=self.team, name=name)
+        services.alias_remove(registered_model=registered_model, name=alias)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EventListView(TeamScopedMixin, generics.ListAPIView):
+    serializer_class = s.EventSerializer
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("type", str, description="LINK_ARTIFACT or ADD_ARTIFACT_ALIAS"),
+            OpenApiParameter("registered_model", str),
+        ]
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        events = selectors.events_for_team(team=self.team)
+        if event_type := self.request.query_params.get("type"):
+            events = events.filter(type=event_type)
+        if name := self.request.query_params.get("registered_model"):
+            events = events.filter(context__artifact_collection_name=name)
+        return events
+
+
+class EventDetailView(TeamScopedMixin, APIView):
+    @extend_schema(responses=s.EventSerializer)
+    def get(self, request, team, event_id):
+        event = selectors.event_get(team=self.team, event_id=event_id)
+        if event is None:
+            raise ApplicationError(f"No event {event_id}.", code="not_found")
+        return Response(s.EventSerializer(event).data)

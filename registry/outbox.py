@@ -1,0 +1,153 @@
+"""Events as a transactional outbox: record in the change's transaction, dispatch after commit, sweep.
+
+Recording happens in the same transaction as the change, so an event exists exactly when its change does.
+Dispatch is scheduled with ``transaction.on_commit``; if the broker is unreachable then, the event simply stays
+undispatched and ``events_sweep`` (run by beat) schedules it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .choices import LATEST_ALIAS, REGISTRY_PROJECT
+from .events import ADD_ARTIFACT_ALIAS, LINK_ARTIFACT, EventType, event_handlers
+from .models import Alias, Event, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+# The event that caused the change being made now (an automation's own job linking or aliasing again).
+_cause: contextvars.ContextVar[Event | None] = contextvars.ContextVar("registry_event_cause", default=None)
+
+
+@contextlib.contextmanager
+def event_cause(event: Event | None) -> Iterator[None]:
+    token = _cause.set(event)
+    try:
+        yield
+    finally:
+        _cause.reset(token)
+
+
+def artifact_version_uri(public_id: object) -> str:
+    return f"registry-artifact://_id/{public_id}"
+
+
+def _event_context(*, event_type: EventType, model_version: ModelVersion, author, alias: str = "") -> dict:
+    registered_model = model_version.registered_model
+    team = registered_model.team
+    artifact = model_version.artifact_version
+    suffix = alias if event_type is ADD_ARTIFACT_ALIAS else model_version.version
+    context = {
+        "event_type": event_type.name,
+        "event_author": author.get_username() if author else "",
+        "artifact_version": artifact_version_uri(artifact.public_id),
+        "artifact_version_string": f"{team.name}/{REGISTRY_PROJECT}/{registered_model.name}:{suffix}",
+        "artifact_collection_name": registered_model.name,
+        "project_name": REGISTRY_PROJECT,
+        "entity_name": team.name,
+        "version": model_version.version,
+        "source_artifact": artifact.reference,
+        "artifact_metadata": artifact.metadata if isinstance(artifact.metadata, dict) else {},
+    }
+    if alias:
+        context["alias"] = alias
+    return context
+
+
+def _event_create(*, event_type: EventType, model_version: ModelVersion, author, alias: str = "") -> Event:
+    cause = _cause.get()
+    event = Event.objects.create(
+        team_id=model_version.registered_model.team_id,
+        type=event_type.name,
+        registered_model=model_version.registered_model,
+        model_version=model_version,
+        alias=alias,
+        author=author,
+        caused_by=cause,
+        depth=cause.depth + 1 if cause else 0,
+        context=_event_context(event_type=event_type, model_version=model_version, author=author, alias=alias),
+    )
+    transaction.on_commit(lambda: event_dispatch_schedule(event.pk))
+    return event
+
+
+def event_record_link(*, model_version: ModelVersion) -> Event:
+    return _event_create(event_type=LINK_ARTIFACT, model_version=model_version, author=model_version.linked_by)
+
+
+def event_record_alias(*, alias: Alias) -> Event | None:
+    if alias.name == LATEST_ALIAS:
+        return None  # maintained by the system on every link; the link event already says it
+    return _event_create(
+        event_type=ADD_ARTIFACT_ALIAS, model_version=alias.model_version, author=alias.added_by, alias=alias.name
+    )
+
+
+def event_dispatch_schedule(event_id: object) -> bool:
+    """Send the dispatch task. Never raises: an event that could not be sent is the sweeper's to resend."""
+    from .tasks import event_dispatch_task
+
+    try:
+        event_dispatch_task.delay(str(event_id))
+    except Exception as exc:  # the broker is down or unreachable
+        logger.warning("event %s not sent to the broker (%s); the sweeper will resend it", event_id, type(exc).__name__)
+        return False
+    return True
+
+
+def event_dispatch(*, event_id: object) -> bool:
+    """Hand one event to every registered handler, once. Returns False if it was already dispatched.
+
+    The row lock (skip_locked) and the ``dispatched_at IS NULL`` filter make a redelivered or duplicated task a
+    no-op; handlers write inside this transaction, so their work commits exactly with the dispatched mark.
+    """
+    try:
+        with transaction.atomic():
+            event = (
+                Event.objects.select_for_update(skip_locked=True)
+                .filter(pk=event_id, dispatched_at__isnull=True)
+                .first()
+            )
+            if event is None:
+                return False
+            event.dispatch_attempts += 1
+            if event.depth > settings.EVENT_CHAIN_LIMIT:
+                event.dispatch_note = (
+                    f"Not dispatched: automation chain depth {event.depth} exceeds the limit of "
+                    f"{settings.EVENT_CHAIN_LIMIT} (EVENT_CHAIN_LIMIT)."
+                )
+            else:
+                for handler in event_handlers():
+                    handler(event)
+            event.dispatched_at = timezone.now()
+            event.save(update_fields=["dispatch_attempts", "dispatch_note", "dispatched_at"])
+            return True
+    except Exception as exc:
+        Event.objects.filter(pk=event_id, dispatched_at__isnull=True).update(
+            dispatch_note=f"Dispatch failed ({type(exc).__name__}); it will be retried."
+        )
+        raise
+
+
+def events_sweep(*, limit: int = 500) -> int:
+    """Resend events that should have been dispatched by now. Returns how many were resent."""
+    cutoff = timezone.now() - timedelta(seconds=settings.EVENT_REDISPATCH_AFTER)
+    stale = Event.objects.filter(dispatched_at__isnull=True, created_at__lt=cutoff).filter(
+        Q(dispatch_scheduled_at__isnull=True) | Q(dispatch_scheduled_at__lt=cutoff)
+    )
+    ids = list(stale.order_by("created_at").values_list("pk", flat=True)[:limit])
+    if not ids:
+        return 0
+    Event.objects.filter(pk__in=ids).update(dispatch_scheduled_at=timezone.now())
+    sent = sum(event_dispatch_schedule(pk) for pk in ids)
+    logger.info("events sweep: %d undispatched events resent (%d reached the broker)", len(ids), sent)
+    return len(ids)

@@ -1,0 +1,156 @@
+"""Reads of the registry. Everything here is scoped by the caller's team."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db.models import QuerySet
+
+from .choices import LATEST_ALIAS, REGISTRY_PROJECT, Role
+from .errors import ApplicationError, NotFound
+from .models import (
+    Alias,
+    ArtifactVersion,
+    Event,
+    Membership,
+    ModelVersion,
+    Project,
+    RegisteredModel,
+    Team,
+)
+
+REFERENCE_RE = re.compile(r"^(?P<team>[^/:\s]+)/(?P<project>[^/:\s]+)/(?P<collection>[^/:\s]+):(?P<tag>[^/:\s]+)$")
+VERSION_TAG_RE = re.compile(r"^v(\d+)$")
+
+
+def teams_for_user(*, user: AbstractBaseUser) -> QuerySet[Team]:
+    if user.is_superuser:
+        return Team.objects.all()
+    return Team.objects.filter(memberships__user=user)
+
+
+def team_role(*, team: Team, user: AbstractBaseUser) -> str | None:
+    """The user's role in the team; superusers act as admins everywhere. None for outsiders."""
+    if user.is_superuser:
+        return Role.ADMIN
+    return Membership.objects.filter(team=team, user=user).values_list("role", flat=True).first()
+
+
+def memberships_for_team(*, team: Team) -> QuerySet[Membership]:
+    return Membership.objects.filter(team=team).select_related("user")
+
+
+def projects_for_team(*, team: Team) -> QuerySet[Project]:
+    return Project.objects.filter(team=team)
+
+
+def project_get(*, team: Team, name: str) -> Project:
+    project = Project.objects.filter(team=team, name=name).first()
+    if project is None:
+        raise NotFound(f"No project {team.name}/{name}.", field="project")
+    return project
+
+
+def artifact_versions_for_collection(*, project: Project, collection_name: str) -> QuerySet[ArtifactVersion]:
+    return ArtifactVersion.objects.filter(collection__project=project, collection__name=collection_name).select_related(
+        "collection__project__team", "created_by"
+    )
+
+
+def artifact_version_by_public_id(*, team: Team, public_id: str) -> ArtifactVersion:
+    version = (
+        ArtifactVersion.objects.filter(collection__project__team=team, public_id=public_id)
+        .select_related("collection__project__team", "created_by")
+        .first()
+    )
+    if version is None:
+        raise NotFound(f"No artifact version with id {public_id} in {team.name}.")
+    return version
+
+
+def artifact_version_resolve(*, team: Team, reference: object, field: str = "artifact") -> ArtifactVersion:
+    """Resolve ``team/project/collection:vN`` or ``...:alias`` to an artifact version of ``team``.
+
+    In the model-registry project the collection is a registered model, and the tag may be any of its aliases.
+    """
+    match = REFERENCE_RE.match(reference) if isinstance(reference, str) else None
+    if match is None:
+        raise ApplicationError(
+            f"Invalid artifact reference {reference!r}: expected 'team/project/collection:vN' or '...:alias'.",
+            field=field,
+        )
+    parts = match.groupdict()
+    if parts["team"] != team.name:
+        raise ApplicationError(f"{reference!r} is not an artifact of team {team.name}.", field=field)
+    version_match = VERSION_TAG_RE.match(parts["tag"])
+    if parts["project"] == REGISTRY_PROJECT:
+        links = ModelVersion.objects.filter(registered_model__team=team, registered_model__name=parts["collection"])
+        if version_match:
+            link = links.filter(index=int(version_match.group(1))).first()
+        else:
+            link = links.filter(aliases__name=parts["tag"]).first()
+        found = link.artifact_version if link else None
+    else:
+        versions = ArtifactVersion.objects.filter(
+            collection__project__team=team,
+            collection__project__name=parts["project"],
+            collection__name=parts["collection"],
+        )
+        if version_match:
+            found = versions.filter(index=int(version_match.group(1))).first()
+        elif parts["tag"] == LATEST_ALIAS:
+            found = versions.order_by("-index").first()
+        else:
+            found = None
+    if found is None:
+        raise ApplicationError(f"No artifact version {reference!r}.", field=field)
+    return found
+
+
+def registered_models_for_team(*, team: Team) -> QuerySet[RegisteredModel]:
+    return RegisteredModel.objects.filter(team=team).select_related("team")
+
+
+def registered_model_get(*, team: Team, name: str) -> RegisteredModel:
+    registered_model = RegisteredModel.objects.filter(team=team, name=name).select_related("team").first()
+    if registered_model is None:
+        raise NotFound(f"No registered model {name!r} in {team.name}.")
+    return registered_model
+
+
+def model_versions_for(*, registered_model: RegisteredModel) -> QuerySet[ModelVersion]:
+    return (
+        ModelVersion.objects.filter(registered_model=registered_model)
+        .select_related("artifact_version__collection__project__team", "linked_by", "registered_model__team")
+        .prefetch_related("aliases")
+    )
+
+
+def model_version_get(*, registered_model: RegisteredModel, version: str) -> ModelVersion:
+    match = VERSION_TAG_RE.match(version)
+    model_version = (
+        model_versions_for(registered_model=registered_model).filter(index=int(match.group(1))).first()
+        if match
+        else None
+    )
+    if model_version is None:
+        raise NotFound(f"{registered_model.name} has no version {version!r}.")
+    return model_version
+
+
+def aliases_for(*, registered_model: RegisteredModel) -> QuerySet[Alias]:
+    return Alias.objects.filter(registered_model=registered_model).select_related("model_version")
+
+
+def events_for_team(*, team: Team) -> QuerySet[Event]:
+    return Event.objects.filter(team=team).select_related("registered_model", "author", "model_version")
+
+
+def event_get(*, team: Team, event_id: object) -> Event | None:
+    try:
+        event_uuid = uuid.UUID(str(event_id))
+    except ValueError:
+        return None
+    return Event.objects.filter(team=team, pk=event_uuid).select_related("registered_model", "author").first()

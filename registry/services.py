@@ -1,0 +1,351 @@
+"""Writes to the registry. Each function is atomic; keyword-only; raises ApplicationError on refusal.
+
+Every write that assigns an index or moves an alias locks its parent row (collection or registered model) first,
+so concurrent links never produce two ``vN`` with the same N and an alias is never on two versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from .choices import LATEST_ALIAS, REGISTRY_PROJECT, ROLE_RANK, Role
+from .errors import ApplicationError, Conflict, NotFound
+from .models import (
+    Alias,
+    ApiToken,
+    ArtifactCollection,
+    ArtifactVersion,
+    Event,
+    Membership,
+    ModelVersion,
+    Project,
+    RegisteredModel,
+    Team,
+)
+from .outbox import event_cause
+from .validators import ALIAS_RE, NAME_RE, SLUG_RE, VERSION_LIKE_RE
+
+User = get_user_model()
+
+TOKEN_PREFIX = "rk_"
+
+
+def _check_name(value: str, *, field: str, pattern=NAME_RE, what: str = "name") -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        if pattern is SLUG_RE:
+            rule = "1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit, no spaces"
+        else:
+            rule = "letters, digits, '.', '-' or '_', starting with a letter or digit, no spaces or slashes"
+        raise ApplicationError(f"Invalid {what} {value!r}: use {rule}.", field=field)
+    return value
+
+
+def _reject_nul(value: object, *, field: str) -> None:
+    """PostgreSQL cannot store U+0000 in text or JSON; refuse it up front instead of failing on insert."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ApplicationError("Text may not contain the NUL character (\\u0000).", field=field)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key, field=field)
+            _reject_nul(item, field=field)
+    elif isinstance(value, list):
+        for item in value:
+            _reject_nul(item, field=field)
+
+
+# --- Users and tokens -----------------------------------------------------------------------------------
+
+
+def user_create(*, username: str, password: str, email: str = "") -> AbstractBaseUser:
+    if User.objects.filter(username=username).exists():
+        raise Conflict(f"A user named {username!r} already exists.", field="username")
+    user = User(username=username, email=email)
+    try:
+        user.full_clean(exclude=["password"])
+        validate_password(password, user)
+    except ValidationError as exc:
+        field = next(iter(getattr(exc, "error_dict", {}) or {"password": None}))
+        raise ApplicationError(" ".join(exc.messages), field=field) from exc
+    user.set_password(password)
+    user.save()
+    return user
+
+
+def token_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_token_create(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiToken, str]:
+    """Create a token and return it with its raw value, which is never stored and never shown again."""
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(user=user, name=name, key_hash=token_hash(raw), prefix=raw[:10])
+    return token, raw
+
+
+def api_token_use(*, raw: str) -> ApiToken | None:
+    token = ApiToken.objects.select_related("user").filter(key_hash=token_hash(raw)).first()
+    if token is None or not token.user.is_active:
+        return None
+    now = timezone.now()
+    # Recording use at minute resolution keeps the hot path free of a write per request.
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token
+
+
+# --- Teams and members ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def team_create(*, name: str, creator: AbstractBaseUser) -> Team:
+    _check_name(name, field="name", pattern=SLUG_RE, what="team name")
+    if Team.objects.filter(name=name).exists():
+        raise Conflict(f"A team named {name!r} already exists.", field="name")
+    team = Team.objects.create(name=name)
+    Project.objects.create(team=team, name=REGISTRY_PROJECT, description="The team's model registry.")
+    Membership.objects.create(team=team, user=creator, role=Role.ADMIN)
+    return team
+
+
+@transaction.atomic
+def membership_set(*, team: Team, username: str, role: str) -> Membership:
+    if role not in Role.values:
+        raise ApplicationError(f"Unknown role {role!r}: use one of {', '.join(Role.values)}.", field="role")
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        raise ApplicationError(f"No user named {username!r}.", field="username")
+    membership = Membership.objects.select_for_update().filter(team=team, user=user).first()
+    if membership is None:
+        return Membership.objects.create(team=team, user=user, role=role)
+    if membership.role == Role.ADMIN and role != Role.ADMIN:
+        _ensure_another_admin(team=team, leaving=membership)
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, team: Team, username: str) -> None:
+    membership = Membership.objects.select_for_update().filter(team=team, user__username=username).first()
+    if membership is None:
+        raise NotFound(f"{username!r} is not a member of {team.name}.", field="username")
+    if membership.role == Role.ADMIN:
+        _ensure_another_admin(team=team, leaving=membership)
+    membership.delete()
+
+
+def _ensure_another_admin(*, team: Team, leaving: Membership) -> None:
+    others = Membership.objects.select_for_update().filter(team=team, role=Role.ADMIN).exclude(pk=leaving.pk)
+    if not others.exists():
+        raise Conflict("A team keeps at least one admin; make someone else admin first.", field="role")
+
+
+def role_at_least(role: str | None, needed: str) -> bool:
+    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role(needed)]
+
+
+# --- Projects and artifacts -----------------------------------------------------------------------------
+
+
+def project_create(*, team: Team, name: str, description: str = "") -> Project:
+    _check_name(name, field="name", what="project name")
+    try:
+        with transaction.atomic():
+            return Project.objects.create(team=team, name=name, description=description)
+    except IntegrityError as exc:
+        raise Conflict(f"Project {team.name}/{name} already exists.", field="name") from exc
+
+
+@transaction.atomic
+def artifact_version_create(
+    *,
+    project: Project,
+    collection_name: str,
+    type: str,
+    user: AbstractBaseUser | None,
+    metadata: dict | None = None,
+    digest: str = "",
+    description: str = "",
+) -> ArtifactVersion:
+    """Log a new version of a collection (created on first use), numbered v0, v1, ... in order."""
+    _check_name(collection_name, field="collection", what="collection name")
+    if project.name == REGISTRY_PROJECT:
+        raise ApplicationError(
+            f"Log artifacts in a project of their own; {REGISTRY_PROJECT} holds registered models, which link them.",
+            field="project",
+        )
+    _check_name(type, field="type", what="artifact type")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise ApplicationError("metadata must be a JSON object.", field="metadata")
+    _reject_nul(metadata, field="metadata")
+    collection = _collection_get_or_create(project=project, name=collection_name, type=type)
+    collection = ArtifactCollection.objects.select_for_update().get(pk=collection.pk)
+    if collection.type != type:
+        raise ApplicationError(
+            f"{collection} holds artifacts of type {collection.type!r}, not {type!r}.", field="type"
+        )
+    last = collection.versions.aggregate(m=Max("index"))["m"]
+    next_index = 0 if last is None else last + 1
+    return ArtifactVersion.objects.create(
+        collection=collection,
+        index=next_index,
+        metadata=metadata,
+        digest=digest,
+        description=description,
+        created_by=user,
+    )
+
+
+def _collection_get_or_create(*, project: Project, name: str, type: str) -> ArtifactCollection:
+    try:
+        with transaction.atomic():
+            collection, _ = ArtifactCollection.objects.get_or_create(
+                project=project, name=name, defaults={"type": type}
+            )
+            return collection
+    except IntegrityError:  # created concurrently: use that one
+        return ArtifactCollection.objects.get(project=project, name=name)
+
+
+# --- Registered models, links and aliases ---------------------------------------------------------------
+
+
+def registered_model_create(*, team: Team, name: str, description: str = "") -> RegisteredModel:
+    _check_name(name, field="name", what="registered model name")
+    try:
+        with transaction.atomic():
+            return RegisteredModel.objects.create(team=team, name=name, description=description)
+    except IntegrityError as exc:
+        raise Conflict(f"Registered model {name!r} already exists in {team.name}.", field="name") from exc
+
+
+def registered_model_update(
+    *, registered_model: RegisteredModel, name: str | None = None, description: str | None = None
+) -> RegisteredModel:
+    fields = []
+    if name is not None and name != registered_model.name:
+        registered_model.name = _check_name(name, field="name", what="registered model name")
+        fields.append("name")
+    if description is not None:
+        registered_model.description = description
+        fields.append("description")
+    if fields:
+        try:
+            with transaction.atomic():
+                registered_model.save(update_fields=[*fields, "updated_at"])
+        except IntegrityError as exc:
+            raise Conflict(f"Registered model {name!r} already exists.", field="name") from exc
+    return registered_model
+
+
+@transaction.atomic
+def registered_model_delete(*, registered_model: RegisteredModel) -> None:
+    # Events keep their context snapshot (the FK is SET_NULL), so deliveries in flight still render.
+    registered_model.delete()
+
+
+def _lock(registered_model: RegisteredModel) -> RegisteredModel:
+    return RegisteredModel.objects.select_for_update().get(pk=registered_model.pk)
+
+
+def alias_validate(name: object) -> str:
+    if not isinstance(name, str) or not ALIAS_RE.match(name):
+        raise ApplicationError(
+            f"Invalid alias {name!r}: use 1-64 letters, digits, '.', '-' or '_', starting with a letter or digit.",
+            field="alias",
+        )
+    if name == LATEST_ALIAS:
+        raise ApplicationError("'latest' is maintained by the system and cannot be set by hand.", field="alias")
+    if VERSION_LIKE_RE.match(name):
+        raise ApplicationError(f"Alias {name!r} would read as a version index.", field="alias")
+    return name
+
+
+def model_version_link(
+    *,
+    registered_model: RegisteredModel,
+    artifact_version: ArtifactVersion,
+    user: AbstractBaseUser | None,
+    aliases: list[str] | tuple[str, ...] = (),
+    caused_by: Event | None = None,
+) -> ModelVersion:
+    """Link an artifact version as the next version of a registered model; fires LINK_ARTIFACT, then one
+    ADD_ARTIFACT_ALIAS per alias."""
+    aliases = list(dict.fromkeys(alias_validate(a) for a in aliases))
+    if artifact_version.collection.project.team_id != registered_model.team_id:
+        raise ApplicationError("The artifact belongs to another team.", field="artifact")
+    with transaction.atomic(), event_cause(caused_by):
+        registered_model = _lock(registered_model)
+        existing = registered_model.versions.filter(artifact_version=artifact_version).first()
+        if existing is not None:
+            raise Conflict(
+                f"{artifact_version.reference} is already linked to {registered_model.name} as {existing.version}.",
+                field="artifact",
+            )
+        last = registered_model.versions.aggregate(m=Max("index"))["m"]
+        model_version = ModelVersion.objects.create(
+            registered_model=registered_model,
+            artifact_version=artifact_version,
+            index=0 if last is None else last + 1,
+            linked_by=user,
+        )
+        _alias_put(model_version=model_version, name=LATEST_ALIAS, user=user)
+        for name in aliases:
+            _alias_put(model_version=model_version, name=name, user=user)
+        return model_version
+
+
+def model_version_unlink(*, model_version: ModelVersion) -> None:
+    with transaction.atomic():
+        registered_model = _lock(model_version.registered_model)
+        model_version.delete()
+        newest = registered_model.versions.order_by("-index").first()
+        if newest is not None and not registered_model.aliases.filter(name=LATEST_ALIAS).exists():
+            _alias_put(model_version=newest, name=LATEST_ALIAS, user=None)
+
+
+def alias_add(
+    *, model_version: ModelVersion, name: str, user: AbstractBaseUser | None, caused_by: Event | None = None
+) -> Alias:
+    """Put an alias on a version, moving it off whichever version had it. A no-op if it is already there."""
+    name = alias_validate(name)
+    with transaction.atomic(), event_cause(caused_by):
+        _lock(model_version.registered_model)
+        return _alias_put(model_version=model_version, name=name, user=user)
+
+
+def _alias_put(*, model_version: ModelVersion, name: str, user: AbstractBaseUser | None) -> Alias:
+    current = Alias.objects.filter(registered_model_id=model_version.registered_model_id, name=name).first()
+    if current is not None:
+        if current.model_version_id == model_version.pk:
+            return current
+        # A move is a removal and a fresh add, so the add fires its event like any other.
+        current.delete()
+    return Alias.objects.create(
+        registered_model_id=model_version.registered_model_id,
+        model_version=model_version,
+        name=name,
+        added_by=user,
+    )
+
+
+def alias_remove(*, registered_model: RegisteredModel, name: str) -> None:
+    if name == LATEST_ALIAS:
+        raise ApplicationError("'latest' is maintained by the system and cannot be removed.", field="alias")
+    with transaction.atomic():
+        _lock(registered_model)
+        deleted, _ = Alias.objects.filter(registered_model=registered_model, name=name).delete()
+    if not deleted:
+        raise NotFound(f"{registered_model.name} has no alias {name!r}.", field="alias")
