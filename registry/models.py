@@ -56,9 +56,7 @@ class ArtifactCollection(models.Model):
 
     class Meta:
         ordering = ["project__name", "name"]
-        constraints = [
-            models.UniqueConstraint(fields=["project", "name"], name="collection_unique_name_per_project")
-        ]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="collection_unique_name_per_project")]
 
     def __str__(self) -> str:
         return f"{self.project}/{self.name}"
@@ -79,9 +77,10 @@ class ArtifactVersion(models.Model):
 
     class Meta:
         ordering = ["collection_id", "index"]
-        constraints = [
-            models.UniqueConstraint(fields=["collection", "index"], name="artifact_version_unique_index")
-        ]
+        constraints = [models.UniqueConstraint(fields=["collection", "index"], name="artifact_version_unique_index")]
+
+    def __str__(self) -> str:
+        return self.reference
 
     @property
     def version(self) -> str:
@@ -90,9 +89,6 @@ class ArtifactVersion(models.Model):
     @property
     def reference(self) -> str:
         return f"{self.collection}:{self.version}"
-
-    def __str__(self) -> str:
-        return self.reference
 
 
 class RegisteredModel(models.Model):
@@ -106,9 +102,7 @@ class RegisteredModel(models.Model):
 
     class Meta:
         ordering = ["team__name", "name"]
-        constraints = [
-            models.UniqueConstraint(fields=["team", "name"], name="registered_model_unique_name_per_team")
-        ]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="registered_model_unique_name_per_team")]
 
     def __str__(self) -> str:
         return f"{self.team.name}/model-registry/{self.name}"
@@ -132,12 +126,12 @@ class ModelVersion(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.registered_model}:{self.version}"
+
     @property
     def version(self) -> str:
         return f"v{self.index}"
-
-    def __str__(self) -> str:
-        return f"{self.registered_model}:{self.version}"
 
 
 class Alias(models.Model):
@@ -182,9 +176,7 @@ class Event(models.Model):
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    caused_by = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="consequences"
-    )
+    caused_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="consequences")
     depth = models.PositiveIntegerField(default=0)
     context = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -198,9 +190,7 @@ class Event(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            models.Index(
-                fields=["created_at"], condition=Q(dispatched_at__isnull=True), name="event_undispatched_idx"
-            ),
+            models.Index(fields=["created_at"], condition=Q(dispatched_at__isnull=True), name="event_undispatched_idx"),
         ]
 
     def __str__(self) -> str:

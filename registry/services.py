@@ -36,7 +36,7 @@ from .validators import ALIAS_RE, NAME_RE, SLUG_RE, VERSION_LIKE_RE
 
 User = get_user_model()
 
-TOKEN_PREFIX = "rk_"
+TOKEN_PREFIX = "rk_"  # noqa: S105 (a public prefix, not a secret)
 
 
 def _check_name(value: str, *, field: str, pattern=NAME_RE, what: str = "name") -> str:
@@ -193,9 +193,7 @@ def artifact_version_create(
     collection = _collection_get_or_create(project=project, name=collection_name, type=type)
     collection = ArtifactCollection.objects.select_for_update().get(pk=collection.pk)
     if collection.type != type:
-        raise ApplicationError(
-            f"{collection} holds artifacts of type {collection.type!r}, not {type!r}.", field="type"
-        )
+        raise ApplicationError(f"{collection} holds artifacts of type {collection.type!r}, not {type!r}.", field="type")
     last = collection.versions.aggregate(m=Max("index"))["m"]
     next_index = 0 if last is None else last + 1
     return ArtifactVersion.objects.create(

@@ -132,7 +132,16 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelVersion
-        fields = ["registered_model", "version", "artifact", "artifact_id", "metadata", "aliases", "linked_by", "linked_at"]
+        fields = [
+            "registered_model",
+            "version",
+            "artifact",
+            "artifact_id",
+            "metadata",
+            "aliases",
+            "linked_by",
+            "linked_at",
+        ]
 
     def get_aliases(self, obj) -> list[str]:
         return sorted(a.name for a in obj.aliases.all())
@@ -148,8 +157,18 @@ class EventSerializer(serializers.ModelSerializer):
     class Meta:
         model = Event
         fields = [
-            "id", "type", "registered_model", "version", "alias", "author", "created_at", "dispatched_at",
-            "caused_by", "depth", "dispatch_note", "variables",
+            "id",
+            "type",
+            "registered_model",
+            "version",
+            "alias",
+            "author",
+            "created_at",
+            "dispatched_at",
+            "caused_by",
+            "depth",
+            "dispatch_note",
+            "variables",
         ]
 
     # Events outlive renames and deletions: read from the snapshot taken when the change happened.

@@ -18,7 +18,9 @@ urlpatterns = [
         views.ArtifactVersionListView.as_view(),
         name="artifact-versions",
     ),
-    path(team + "artifact-versions/<uuid:public_id>/", views.ArtifactVersionDetailView.as_view(), name="artifact-version"),
+    path(
+        team + "artifact-versions/<uuid:public_id>/", views.ArtifactVersionDetailView.as_view(), name="artifact-version"
+    ),
     path(team + "registered-models/", views.RegisteredModelListView.as_view(), name="registered-models"),
     path(model, views.RegisteredModelDetailView.as_view(), name="registered-model"),
     path(model + "versions/", views.ModelVersionListView.as_view(), name="model-versions"),

@@ -94,7 +94,9 @@ class MemberDetailView(TeamScopedMixin, APIView):
     def patch(self, request, team, username):
         role = _validated(s.MemberRoleSerializer, request.data)["role"]
         if not selectors.memberships_for_team(team=self.team).filter(user__username=username).exists():
-            raise ApplicationError(f"{username!r} is not a member of {self.team.name}.", field="username", code="not_found")
+            raise ApplicationError(
+                f"{username!r} is not a member of {self.team.name}.", field="username", code="not_found"
+            )
         membership = services.membership_set(team=self.team, username=username, role=role)
         return Response(s.MembershipSerializer(membership).data)
 

@@ -1,0 +1,71 @@
+"""Small factories: each builds one thing through the services, so test data obeys the same rules as real data."""
+
+from __future__ import annotations
+
+import itertools
+
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from registry import services
+from registry.choices import Role
+from registry.models import ArtifactVersion, ModelVersion, Project, RegisteredModel, Team
+
+PASSWORD = "correct-horse-battery-9"
+_seq = itertools.count(1)
+
+
+def make_user(username: str | None = None, *, superuser: bool = False, staff: bool = False):
+    username = username or f"user{next(_seq)}"
+    User = get_user_model()
+    if superuser:
+        return User.objects.create_superuser(username, f"{username}@example.com", PASSWORD)
+    return User.objects.create_user(username, f"{username}@example.com", PASSWORD, is_staff=staff)
+
+
+def make_team(name: str | None = None, *, admin=None) -> Team:
+    return services.team_create(name=name or f"team{next(_seq)}", creator=admin or make_user())
+
+
+def add_member(team: Team, user=None, role: str = Role.MEMBER):
+    user = user or make_user()
+    services.membership_set(team=team, username=user.username, role=role)
+    return user
+
+
+def make_project(team: Team, name: str = "training") -> Project:
+    return Project.objects.filter(team=team, name=name).first() or services.project_create(team=team, name=name)
+
+
+def make_artifact_version(
+    team: Team, *, project: str = "training", collection: str = "classifier", metadata: dict | None = None, user=None
+) -> ArtifactVersion:
+    return services.artifact_version_create(
+        project=make_project(team, project),
+        collection_name=collection,
+        type="model",
+        metadata=metadata or {},
+        user=user,
+    )
+
+
+def make_registered_model(team: Team, name: str = "classifier") -> RegisteredModel:
+    return RegisteredModel.objects.filter(team=team, name=name).first() or services.registered_model_create(
+        team=team, name=name
+    )
+
+
+def link(registered_model: RegisteredModel, *, user=None, aliases=(), metadata: dict | None = None) -> ModelVersion:
+    artifact = make_artifact_version(registered_model.team, metadata=metadata, user=user)
+    return services.model_version_link(
+        registered_model=registered_model, artifact_version=artifact, user=user, aliases=list(aliases)
+    )
+
+
+def api_client(user=None) -> APIClient:
+    """A client authenticated the way engineers are: with an API token in the Authorization header."""
+    client = APIClient()
+    if user is not None:
+        _, raw = services.api_token_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
+    return client
