@@ -52,6 +52,8 @@ class ArtifactCollection(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="collections")
     name = models.CharField(max_length=128, validators=[name_validator])
     type = models.CharField(max_length=64, validators=[name_validator])
+    # The next version's index, advanced under the row lock; indices are never reused.
+    next_index = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -97,6 +99,9 @@ class RegisteredModel(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="registered_models")
     name = models.CharField(max_length=128, validators=[name_validator])
     description = models.TextField(blank=True)
+    # The next model version's index, advanced under the row lock: an unlinked vN is never reused, so a
+    # reference such as name:v3 never comes to mean another artifact.
+    next_index = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -14,7 +14,6 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from .choices import LATEST_ALIAS, REGISTRY_PROJECT, ROLE_RANK, Role
@@ -194,11 +193,12 @@ def artifact_version_create(
     collection = ArtifactCollection.objects.select_for_update().get(pk=collection.pk)
     if collection.type != type:
         raise ApplicationError(f"{collection} holds artifacts of type {collection.type!r}, not {type!r}.", field="type")
-    last = collection.versions.aggregate(m=Max("index"))["m"]
-    next_index = 0 if last is None else last + 1
+    index = collection.next_index
+    collection.next_index = index + 1
+    collection.save(update_fields=["next_index"])
     return ArtifactVersion.objects.create(
         collection=collection,
-        index=next_index,
+        index=index,
         metadata=metadata,
         digest=digest,
         description=description,
@@ -292,11 +292,13 @@ def model_version_link(
                 f"{artifact_version.reference} is already linked to {registered_model.name} as {existing.version}.",
                 field="artifact",
             )
-        last = registered_model.versions.aggregate(m=Max("index"))["m"]
+        index = registered_model.next_index
+        registered_model.next_index = index + 1
+        registered_model.save(update_fields=["next_index"])
         model_version = ModelVersion.objects.create(
             registered_model=registered_model,
             artifact_version=artifact_version,
-            index=0 if last is None else last + 1,
+            index=index,
             linked_by=user,
         )
         _alias_put(model_version=model_version, name=LATEST_ALIAS, user=user)
