@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 
 import pytest
 from django.conf import settings
@@ -34,3 +39,98 @@ def _real_services(django_db_setup, django_db_blocker) -> None:
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# --- Real processes ---------------------------------------------------------------------------------------
+
+
+def _test_database_url() -> str:
+    """The URL of the test database pytest-django created, for processes started by the tests."""
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class WorkerProcess:
+    """A real ``celery worker`` subprocess on the test database and broker; its log is kept for assertions."""
+
+    def __init__(self, *, log_path, queues: str = "events", beat: bool = False, extra_env: dict | None = None):
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": _test_database_url(),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        self.args = [
+            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-l", "INFO",
+            "--concurrency", "2", "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
+            "--without-gossip", "--without-mingle",
+        ]  # fmt: skip
+        if beat:
+            self.args += ["-B", "--schedule", str(log_path.with_suffix(".beat"))]
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 40) -> WorkerProcess:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(  # noqa: S603
+            self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if b" ready." in self.log_path.read_bytes():
+                return self
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"celery worker did not start:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_until(predicate, *, timeout: float = 20, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+@pytest.fixture
+def purge_broker():
+    """Empty the test broker's queues so a test sees only its own messages."""
+    import redis
+
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.flushdb()
+    yield
+    client.flushdb()
+
+
+@pytest.fixture
+def worker_factory(transactional_db, tmp_path, purge_broker):
+    started: list[WorkerProcess] = []
+
+    def start(**kwargs) -> WorkerProcess:
+        worker = WorkerProcess(log_path=tmp_path / f"worker-{len(started)}.log", **kwargs).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

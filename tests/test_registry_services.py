@@ -151,10 +151,9 @@ def test_rolled_back_changes_schedule_no_dispatch(django_capture_on_commit_callb
     with django_capture_on_commit_callbacks() as callbacks:
         link(model)
     assert len(callbacks) == 1  # the link's event; `latest` moving fires none
-    with django_capture_on_commit_callbacks() as callbacks:
-        with pytest.raises(RuntimeError), transaction.atomic():
-            link(model)
-            raise RuntimeError
+    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(RuntimeError), transaction.atomic():
+        link(model)
+        raise RuntimeError
     assert callbacks == []
 
 
