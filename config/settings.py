@@ -192,3 +192,26 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Secrets vault ---------------------------------------------------------------------------------------
+# Fernet keys, newest first; older keys still decrypt, so a key is rotated by prepending a new one and running
+# `manage.py secrets_reencrypt`. The embedded default keeps a generated key in ./var (outside version control);
+# a server database without keys is refused at startup, since a key file on one machine would not reach others.
+SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
+if not SECRETS_ENCRYPTION_KEYS:
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" or env.bool("SECRETS_ALLOW_KEY_FILE", True):
+        from cryptography.fernet import Fernet as _Fernet
+
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        _secrets_key_file = Path(env.str("SECRETS_KEY_FILE", default=str(VAR_DIR / "secrets.key")))
+        if not _secrets_key_file.exists():
+            _secrets_key_file.write_bytes(_Fernet.generate_key())
+            _secrets_key_file.chmod(0o600)
+        SECRETS_ENCRYPTION_KEYS = [_secrets_key_file.read_text().strip()]
+    else:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "SECRETS_ENCRYPTION_KEYS is required with a server database (team secrets are encrypted with it). "
+            "Generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+        )

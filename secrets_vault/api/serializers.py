@@ -1,0 +1,23 @@
+from rest_framework import serializers
+
+from secrets_vault.models import Secret
+
+
+class SecretCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64, trim_whitespace=False)
+    value = serializers.CharField(write_only=True, trim_whitespace=False, max_length=16384)
+
+
+class SecretValueSerializer(serializers.Serializer):
+    value = serializers.CharField(write_only=True, trim_whitespace=False, max_length=16384)
+
+
+class SecretSerializer(serializers.ModelSerializer):
+    """Names and bookkeeping only: the value is write-only everywhere."""
+
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    updated_by = serializers.CharField(source="updated_by.username", default=None)
+
+    class Meta:
+        model = Secret
+        fields = ["name", "created_at", "updated_at", "created_by", "updated_by"]

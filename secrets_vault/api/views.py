@@ -1,0 +1,52 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from registry.api.mixins import TeamScopedMixin
+from registry.choices import Role
+from secrets_vault import selectors, services
+
+from . import serializers as s
+
+
+def _validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class SecretListView(TeamScopedMixin, generics.ListAPIView):
+    serializer_class = s.SecretSerializer
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+
+    def get_queryset(self):
+        return selectors.secrets_for_team(team=self.team)
+
+    @extend_schema(request=s.SecretCreateSerializer, responses={201: s.SecretSerializer})
+    def post(self, request, team):
+        data = _validated(s.SecretCreateSerializer, request.data)
+        secret = services.secret_create(team=self.team, user=request.user, **data)
+        return Response(s.SecretSerializer(secret).data, status=status.HTTP_201_CREATED)
+
+
+class SecretDetailView(TeamScopedMixin, APIView):
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+
+    @extend_schema(request=s.SecretValueSerializer, responses=s.SecretSerializer)
+    def put(self, request, team, name):
+        """Set the value: creates the secret if it does not exist yet."""
+        value = _validated(s.SecretValueSerializer, request.data)["value"]
+        existing = selectors.secrets_for_team(team=self.team).filter(name=name).first()
+        if existing is None:
+            secret = services.secret_create(team=self.team, name=name, value=value, user=request.user)
+            return Response(s.SecretSerializer(secret).data, status=status.HTTP_201_CREATED)
+        secret = services.secret_update(secret=existing, value=value, user=request.user)
+        return Response(s.SecretSerializer(secret).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, team, name):
+        services.secret_delete(team=self.team, name=name)
+        return Response(status=status.HTTP_204_NO_CONTENT)
