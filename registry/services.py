@@ -258,16 +258,16 @@ def _lock(registered_model: RegisteredModel) -> RegisteredModel:
     return RegisteredModel.objects.select_for_update().get(pk=registered_model.pk)
 
 
-def alias_validate(name: object) -> str:
+def alias_validate(name: object, *, field: str = "alias") -> str:
     if not isinstance(name, str) or not ALIAS_RE.match(name):
         raise ApplicationError(
             f"Invalid alias {name!r}: use 1-64 letters, digits, '.', '-' or '_', starting with a letter or digit.",
-            field="alias",
+            field=field,
         )
     if name == LATEST_ALIAS:
-        raise ApplicationError("'latest' is maintained by the system and cannot be set by hand.", field="alias")
+        raise ApplicationError("'latest' is maintained by the system and cannot be set by hand.", field=field)
     if VERSION_LIKE_RE.match(name):
-        raise ApplicationError(f"Alias {name!r} would read as a version index.", field="alias")
+        raise ApplicationError(f"Alias {name!r} would read as a version index.", field=field)
     return name
 
 
@@ -281,7 +281,7 @@ def model_version_link(
 ) -> ModelVersion:
     """Link an artifact version as the next version of a registered model; fires LINK_ARTIFACT, then one
     ADD_ARTIFACT_ALIAS per alias."""
-    aliases = list(dict.fromkeys(alias_validate(a) for a in aliases))
+    aliases = list(dict.fromkeys(alias_validate(a, field="aliases") for a in aliases))
     if artifact_version.collection.project.team_id != registered_model.team_id:
         raise ApplicationError("The artifact belongs to another team.", field="artifact")
     with transaction.atomic(), event_cause(caused_by):

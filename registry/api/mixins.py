@@ -8,6 +8,7 @@ from registry.choices import Role
 from registry.models import Event, Team
 from registry.selectors import event_get, team_role
 
+from .parsers import JSONParser
 from .permissions import TeamRole
 
 CAUSED_BY_HEADER = "X-Registry-Caused-By"
@@ -17,6 +18,7 @@ class TeamScopedMixin:
     """Resolves ``{team}`` from the URL for members only, and declares the role each method needs."""
 
     permission_classes = [permissions.IsAuthenticated, TeamRole]
+    parser_classes = [JSONParser]
     read_role: str = Role.VIEWER
     write_role: str = Role.MEMBER
     # Per-method exceptions, e.g. {"DELETE": Role.ADMIN}.
@@ -28,6 +30,12 @@ class TeamScopedMixin:
         return self.read_role if method in permissions.SAFE_METHODS else self.write_role
 
     def _resolve_team(self) -> None:
+        # PostgreSQL cannot compare text holding U+0000: refuse it before any query rather than fail in one.
+        if any("\x00" in str(value) for value in self.kwargs.values()):
+            raise exceptions.NotFound("No such resource.")
+        for key, values in self.request.query_params.lists():
+            if "\x00" in key or any("\x00" in value for value in values):
+                raise exceptions.ValidationError({key: ["Query parameters may not contain the NUL character."]})
         name = self.kwargs["team"]
         team = Team.objects.filter(name=name).first()
         role = team_role(team=team, user=self.request.user) if team else None

@@ -12,10 +12,11 @@ from rest_framework.views import APIView
 
 from registry import selectors, services
 from registry.choices import Role
-from registry.errors import ApplicationError
+from registry.errors import ApplicationError, NotFound
 
 from . import serializers as s
 from .mixins import TeamScopedMixin
+from .parsers import JSONParser
 from .permissions import IsSuperuser
 
 TOKEN_RESPONSE = inline_serializer("TokenResponse", {"token": serializers.CharField()})
@@ -32,6 +33,7 @@ class TokenView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    parser_classes = [JSONParser]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
 
@@ -47,6 +49,7 @@ class TokenView(APIView):
 
 class UserCreateView(APIView):
     permission_classes = [IsAuthenticated, IsSuperuser]
+    parser_classes = [JSONParser]
 
     @extend_schema(request=s.UserCreateSerializer, responses={201: s.UserSerializer})
     def post(self, request):
@@ -56,6 +59,7 @@ class UserCreateView(APIView):
 
 class TeamListView(generics.ListAPIView):
     serializer_class = s.TeamSerializer
+    parser_classes = [JSONParser]
 
     def get_queryset(self):
         return selectors.teams_for_user(user=self.request.user)
@@ -94,9 +98,7 @@ class MemberDetailView(TeamScopedMixin, APIView):
     def patch(self, request, team, username):
         role = _validated(s.MemberRoleSerializer, request.data)["role"]
         if not selectors.memberships_for_team(team=self.team).filter(user__username=username).exists():
-            raise ApplicationError(
-                f"{username!r} is not a member of {self.team.name}.", field="username", code="not_found"
-            )
+            raise NotFound(f"{username!r} is not a member of {self.team.name}.", field="username")
         membership = services.membership_set(team=self.team, username=username, role=role)
         return Response(s.MembershipSerializer(membership).data)
 
@@ -272,5 +274,5 @@ class EventDetailView(TeamScopedMixin, APIView):
     def get(self, request, team, event_id):
         event = selectors.event_get(team=self.team, event_id=event_id)
         if event is None:
-            raise ApplicationError(f"No event {event_id}.", code="not_found")
+            raise NotFound(f"No event {event_id}.")
         return Response(s.EventSerializer(event).data)
