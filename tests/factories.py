@@ -69,3 +69,24 @@ def api_client(user=None) -> APIClient:
         _, raw = services.api_token_create(user=user)
         client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
     return client
+
+
+def registry_snapshot() -> dict:
+    """Everything a registry API write can change, so a test can prove a refused request wrote nothing."""
+    from registry.models import Alias, ArtifactCollection, Event, Membership
+
+    def rows(queryset, *fields):
+        return sorted(queryset.values_list(*fields))
+
+    return {
+        "users": rows(get_user_model().objects, "username", "email", "is_active"),
+        "teams": rows(Team.objects, "name"),
+        "memberships": rows(Membership.objects, "team__name", "user__username", "role"),
+        "projects": rows(Project.objects, "team__name", "name", "description"),
+        "collections": rows(ArtifactCollection.objects, "project__team__name", "project__name", "name", "type"),
+        "artifact_versions": rows(ArtifactVersion.objects, "collection_id", "index", "digest", "description"),
+        "registered_models": rows(RegisteredModel.objects, "team__name", "name", "description"),
+        "model_versions": rows(ModelVersion.objects, "registered_model_id", "index", "artifact_version_id"),
+        "aliases": rows(Alias.objects, "registered_model_id", "name", "model_version_id"),
+        "events": rows(Event.objects, "id"),
+    }
