@@ -1,0 +1,577 @@
+"""The one hardened outbound HTTP path: every webhook request leaves the process through :func:`post`.
+
+Outbound safety (DESIGN section 6):
+
+* :func:`url_check` accepts only ``http``/``https`` URLs with a host, a valid port and no ``user:pass@``. It resolves
+  the host once with ``socket.getaddrinfo`` (IPv4 and IPv6) and refuses the URL unless *every* resolved address is
+  globally routable or admitted by the operator allow-list ``WEBHOOK_ALLOWED_NETWORKS``. IPv4 addresses embedded in
+  IPv6 ones (``::ffff:a.b.c.d``, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``) are checked as the IPv4 address.
+* :func:`post` connects to an address :func:`url_check` returned, never to the name (no second lookup, so DNS
+  rebinding cannot swap the address between check and connect). The ``Host`` header carries the URL's host, and for
+  https the URL's host name is used for SNI and certificate verification.
+* Redirects are never followed, connect and read timeouts apply to every socket operation, a total deadline cuts the
+  whole exchange short, and the response body is read as raw wire bytes (no decompression) up to a cap.
+
+This module knows nothing of webhooks, secrets or models. Error texts never include request headers or the body,
+nor the URL's path or query (webhook URLs often embed a token); they name the host, address and port only.
+
+Settings (all optional; ``config.settings`` need not define them):
+
+``WEBHOOK_ALLOWED_NETWORKS``   list of CIDR strings admitted despite being non-public (default ``[]``)
+``WEBHOOK_CONNECT_TIMEOUT``    seconds per connection attempt, TLS handshake included (default ``5``)
+``WEBHOOK_READ_TIMEOUT``       seconds any single send or receive may wait (default ``10``)
+``WEBHOOK_DEADLINE``           seconds for the whole exchange, name resolution included (default ``30``)
+``WEBHOOK_MAX_RESPONSE_BYTES`` response body bytes kept (default ``65536``)
+``WEBHOOK_CA_BUNDLE``          path of the CA certificates trusted for https (default: certifi's bundle)
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import ipaddress
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import certifi
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.util import SKIP_HEADER
+
+__all__ = ["HttpResponse", "ResolvedAddress", "UnsafeURL", "post", "url_check"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ALLOWED_SCHEMES = {"http": 80, "https": 443}
+# Headers post() derives itself; a caller passing one of them gets an "invalid header" response.
+RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
+
+_READ_CHUNK = 16 * 1024
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+_SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")
+_PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(cidr) for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+_CLOUD_METADATA = ipaddress.IPv4Address("169.254.169.254")
+
+
+class UnsafeURL(Exception):
+    """A URL outbound requests may not reach; ``reason`` says why in words an admin can act on."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ResolvedAddress:
+    """One checked address of a URL's host: what :func:`post` connects to."""
+
+    ip: IPAddress
+    family: int
+    sockaddr: tuple[Any, ...]
+
+    def __str__(self) -> str:
+        return f"[{self.ip}]:{self.sockaddr[1]}" if self.ip.version == 6 else f"{self.ip}:{self.sockaddr[1]}"
+
+
+@dataclass
+class HttpResponse:
+    """The outcome of :func:`post`.
+
+    ``error`` is ``""`` when a response was read to its end (or to the cap, then ``truncated`` is true). Otherwise it
+    says what cut the exchange short; ``status_code`` is still set when the status line arrived before that (a read
+    timeout or the deadline while reading the body), and is ``None`` when the URL was refused (``error`` starts with
+    ``"refused: "``), a header was invalid, or no response arrived.
+    """
+
+    status_code: int | None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    truncated: bool = False
+    duration_ms: float = 0.0
+    error: str = ""
+
+
+# --- Checking a URL -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    scheme: str
+    host: str  # ASCII host name or IP literal, without brackets
+    port: int
+    host_header: str
+    request_target: str
+
+
+def _parse(url: str) -> _Target:
+    if not isinstance(url, str) or not url:
+        raise UnsafeURL("the URL is empty")
+    if _CONTROL_OR_SPACE.search(url):
+        raise UnsafeURL("the URL contains whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise UnsafeURL(f"the URL is malformed ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        shown = f"the scheme {scheme!r}" if scheme else "a URL without a scheme"
+        raise UnsafeURL(f"{shown} is not allowed; webhook URLs must use http or https")
+    if "@" in parts.netloc:
+        raise UnsafeURL("credentials in the URL (user:password@) are not allowed; keep them in a team secret")
+    if not parts.hostname:
+        raise UnsafeURL("the URL has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UnsafeURL("the URL's port is not a number between 1 and 65535") from None
+    if port == 0:
+        raise UnsafeURL("the URL's port is not a number between 1 and 65535")
+    default_port = ALLOWED_SCHEMES[scheme]
+    port = port or default_port
+
+    host = parts.hostname  # lower-cased, brackets removed
+    if not _is_ip_literal(host):
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise UnsafeURL(f"{parts.hostname!r} is not a valid host name") from None
+
+    shown_host = f"[{host}]" if ":" in host else host
+    host_header = shown_host if port == default_port else f"{shown_host}:{port}"
+    request_target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _Target(scheme, host, port, host_header, request_target)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    networks = []
+    for entry in getattr(settings, "WEBHOOK_ALLOWED_NETWORKS", None) or []:
+        try:
+            networks.append(ipaddress.ip_network(entry))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_NETWORKS: {entry!r} is not a CIDR network ({exc})") from None
+    return networks
+
+
+def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, NAT64 well-known prefix, 6to4), if any."""
+    if ip.version != 6:
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64_WELL_KNOWN:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour
+
+
+def _non_public_kind(ip: IPAddress) -> str | None:
+    """What makes ``ip`` unfit for outbound requests, or None for a globally routable address."""
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip == _CLOUD_METADATA:
+        return "a link-local address (the cloud metadata service)"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.version == 4 and ip in _SHARED_ADDRESS_SPACE:
+        return "a shared address space (carrier-grade NAT) address"
+    if ip.is_reserved:
+        return "a reserved address"
+    if any(ip in net for net in _PRIVATE_NETWORKS):
+        return "a private address"
+    if ip.is_private:
+        return "a special-purpose address"
+    if ip.version == 6 and ip.is_site_local:
+        return "a site-local address"
+    if not ip.is_global:
+        return "not a globally routable address"
+    return None
+
+
+def _non_public(ip: IPAddress, allowed: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str | None:
+    """Why ``ip`` may not be reached ("10.0.0.1, a private address"), or None when it may be."""
+    mapped = ip.ipv4_mapped if ip.version == 6 else None
+    if any(ip in net or (mapped is not None and mapped in net) for net in allowed):
+        return None
+    if mapped is not None:  # ::ffff:a.b.c.d is a.b.c.d on the wire: judge it as such
+        kind, shown = _non_public_kind(mapped), f"::ffff:{mapped}"
+    else:
+        embedded = _embedded_ipv4(ip)
+        embedded_kind = _non_public_kind(embedded) if embedded is not None else None
+        if embedded_kind:
+            kind, shown = embedded_kind, f"{ip} (which embeds {embedded})"
+        else:
+            kind, shown = _non_public_kind(ip), str(ip)
+    return f"{shown}, {kind}" if kind else None
+
+
+def _resolve(target: _Target) -> list[ResolvedAddress]:
+    try:
+        infos = socket.getaddrinfo(target.host, target.port, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as exc:
+        detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise UnsafeURL(f"could not resolve {target.host} ({detail})") from None
+    addresses: list[ResolvedAddress] = []
+    for family, _type, _proto, _canonname, sockaddr in infos:
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            continue
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if all(known.sockaddr != sockaddr for known in addresses):
+            addresses.append(ResolvedAddress(ip=ip, family=family, sockaddr=tuple(sockaddr)))
+    if not addresses:
+        raise UnsafeURL(f"could not resolve {target.host} (no IPv4 or IPv6 address)")
+    return addresses
+
+
+def _check(target: _Target) -> list[ResolvedAddress]:
+    addresses = _resolve(target)
+    allowed = _allowed_networks()
+    for address in addresses:
+        problem = _non_public(address.ip, allowed)
+        if problem is not None:
+            subject = f"{target.host} resolves to" if not _is_ip_literal(target.host) else "the URL's host is"
+            raise UnsafeURL(
+                f"{subject} {problem}; outbound webhooks may not reach it unless WEBHOOK_ALLOWED_NETWORKS admits it"
+            )
+    return addresses
+
+
+def url_check(url: str) -> list[ResolvedAddress]:
+    """Check ``url`` for outbound use and return its host's addresses, in resolver order.
+
+    Raises :class:`UnsafeURL` when the URL is malformed, not http(s), carries credentials, cannot be resolved, or
+    any of its addresses is non-public and not admitted by ``WEBHOOK_ALLOWED_NETWORKS``. The host is resolved
+    exactly once per call.
+    """
+    return _check(_parse(url))
+
+
+# --- Sending --------------------------------------------------------------------------------------------------
+
+
+class _Watchdog:
+    """Shuts the watched socket down when the total deadline passes, waking any read or write blocked on it."""
+
+    def __init__(self, seconds: float):
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self.fired = False
+        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, fd: int) -> None:
+        with self._lock:
+            self._fd = fd
+
+    def unwatch(self) -> None:
+        """Stop watching; call before the watched socket is closed, so its descriptor is never reused under us."""
+        with self._lock:
+            self._fd = None
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        self.unwatch()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            if self._fd is None:
+                return
+            sock = socket.socket(fileno=self._fd)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            finally:
+                sock.detach()
+
+
+class _PinnedConnectionMixin:
+    """Connects to one checked address instead of resolving the host name again."""
+
+    pinned: ResolvedAddress
+    watchdog: _Watchdog
+    timeout: float
+    socket_options: Any
+    host: str
+    port: int
+
+    def _new_conn(self) -> socket.socket:
+        sock = socket.socket(self.pinned.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            for option in self.socket_options or ():
+                sock.setsockopt(*option)
+            sock.settimeout(self.timeout)
+            self.watchdog.watch(sock.fileno())
+            sock.connect(self.pinned.sockaddr)
+        except BaseException:
+            self.watchdog.unwatch()
+            sock.close()
+            raise
+        sys.audit("http.client.connect", self, self.host, self.port)
+        return sock
+
+
+class _PinnedHTTPConnection(_PinnedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _PinnedHTTPSConnection(_PinnedConnectionMixin, HTTPSConnection):
+    pass
+
+
+def _connection(
+    target: _Target, address: ResolvedAddress, *, timeout: float, watchdog: _Watchdog
+) -> _PinnedHTTPConnection | _PinnedHTTPSConnection:
+    # The connection's host is the checked IP, so even urllib3's own connect path could only reach that address.
+    conn: _PinnedHTTPConnection | _PinnedHTTPSConnection
+    if target.scheme == "https":
+        conn = _PinnedHTTPSConnection(
+            str(address.ip),
+            target.port,
+            timeout=timeout,
+            server_hostname=target.host,  # SNI and certificate verification use the URL's host
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=getattr(settings, "WEBHOOK_CA_BUNDLE", None) or certifi.where(),
+        )
+    else:
+        conn = _PinnedHTTPConnection(str(address.ip), target.port, timeout=timeout)
+    conn.pinned = address
+    conn.watchdog = watchdog
+    return conn
+
+
+def _header_problem(headers: dict[str, str]) -> str | None:
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            return f"{name!r} is not a valid header name"
+        if name.lower() in RESERVED_HEADERS:
+            return f"the {name} header is derived from the URL and body and may not be set by the caller"
+        if not isinstance(value, str) or _BAD_HEADER_VALUE.search(value):
+            return f"the value of the {name} header contains a line break or control character"
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            return f"the value of the {name} header is not Latin-1 text"
+    return None
+
+
+def _connect_error(exc: OSError, address: ResolvedAddress, timeout: float) -> str:
+    if isinstance(exc, TimeoutError) or exc.errno == errno.ETIMEDOUT:
+        return f"timed out after {timeout:.1f} s connecting to {address}"
+    if exc.errno == errno.ECONNREFUSED:
+        return f"connection refused by {address}"
+    if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
+        return f"{address} is unreachable ({exc.strerror})"
+    return f"could not connect to {address} ({exc.strerror or type(exc).__name__})"
+
+
+def _tls_error(exc: ssl.SSLError, target: _Target) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or exc.reason or str(exc)
+        return f"TLS certificate verification failed for {target.host}: {detail}"
+    return f"TLS handshake with {target.host} failed: {exc.reason or type(exc).__name__}"
+
+
+def _setting(value: float | None, name: str, default: float) -> float:
+    return float(value if value is not None else getattr(settings, name, default))
+
+
+def post(
+    url: str,
+    *,
+    body: bytes,
+    headers: dict[str, str],
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    deadline: float | None = None,
+    max_response_bytes: int | None = None,
+) -> HttpResponse:
+    """POST exactly ``body`` to ``url`` through the outbound safety checks, and describe what came back.
+
+    Never raises for anything the network or the URL does: a refused URL gives ``status_code=None`` and an ``error``
+    starting with ``"refused: "``; an invalid header (a line break in a value, a caller-set ``Host``) gives an
+    ``error`` starting with ``"invalid header: "``; network failures and timeouts are described in ``error``.
+
+    The request carries ``headers`` plus ``Host`` (from the URL), ``Content-Length`` and ``Accept-Encoding:
+    identity``; no ``User-Agent`` is added when the caller gives none. The response body is kept as wire bytes
+    (never decompressed), so ``max_response_bytes`` counts what the endpoint sent. 3xx responses are returned, not
+    followed. Resolved addresses are tried in order until one accepts the TCP connection; once a connection is made
+    the request is sent on it only (never re-sent to another address).
+
+    Timeouts default to the ``WEBHOOK_*`` settings: ``connect_timeout`` bounds each connection attempt (TLS
+    handshake included), ``read_timeout`` any single send or receive, and ``deadline`` the whole call from its start
+    (name resolution counts against it but cannot be interrupted).
+    """
+    started = time.monotonic()
+    connect_timeout = _setting(connect_timeout, "WEBHOOK_CONNECT_TIMEOUT", 5)
+    read_timeout = _setting(read_timeout, "WEBHOOK_READ_TIMEOUT", 10)
+    deadline = _setting(deadline, "WEBHOOK_DEADLINE", 30)
+    cap = int(
+        max_response_bytes
+        if max_response_bytes is not None
+        else getattr(settings, "WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024)
+    )
+    if not isinstance(body, bytes):
+        raise TypeError("body must be bytes: exactly what is sent and signed")
+    deadline_at = started + deadline
+
+    def finish(result: HttpResponse) -> HttpResponse:
+        result.duration_ms = (time.monotonic() - started) * 1000
+        return result
+
+    problem = _header_problem(headers)
+    if problem:
+        return finish(HttpResponse(status_code=None, error=f"invalid header: {problem}"))
+    try:
+        target = _parse(url)
+        addresses = _check(target)
+    except UnsafeURL as exc:
+        return finish(HttpResponse(status_code=None, error=f"refused: {exc.reason}"))
+
+    request_headers = {"Host": target.host_header, **headers}
+    if not any(name.lower() == "user-agent" for name in headers):
+        request_headers["User-Agent"] = SKIP_HEADER
+    deadline_text = f"deadline of {deadline:.1f} s exceeded"
+
+    watchdog = _Watchdog(deadline_at - time.monotonic())
+    try:
+        connect_errors: list[str] = []
+        conn = None
+        for address in addresses:
+            remaining = deadline_at - time.monotonic()
+            if remaining <= 0:
+                connect_errors.append(f"{deadline_text} connecting")
+                break
+            attempt_timeout = min(connect_timeout, remaining)
+            candidate = _connection(target, address, timeout=attempt_timeout, watchdog=watchdog)
+            try:
+                candidate.connect()
+            except ssl.SSLError as exc:
+                watchdog.unwatch()
+                candidate.close()
+                error = f"{deadline_text} during the TLS handshake" if watchdog.fired else _tls_error(exc, target)
+                return finish(HttpResponse(status_code=None, error=error))
+            except OSError as exc:
+                watchdog.unwatch()
+                candidate.close()
+                if watchdog.fired or (isinstance(exc, TimeoutError) and attempt_timeout < connect_timeout):
+                    connect_errors.append(f"{deadline_text} connecting to {address}")
+                    break
+                connect_errors.append(_connect_error(exc, address, attempt_timeout))
+                continue
+            conn = candidate
+            break
+        if conn is None:
+            return finish(HttpResponse(status_code=None, error="; ".join(connect_errors)))
+
+        return finish(
+            _exchange(
+                conn,
+                target,
+                body=body,
+                headers=request_headers,
+                read_timeout=read_timeout,
+                cap=cap,
+                deadline_at=deadline_at,
+                watchdog=watchdog,
+                deadline_text=deadline_text,
+            )
+        )
+    finally:
+        watchdog.cancel()
+
+
+def _exchange(
+    conn: _PinnedHTTPConnection | _PinnedHTTPSConnection,
+    target: _Target,
+    *,
+    body: bytes,
+    headers: dict[str, str],
+    read_timeout: float,
+    cap: int,
+    deadline_at: float,
+    watchdog: _Watchdog,
+    deadline_text: str,
+) -> HttpResponse:
+    result = HttpResponse(status_code=None)
+    received = bytearray()
+    stage = "sending the request"
+    response = None
+    try:
+        conn.timeout = read_timeout  # applied to the socket by request() and getresponse()
+        conn.request(
+            "POST", target.request_target, body=body, headers=headers, preload_content=False, decode_content=False
+        )
+        stage = "waiting for the response"
+        response = conn.getresponse()
+        if watchdog.fired:  # the headers were cut short: what was parsed is not a response
+            raise TimeoutError
+        result.status_code = response.status
+        result.headers = dict(response.headers.itermerged())
+
+        stage = "reading the response body"
+        while len(received) <= cap:
+            if time.monotonic() >= deadline_at:
+                raise TimeoutError
+            chunk = response.read1(min(_READ_CHUNK, cap + 1 - len(received)), decode_content=False)
+            if not chunk:
+                break
+            received += chunk
+        if watchdog.fired:  # a close-delimited body may look complete when the deadline shut the socket
+            raise TimeoutError
+    except (TimeoutError, ReadTimeoutError):
+        expired = watchdog.fired or time.monotonic() >= deadline_at
+        result.error = f"{deadline_text} {stage}" if expired else f"timed out after {read_timeout:.1f} s {stage}"
+    except (OSError, ProtocolError, http.client.HTTPException) as exc:
+        expired = watchdog.fired or time.monotonic() >= deadline_at
+        result.error = f"{deadline_text} {stage}" if expired else f"connection failed {stage}: {_describe(exc)}"
+    finally:
+        watchdog.unwatch()
+        if response is not None:
+            response.close()
+        conn.close()
+    result.truncated = len(received) > cap
+    result.body = bytes(received[:cap])
+    return result
+
+
+def _describe(exc: BaseException) -> str:
+    """A short description of a transport error; it never carries request headers or body."""
+    while isinstance(exc, ProtocolError) and exc.args and isinstance(exc.args[-1], BaseException):
+        exc = exc.args[-1]
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "the endpoint closed the connection without responding"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "the response ended before its announced length"
+    if isinstance(exc, http.client.HTTPException):
+        return f"malformed HTTP response ({type(exc).__name__})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return type(exc).__name__

@@ -1,0 +1,686 @@
+"""The hardened outbound HTTP path, against real HTTP receivers on loopback.
+
+Every test runs under a guard that fails it if anything connects anywhere but 127.0.0.1 / ::1 or looks up a name
+outside this machine; names other than ``localhost`` are answered by a fake resolver (DNS is not ours to test).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import gzip
+import ipaddress
+import socket
+import socketserver
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from automations.safe_http import HttpResponse, UnsafeURL, post, url_check
+
+LOOPBACK = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"), ipaddress.ip_address("::ffff:127.0.0.1")}
+
+
+# --- Network guard and fake resolver ----------------------------------------------------------------------------
+
+
+class NetworkGuard:
+    """Records every connect and name lookup; refuses anything that would leave this machine."""
+
+    def __init__(self, real_connect, real_getaddrinfo):
+        self.connects: list[tuple[str, int]] = []
+        self.lookups: list[str] = []
+        self._answers: dict[str, Callable[[], list[str]]] = {}
+        self._real_connect = real_connect
+        self._real_getaddrinfo = real_getaddrinfo
+
+    def answer(self, name: str, *ips: str, later: tuple[str, ...] | None = None) -> None:
+        """Make ``name`` resolve to ``ips``; with ``later``, every lookup after the first gets ``later`` instead."""
+        calls = 0
+
+        def respond() -> list[str]:
+            nonlocal calls
+            calls += 1
+            return list(ips) if later is None or calls == 1 else list(later)
+
+        self._answers[name] = respond
+
+    def fail_lookup(self, name: str) -> None:
+        def respond() -> list[str]:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+        self._answers[name] = respond
+
+    def lookups_of(self, name: str) -> int:
+        return self.lookups.count(name)
+
+    def connect(self, sock, address):
+        self.connects.append((address[0], address[1]))
+        if ipaddress.ip_address(address[0].split("%", 1)[0]) not in LOOPBACK:
+            raise AssertionError(f"a test tried to connect to {address[0]}, outside this machine")
+        return self._real_connect(sock, address)
+
+    def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):
+        self.lookups.append(host)
+        if host in self._answers:
+            port_number = int(port or 0)
+            infos = []
+            for ip in self._answers[host]():
+                if ipaddress.ip_address(ip).version == 6:
+                    infos.append((socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port_number, 0, 0)))
+                else:
+                    infos.append((socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port_number)))
+            return infos
+        try:
+            ipaddress.ip_address(str(host).split("%", 1)[0])
+        except ValueError:
+            if host != "localhost":
+                raise AssertionError(f"a test tried to resolve {host!r} outside this machine") from None
+        return self._real_getaddrinfo(host, port, family, type, proto, flags)
+
+
+@pytest.fixture(autouse=True)
+def network(monkeypatch, settings) -> NetworkGuard:
+    settings.WEBHOOK_ALLOWED_NETWORKS = []
+    guard = NetworkGuard(socket.socket.connect, socket.getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", lambda sock, address: guard.connect(sock, address))
+    monkeypatch.setattr(socket, "getaddrinfo", guard.getaddrinfo)
+    return guard
+
+
+# --- Receivers --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReceivedRequest:
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = [value for key, value in self.headers if key.lower() == name.lower()]
+        assert len(values) <= 1, f"{name} sent {len(values)} times"
+        return values[0] if values else None
+
+
+@dataclass
+class Receiver:
+    server: ThreadingHTTPServer
+    requests: list[ReceivedRequest] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    sni: list[str | None] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+
+Respond = Callable[[BaseHTTPRequestHandler, Receiver], None]
+
+
+def respond_ok(handler: BaseHTTPRequestHandler, receiver: Receiver) -> None:
+    body = b'{"ok": true}'
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("X-Receiver", "loopback")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # no reverse lookup of the bound address
+        self.server_name, self.server_port = "receiver", self.server_address[1]
+
+
+def _start(respond: Respond, *, host: str, tls: ssl.SSLContext | None = None) -> Receiver:
+    holder: dict[str, Receiver] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            receiver = holder["receiver"]
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            receiver.requests.append(ReceivedRequest(self.command, self.path, list(self.headers.items()), body))
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                respond(self, receiver)
+
+        def log_message(self, format, *args) -> None:
+            pass
+
+    server_class = _Server
+    if ":" in host:
+        server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+    server = server_class((host, 0), Handler)
+    receiver = holder["receiver"] = Receiver(server=server)
+    if tls is not None:
+        tls.sni_callback = lambda _sock, name, _ctx: receiver.sni.append(name)
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return receiver
+
+
+@pytest.fixture
+def receiver_factory() -> Iterator[Callable[..., Receiver]]:
+    started: list[Receiver] = []
+
+    def start(respond: Respond = respond_ok, *, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None):
+        receiver = _start(respond, host=host, tls=tls)
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.stop.set()
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+@pytest.fixture
+def receiver(receiver_factory) -> Receiver:
+    return receiver_factory()
+
+
+def _ipv6_loopback_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+needs_ipv6 = pytest.mark.skipif(not _ipv6_loopback_available(), reason="::1 cannot be bound on this machine")
+
+
+def closed_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def send(url: str, **kwargs) -> HttpResponse:
+    kwargs.setdefault("body", b'{"event": "LINK_ARTIFACT"}')
+    kwargs.setdefault("headers", {"Content-Type": "application/json", "User-Agent": "registry-automations/test"})
+    return post(url, **kwargs)
+
+
+def url_check_reason(url: str) -> str:
+    try:
+        url_check(url)
+    except UnsafeURL as exc:
+        return exc.reason
+    raise AssertionError(f"{url} was not refused")
+
+
+def assert_refused(url: str, network: NetworkGuard, *, reason: str) -> None:
+    with pytest.raises(UnsafeURL) as refused:
+        url_check(url)
+    assert reason in refused.value.reason
+
+    response = send(url)
+
+    assert response.status_code is None
+    assert response.error.startswith("refused: ")
+    assert reason in response.error
+    assert network.connects == []
+
+
+# --- Refused before any connection ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://169.254.169.254/latest/meta-data", "169.254.169.254, a link-local address (the cloud metadata"),
+        ("http://10.0.0.1/", "10.0.0.1, a private address"),
+        ("http://0.0.0.0/", "0.0.0.0, an unspecified address"),
+        ("http://100.64.0.1/", "100.64.0.1, a shared address space"),
+        ("http://[fe80::1]/", "fe80::1, a link-local address"),
+        ("http://[fd00::1]/", "fd00::1, a private address"),
+        ("http://224.0.0.1/", "224.0.0.1, a multicast address"),
+        ("http://240.0.0.1/", "240.0.0.1, a reserved address"),
+        ("http://[64:ff9b::a00:1]/", "(which embeds 10.0.0.1), a private address"),
+        ("http://[2002:7f00:1::]/", "(which embeds 127.0.0.1), a loopback address"),
+    ],
+    ids=[
+        "cloud-metadata",
+        "rfc1918",
+        "unspecified",
+        "shared-address-space",
+        "ipv6-link-local",
+        "ipv6-unique-local",
+        "multicast",
+        "reserved",
+        "nat64-embedding-private",
+        "6to4-embedding-loopback",
+    ],
+)
+def test_non_public_address_is_refused_before_connecting(network, url, reason):
+    assert_refused(url, network, reason=reason)
+    assert "WEBHOOK_ALLOWED_NETWORKS" in url_check_reason(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("file:///etc/passwd", "the scheme 'file' is not allowed"),
+        ("gopher://127.0.0.1/", "the scheme 'gopher' is not allowed"),
+        ("ftp://files.example/model.bin", "the scheme 'ftp' is not allowed"),
+        ("http://user:pass@example.invalid/", "credentials in the URL"),
+        ("http:///no-host", "the URL has no host"),
+        ("http://hooks.example:99999/", "port"),
+        ("http://hooks.example/a b", "whitespace or control characters"),
+    ],
+    ids=["file", "gopher", "ftp", "userinfo", "no-host", "bad-port", "whitespace"],
+)
+def test_malformed_or_non_http_url_is_refused_without_a_lookup(network, url, reason):
+    assert_refused(url, network, reason=reason)
+    assert network.lookups == []
+
+
+def test_loopback_receiver_is_refused_when_not_allow_listed(network, receiver):
+    assert_refused(f"http://127.0.0.1:{receiver.port}/", network, reason="127.0.0.1, a loopback address")
+    assert receiver.requests == []
+
+
+@needs_ipv6
+def test_ipv6_loopback_receiver_is_refused_when_not_allow_listed(network, receiver_factory):
+    receiver = receiver_factory(host="::1")
+
+    assert_refused(f"http://[::1]:{receiver.port}/", network, reason="::1, a loopback address")
+    assert receiver.requests == []
+
+
+def test_ipv4_mapped_ipv6_address_is_checked_as_its_ipv4_address(network, receiver):
+    assert_refused(
+        f"http://[::ffff:127.0.0.1]:{receiver.port}/", network, reason="::ffff:127.0.0.1, a loopback address"
+    )
+    assert receiver.requests == []
+
+
+def test_name_resolving_to_loopback_is_refused(network, receiver):
+    assert_refused(f"http://localhost:{receiver.port}/", network, reason="localhost resolves to")
+    assert "a loopback address" in url_check_reason(f"http://localhost:{receiver.port}/")
+    assert receiver.requests == []
+
+
+def test_name_resolving_to_private_address_is_refused(network):
+    network.answer("internal.example", "10.1.2.3")
+
+    assert_refused("http://internal.example/hook", network, reason="internal.example resolves to 10.1.2.3")
+
+
+def test_one_private_address_among_public_ones_refuses_the_url(network):
+    network.answer("mixed.example", "8.8.8.8", "10.0.0.5")
+
+    assert_refused("https://mixed.example/hook", network, reason="mixed.example resolves to 10.0.0.5")
+
+
+def test_unresolvable_name_is_refused(network):
+    network.fail_lookup("nowhere.example")
+
+    assert_refused("https://nowhere.example/hook", network, reason="could not resolve nowhere.example")
+
+
+def test_url_check_returns_every_public_address_in_resolver_order(network):
+    network.answer("public.example", "8.8.8.8", "2001:4860:4860::8888")
+
+    addresses = url_check("https://public.example/hook")
+
+    assert [str(a.ip) for a in addresses] == ["8.8.8.8", "2001:4860:4860::8888"]
+    assert [a.family for a in addresses] == [socket.AF_INET, socket.AF_INET6]
+    assert network.lookups_of("public.example") == 1
+    assert network.connects == []
+
+
+def test_malformed_allow_list_is_a_configuration_error(settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["10.0.0.1/8"]
+
+    with pytest.raises(ImproperlyConfigured, match=r"10\.0\.0\.1/8"):
+        url_check("http://10.0.0.1/")
+
+
+# --- Allowed exchanges ------------------------------------------------------------------------------------------
+
+
+def test_allow_listed_loopback_receiver_gets_exact_body_and_headers(settings, receiver):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    body = b'{"event_type": "LINK_ARTIFACT", "author": "a\\"b"}'
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "registry-automations/1.0",
+        "X-Wandb-Signature": "c2ln",
+    }
+
+    response = post(f"http://127.0.0.1:{receiver.port}/hook?team=acme", body=body, headers=headers)
+
+    assert (response.status_code, response.error) == (200, "")
+    assert response.headers["X-Receiver"] == "loopback"
+    assert response.body == b'{"ok": true}'
+    assert response.truncated is False
+    assert response.duration_ms > 0
+    [request] = receiver.requests
+    assert (request.method, request.path, request.body) == ("POST", "/hook?team=acme", body)
+    for name, value in headers.items():
+        assert request.header(name) == value
+    assert request.header("Host") == f"127.0.0.1:{receiver.port}"
+    assert request.header("Content-Length") == str(len(body))
+    assert request.header("Accept-Encoding") == "identity"
+
+
+def test_no_user_agent_is_added_when_the_caller_gives_none(settings, receiver):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+
+    response = post(f"http://127.0.0.1:{receiver.port}/", body=b"{}", headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 200
+    assert receiver.requests[0].header("User-Agent") is None
+
+
+@needs_ipv6
+def test_allow_listed_ipv6_loopback_literal_is_reached(settings, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["::1/128"]
+    receiver = receiver_factory(host="::1")
+
+    response = send(f"http://[::1]:{receiver.port}/hook")
+
+    assert (response.status_code, response.error) == (200, "")
+    assert receiver.requests[0].header("Host") == f"[::1]:{receiver.port}"
+
+
+def test_connection_goes_to_the_checked_address_not_a_second_lookup(settings, network, receiver):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    network.answer("rebind.example", "127.0.0.1", later=("10.0.0.1",))
+
+    response = send(f"http://rebind.example:{receiver.port}/hook")
+
+    assert (response.status_code, response.error) == (200, "")
+    assert network.lookups_of("rebind.example") == 1
+    assert network.connects == [("127.0.0.1", receiver.port)]
+    assert receiver.requests[0].header("Host") == f"rebind.example:{receiver.port}"
+
+
+def test_resolved_addresses_are_tried_in_order_until_one_connects(settings, network, receiver):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32", "::1/128"]
+    network.answer("multi.example", "::1", "127.0.0.1")  # nothing listens on ::1 at the receiver's port
+
+    response = send(f"http://multi.example:{receiver.port}/")
+
+    assert (response.status_code, response.error) == (200, "")
+    assert network.connects == [("::1", receiver.port), ("127.0.0.1", receiver.port)]
+    assert len(receiver.requests) == 1
+
+
+def test_redirect_is_returned_not_followed(settings, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    target = receiver_factory()
+
+    def redirect(handler, _receiver):
+        handler.send_response(302)
+        handler.send_header("Location", f"http://127.0.0.1:{target.port}/elsewhere")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    origin = receiver_factory(redirect)
+
+    response = send(f"http://127.0.0.1:{origin.port}/hook")
+
+    assert (response.status_code, response.error) == (302, "")
+    assert response.headers["Location"] == f"http://127.0.0.1:{target.port}/elsewhere"
+    assert len(origin.requests) == 1
+    assert target.requests == []
+
+
+# --- Timeouts, deadline and cap ---------------------------------------------------------------------------------
+
+
+def respond_after(seconds: float) -> Respond:
+    def respond(handler, receiver):
+        if receiver.stop.wait(seconds):
+            return
+        respond_ok(handler, receiver)
+
+    return respond
+
+
+def test_receiver_that_never_answers_is_cut_off_at_the_read_timeout(settings, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    receiver = receiver_factory(respond_after(3))
+
+    response = send(f"http://127.0.0.1:{receiver.port}/", read_timeout=0.5)
+
+    assert response.status_code is None
+    assert response.error == "timed out after 0.5 s waiting for the response"
+    assert 400 < response.duration_ms < 2000
+
+
+def test_timeouts_default_to_settings(settings, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    settings.WEBHOOK_READ_TIMEOUT = 0.3
+    receiver = receiver_factory(respond_after(3))
+
+    response = send(f"http://127.0.0.1:{receiver.port}/")
+
+    assert response.error == "timed out after 0.3 s waiting for the response"
+
+
+def trickle(handler, receiver):
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(10_000_000))
+    handler.end_headers()
+    while not receiver.stop.wait(0.05):
+        handler.wfile.write(b".")
+
+
+def test_receiver_that_trickles_forever_is_cut_at_the_deadline(settings, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    receiver = receiver_factory(trickle)
+
+    response = send(f"http://127.0.0.1:{receiver.port}/", read_timeout=0.5, deadline=1.0)
+
+    assert response.status_code == 200
+    assert response.error == "deadline of 1.0 s exceeded reading the response body"
+    assert 0 < len(response.body) < 100
+    assert 900 < response.duration_ms < 2500
+
+
+def trickle_headers(handler, receiver):
+    handler.wfile.write(b"HTTP/1.0 200 OK\r\n")
+    while not receiver.stop.wait(0.05):
+        handler.wfile.write(b"X")  # one endless header line, a byte at a time
+
+
+def test_deadline_also_cuts_a_response_whose_headers_never_end(settings, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    receiver = receiver_factory(trickle_headers)
+
+    response = send(f"http://127.0.0.1:{receiver.port}/", read_timeout=0.5, deadline=1.0)
+
+    assert response.status_code is None
+    assert response.error == "deadline of 1.0 s exceeded waiting for the response"
+    assert 900 < response.duration_ms < 2500
+
+
+def respond_with(body: bytes, **headers: str) -> Respond:
+    def respond(handler, _receiver):
+        handler.send_response(200)
+        for name, value in {"Content-Length": str(len(body)), **headers}.items():
+            handler.send_header(name.replace("_", "-"), value)
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return respond
+
+
+def test_huge_response_body_is_truncated_to_the_cap(settings, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    receiver = receiver_factory(respond_with(b"x" * 5_000_000))
+
+    response = send(f"http://127.0.0.1:{receiver.port}/")
+
+    assert (response.status_code, response.error) == (200, "")
+    assert response.body == b"x" * 64 * 1024
+    assert response.truncated is True
+
+
+def test_body_exactly_at_the_cap_is_not_truncated(settings, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    receiver = receiver_factory(respond_with(b"y" * 1000))
+
+    response = send(f"http://127.0.0.1:{receiver.port}/", max_response_bytes=1000)
+
+    assert (len(response.body), response.truncated, response.error) == (1000, False, "")
+
+
+def test_response_body_is_kept_as_wire_bytes_never_decompressed(settings, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    compressed = gzip.compress(b"z" * 100_000)
+    receiver = receiver_factory(respond_with(compressed, Content_Encoding="gzip"))
+
+    response = send(f"http://127.0.0.1:{receiver.port}/")
+
+    assert response.body == compressed[: 64 * 1024]
+    assert response.truncated is (len(compressed) > 64 * 1024)
+    assert response.headers["Content-Encoding"] == "gzip"
+
+
+# --- Failures are reported, not raised --------------------------------------------------------------------------
+
+
+def test_connection_refused_is_reported_not_raised(settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    port = closed_loopback_port()
+
+    response = send(f"http://127.0.0.1:{port}/")
+
+    assert response.status_code is None
+    assert response.error == f"connection refused by 127.0.0.1:{port}"
+
+
+def test_errors_never_contain_headers_body_or_url_path(settings, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    receiver = receiver_factory(respond_after(3))
+    secrets = {"body": b'{"token": "B0DY-S3CRET"}', "headers": {"Authorization": "Bearer H3ADER-S3CRET"}}
+
+    timed_out = post(f"http://127.0.0.1:{receiver.port}/hooks/PATH-S3CRET", read_timeout=0.3, **secrets)
+    refused = post(f"http://127.0.0.1:{closed_loopback_port()}/hooks/PATH-S3CRET", **secrets)
+    invalid = post(
+        f"http://127.0.0.1:{receiver.port}/", body=b"{}", headers={"Authorization": "Bearer V4LUE-S3CRET\r\nX: y"}
+    )
+
+    for response in (timed_out, refused, invalid):
+        assert response.error
+        assert "S3CRET" not in response.error
+    assert (
+        invalid.error
+        == "invalid header: the value of the Authorization header contains a line break or control character"
+    )
+
+
+def test_caller_may_not_set_the_host_header(settings, network, receiver):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+
+    response = post(f"http://127.0.0.1:{receiver.port}/", body=b"{}", headers={"Host": "internal.example"})
+
+    assert response.error.startswith("invalid header: the Host header is derived from the URL")
+    assert network.connects == []
+
+
+# --- TLS --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[str, str]:
+    """A self-signed certificate for hooks.test and 127.0.0.1: (certificate path, key path)."""
+    pytest.importorskip("cryptography", reason="the cryptography package is not installed")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hooks.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("hooks.test"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path)
+
+
+@pytest.fixture
+def tls_receiver(receiver_factory, certificate) -> Receiver:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    return receiver_factory(tls=context)
+
+
+def test_https_with_self_signed_certificate_fails_verification(settings, tls_receiver):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+
+    response = send(f"https://127.0.0.1:{tls_receiver.port}/hook")
+
+    assert response.status_code is None
+    assert response.error.startswith("TLS certificate verification failed for 127.0.0.1:")
+    assert "certificate" in response.error.split(":", 1)[1]
+    assert tls_receiver.requests == []
+
+
+def test_https_uses_the_url_host_for_sni_and_verification_while_connecting_to_the_checked_address(
+    settings, network, certificate, tls_receiver
+):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    settings.WEBHOOK_CA_BUNDLE = certificate[0]
+    network.answer("hooks.test", "127.0.0.1", later=("10.0.0.1",))
+
+    response = send(f"https://hooks.test:{tls_receiver.port}/hook")
+
+    assert (response.status_code, response.error) == (200, "")
+    assert tls_receiver.sni == ["hooks.test"]
+    assert tls_receiver.requests[0].header("Host") == f"hooks.test:{tls_receiver.port}"
+    assert network.lookups_of("hooks.test") == 1
+    assert network.connects == [("127.0.0.1", tls_receiver.port)]
+
+
+def test_https_certificate_for_another_host_fails_verification(settings, network, certificate, tls_receiver):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    settings.WEBHOOK_CA_BUNDLE = certificate[0]
+    network.answer("other.test", "127.0.0.1")
+
+    response = send(f"https://other.test:{tls_receiver.port}/hook")
+
+    assert response.status_code is None
+    assert response.error.startswith("TLS certificate verification failed for other.test:")
+    assert "mismatch" in response.error
+    assert tls_receiver.requests == []
