@@ -3,3 +3,16 @@ from django.apps import AppConfig
 
 class AutomationsConfig(AppConfig):
     name = "automations"
+
+    def ready(self) -> None:
+        from registry.events import event_handler_register
+        from secrets_vault.usage import reserved_names_register, usage_finder_register
+
+        from . import dispatch, rendering, selectors
+
+        event_handler_register(dispatch.event_handle)
+        usage_finder_register(selectors.secret_users)
+        reserved_names_register(
+            {name: "it is a payload variable." for name in rendering.VARIABLES if "." not in name}
+            | {"artifact_metadata.": "it is a payload variable.", "artifact_metadata": "it is a payload variable."}
+        )

@@ -1,1 +1,144 @@
-"""Models of this app arrive with its issue; the app is registered now so the layout is stable."""
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from registry.events import event_type_choices
+from registry.models import Event, RegisteredModel, Team
+from secrets_vault.models import Secret
+
+from .choices import ActionType, DeliveryStatus
+
+
+class Webhook(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="webhooks")
+    name = models.CharField(max_length=128)
+    url = models.CharField(max_length=2048)
+    # Deleting a secret a webhook uses is refused (PROTECT), with the webhook named.
+    secret = models.ForeignKey(
+        Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="signing_webhooks",
+        help_text="Signs each delivery (X-Wandb-Signature and webhook-signature).",
+    )  # fmt: skip
+    access_token = models.ForeignKey(
+        Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="token_webhooks",
+        help_text="Sent as Authorization: Bearer <token>.",
+    )  # fmt: skip
+    enabled = models.BooleanField(default=True)
+    last_error = models.TextField(blank=True)
+    disabled_reason = models.TextField(blank=True)
+    # Start of the current run of failed deliveries; a webhook failing for long enough is disabled.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["team__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="webhook_unique_name_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.team.name}/{self.name}"
+
+
+class Automation(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="automations")
+    name = models.CharField(max_length=128)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    event_type = models.CharField(max_length=64, choices=event_type_choices)
+    # Null: every registered model of the team.
+    registered_model = models.ForeignKey(
+        RegisteredModel, null=True, blank=True, on_delete=models.CASCADE, related_name="automations"
+    )
+    alias_regex = models.CharField(max_length=256, blank=True)
+    action_type = models.CharField(max_length=16, choices=ActionType.choices)
+    webhook = models.ForeignKey(Webhook, null=True, blank=True, on_delete=models.PROTECT, related_name="automations")
+    payload = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["team__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="automation_unique_name_per_team"),
+            models.CheckConstraint(
+                condition=~Q(action_type=ActionType.WEBHOOK) | Q(webhook__isnull=False),
+                name="automation_webhook_action_has_webhook",
+            ),
+        ]
+        indexes = [models.Index(fields=["team", "event_type", "enabled"], name="automation_match_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.team.name}/{self.name}"
+
+
+class Delivery(models.Model):
+    """One webhook delivery of one event for one automation, with a snapshot of everything it needs.
+
+    The snapshot (URL, unrendered payload, secret names) lets a delivery finish even if its automation or webhook
+    is changed or deleted meanwhile. Its id is the ``webhook-id`` header, the same on every attempt.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    automation = models.ForeignKey(
+        Automation, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    webhook = models.ForeignKey(Webhook, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries")
+    automation_name = models.CharField(max_length=128)
+    webhook_name = models.CharField(max_length=128)
+    url = models.CharField(max_length=2048)
+    payload_template = models.JSONField()
+    secret_name = models.CharField(max_length=64, blank=True)
+    access_token_name = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # While sending: when the claim lapses if the worker died mid-attempt.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "deliveries"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status__in=["pending", "retrying"]),
+                name="delivery_due_idx",
+            ),
+            models.Index(fields=["claimed_until"], condition=Q(status="sending"), name="delivery_sending_idx"),
+            models.Index(fields=["team", "status", "-created_at"], name="delivery_team_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.webhook_name} ← {self.event.type} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.FloatField(default=0)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    response_body = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["delivery_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="delivery_attempt_unique_number")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.delivery_id}"

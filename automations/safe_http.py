@@ -105,6 +105,11 @@ class HttpResponse:
     duration_ms: float = 0.0
     error: str = ""
 
+    @property
+    def refused(self) -> bool:
+        """Nothing was sent because the request itself is unacceptable: retrying cannot help."""
+        return self.status_code is None and self.error.startswith(("refused: ", "invalid header: "))
+
 
 # --- Checking a URL -------------------------------------------------------------------------------------------
 

@@ -115,7 +115,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["registry.api.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=100),
     "EXCEPTION_HANDLER": "registry.api.exceptions.exception_handler",
@@ -140,12 +140,13 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
         "polling_interval": env.float("BROKER_POLLING_INTERVAL", default=0.1),
     }
@@ -167,13 +168,21 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env.float("BROKER_CONNECTION_TIMEOUT", defaul
 # Publishing happens on the request path after commit: fail fast and let the sweeper catch up.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_TASK_DEFAULT_QUEUE = "events"
+# Deliveries wait on other people's servers: they get their own queue and workers so that a slow endpoint never
+# holds up event dispatch.
 CELERY_TASK_ROUTES = {
     "registry.tasks.*": {"queue": "events"},
+    "automations.tasks.delivery_send": {"queue": "deliveries"},
+    "automations.tasks.deliveries_sweep": {"queue": "events"},
 }
 CELERY_BEAT_SCHEDULE = {
     "events-sweep": {
         "task": "registry.tasks.events_sweep",
         "schedule": env.float("EVENT_SWEEP_INTERVAL", default=15.0),
+    },
+    "deliveries-sweep": {
+        "task": "automations.tasks.deliveries_sweep",
+        "schedule": env.float("DELIVERY_SWEEP_INTERVAL", default=5.0),
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
@@ -199,7 +208,7 @@ LOGGING = {
 # a server database without keys is refused at startup, since a key file on one machine would not reach others.
 SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
 if not SECRETS_ENCRYPTION_KEYS:
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" or env.bool("SECRETS_ALLOW_KEY_FILE", True):
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" or env.bool("SECRETS_ALLOW_KEY_FILE", False):
         from cryptography.fernet import Fernet as _Fernet
 
         VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -213,5 +222,29 @@ if not SECRETS_ENCRYPTION_KEYS:
 
         raise ImproperlyConfigured(
             "SECRETS_ENCRYPTION_KEYS is required with a server database (team secrets are encrypted with it). "
-            "Generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            "Generate one with: "
+            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
         )
+
+# --- Webhook deliveries ------------------------------------------------------------------------------------
+# Networks outbound webhooks may reach although they are private or loopback (CIDRs), e.g. an internal CI server.
+WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
+WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5.0)
+WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=10.0)
+WEBHOOK_DEADLINE = env.float("WEBHOOK_DEADLINE", default=30.0)
+WEBHOOK_MAX_RESPONSE_BYTES = env.int("WEBHOOK_MAX_RESPONSE_BYTES", default=64 * 1024)
+# Seconds between attempts; one entry per retry.
+WEBHOOK_RETRY_SCHEDULE = env.list(
+    "WEBHOOK_RETRY_SCHEDULE", cast=float, default=[5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400]
+)
+WEBHOOK_RETRY_JITTER = env.float("WEBHOOK_RETRY_JITTER", default=0.1)
+WEBHOOK_RETRY_AFTER_MAX = env.float("WEBHOOK_RETRY_AFTER_MAX", default=86400)
+# A webhook whose every delivery failed for this long is disabled, with the reason shown to admins.
+WEBHOOK_DISABLE_AFTER = env.float("WEBHOOK_DISABLE_AFTER", default=3 * 86400)
+WEBHOOK_CA_BUNDLE = env.str("WEBHOOK_CA_BUNDLE", default=None)
+# A claimed delivery whose worker died is taken back after this lease (longer than the deadline).
+DELIVERY_CLAIM_LEASE = env.float("DELIVERY_CLAIM_LEASE", default=120.0)
+# Retries due within this many seconds ride a Celery countdown; longer waits are the beat sweep's.
+DELIVERY_COUNTDOWN_MAX = env.float("DELIVERY_COUNTDOWN_MAX", default=60.0)
+# The sweep leaves deliveries this many seconds past due to their own task first.
+DELIVERY_SWEEP_GRACE = env.float("DELIVERY_SWEEP_GRACE", default=5.0)

@@ -92,16 +92,23 @@ def event_record_alias(*, alias: Alias) -> Event | None:
     )
 
 
-def event_dispatch_schedule(event_id: object) -> bool:
-    """Send the dispatch task. Never raises: an event that could not be sent is the sweeper's to resend."""
-    from .tasks import event_dispatch_task
-
+def task_send(task, *args: object, countdown: float | None = None) -> bool:
+    """Send a task whose work is also recorded in the database. Never raises: when the broker is unreachable,
+    the row stays as it is and a periodic sweep sends it again."""
     try:
-        event_dispatch_task.delay(str(event_id))
+        task.apply_async(args=args, countdown=countdown)
     except Exception as exc:  # the broker is down or unreachable
-        logger.warning("event %s not sent to the broker (%s); the sweeper will resend it", event_id, type(exc).__name__)
+        logger.warning(
+            "%s%s not sent to the broker (%s); the sweeper will resend it", task.name, args, type(exc).__name__
+        )
         return False
     return True
+
+
+def event_dispatch_schedule(event_id: object) -> bool:
+    from .tasks import event_dispatch_task
+
+    return task_send(event_dispatch_task, str(event_id))
 
 
 def event_dispatch(*, event_id: object) -> bool:

@@ -37,8 +37,13 @@ def _real_services(django_db_setup, django_db_blocker) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:
+def _test_settings(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Pages rendered in tests need no collectstatic run (production's manifest storage does).
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 # --- Real processes ---------------------------------------------------------------------------------------
@@ -73,7 +78,7 @@ class WorkerProcess:
 
     def start(self, timeout: float = 40) -> WorkerProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR
         )
         deadline = time.monotonic() + timeout

@@ -1,0 +1,87 @@
+"""Reads for webhooks, automations and deliveries, always within one team."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from django.db.models import Q, QuerySet
+
+from registry.errors import NotFound
+from registry.models import Event, Team
+
+from . import rendering
+from .choices import ActionType
+from .models import Automation, Delivery, Webhook
+
+
+def webhooks_for_team(*, team: Team) -> QuerySet[Webhook]:
+    return Webhook.objects.filter(team=team).select_related("secret", "access_token")
+
+
+def webhook_get(*, team: Team, webhook_id: object) -> Webhook:
+    try:
+        return webhooks_for_team(team=team).get(pk=int(webhook_id))
+    except (Webhook.DoesNotExist, ValueError, TypeError) as exc:
+        raise NotFound(f"No webhook {webhook_id!r} in {team.name}.") from exc
+
+
+def automations_for_team(*, team: Team, registered_model: str | None = None) -> QuerySet[Automation]:
+    automations = Automation.objects.filter(team=team).select_related("registered_model", "webhook")
+    if registered_model:
+        # The per-model listing: automations on this model and those on every model of the team.
+        automations = automations.filter(Q(registered_model__name=registered_model) | Q(registered_model__isnull=True))
+    return automations
+
+
+def automation_get(*, team: Team, automation_id: object) -> Automation:
+    try:
+        return automations_for_team(team=team).get(pk=int(automation_id))
+    except (Automation.DoesNotExist, ValueError, TypeError) as exc:
+        raise NotFound(f"No automation {automation_id!r} in {team.name}.") from exc
+
+
+def automations_matching(*, event: Event) -> list[Automation]:
+    """Enabled automations of the event's team, type and scope whose alias filter (if any) matches in full."""
+    candidates = (
+        Automation.objects.filter(team_id=event.team_id, enabled=True, event_type=event.type)
+        .filter(Q(registered_model_id=event.registered_model_id) | Q(registered_model__isnull=True))
+        .select_related("webhook__secret", "webhook__access_token")
+        .order_by("pk")
+    )
+    # The filter must match the whole alias: "prod" does not match "production-old".
+    return [a for a in candidates if not a.alias_regex or re.fullmatch(a.alias_regex, event.alias)]
+
+
+def deliveries_for_team(
+    *, team: Team, status: str | None = None, automation: object = None, webhook: object = None
+) -> QuerySet[Delivery]:
+    deliveries = Delivery.objects.filter(team=team).select_related("event")
+    if status:
+        deliveries = deliveries.filter(status=status)
+    if automation:
+        deliveries = deliveries.filter(automation_id=automation)
+    if webhook:
+        deliveries = deliveries.filter(webhook_id=webhook)
+    return deliveries
+
+
+def delivery_get(*, team: Team, delivery_id: object) -> Delivery:
+    try:
+        pk = uuid.UUID(str(delivery_id))
+        return Delivery.objects.filter(team=team).select_related("event").prefetch_related("attempt_log").get(pk=pk)
+    except (Delivery.DoesNotExist, ValueError) as exc:
+        raise NotFound(f"No delivery {delivery_id!r} in {team.name}.") from exc
+
+
+def secret_users(team: Team, name: str) -> list[str]:
+    """What refers to a secret, so the vault can refuse to delete one in use and name the users."""
+    users = [
+        f"webhook {webhook_name!r}"
+        for webhook_name in Webhook.objects.filter(team=team)
+        .filter(Q(secret__name=name) | Q(access_token__name=name))
+        .values_list("name", flat=True)
+    ]
+    payloads = Automation.objects.filter(team=team, action_type=ActionType.WEBHOOK).values_list("name", "payload")
+    users += [f"automation {n!r}" for n, payload in payloads if name in rendering.template_variables(payload)]
+    return users

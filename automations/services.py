@@ -1,0 +1,273 @@
+"""Writes for webhooks and automations: validated, atomic, keyword-only.
+
+Validation happens here (not in serializers or forms) so the API and the admin refuse exactly the same things.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, transaction
+
+from registry.errors import ApplicationError, Conflict
+from registry.events import ADD_ARTIFACT_ALIAS, event_types
+from registry.models import RegisteredModel, Team
+from registry.selectors import registered_model_get
+from secrets_vault.models import Secret
+from secrets_vault.selectors import secret_names
+
+from . import rendering, safe_http
+from .choices import ActionType
+from .models import Automation, Webhook
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$")
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+def _name_validate(name: object, *, what: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name) or name != name.strip():
+        raise ApplicationError(
+            f"Invalid {what} name {name!r}: use 1-128 letters, digits, spaces, '.', '-' or '_'.", field="name"
+        )
+    return name
+
+
+def url_validate(url: object) -> str:
+    """The outbound-safety check at save time (it runs again at every send)."""
+    if not isinstance(url, str) or not url:
+        raise ApplicationError("A URL is required.", field="url")
+    try:
+        safe_http.url_check(url)
+    except safe_http.UnsafeURL as exc:
+        raise ApplicationError(f"URL refused: {exc.reason}", field="url") from exc
+    return url
+
+
+def _secret_get(*, team: Team, name: str | None, field: str) -> Secret | None:
+    if name in (None, ""):
+        return None
+    secret = Secret.objects.filter(team=team, name=name).first()
+    if secret is None:
+        raise ApplicationError(f"No secret {name!r} in {team.name}; create it first.", field=field)
+    return secret
+
+
+# --- Webhooks -------------------------------------------------------------------------------------------
+
+
+def webhook_create(
+    *,
+    team: Team,
+    name: str,
+    url: str,
+    user: AbstractBaseUser | None,
+    secret: str | None = None,
+    access_token: str | None = None,
+    enabled: bool = True,
+) -> Webhook:
+    webhook = Webhook(
+        team=team,
+        name=_name_validate(name, what="webhook"),
+        url=url_validate(url),
+        secret=_secret_get(team=team, name=secret, field="secret"),
+        access_token=_secret_get(team=team, name=access_token, field="access_token"),
+        enabled=enabled,
+        created_by=user,
+    )
+    try:
+        with transaction.atomic():
+            webhook.save()
+    except IntegrityError as exc:
+        raise Conflict(f"A webhook named {name!r} already exists.", field="name") from exc
+    return webhook
+
+
+_UNSET: Any = object()
+
+
+def webhook_update(
+    *,
+    webhook: Webhook,
+    name: str = _UNSET,
+    url: str = _UNSET,
+    secret: str | None = _UNSET,
+    access_token: str | None = _UNSET,
+    enabled: bool = _UNSET,
+) -> Webhook:
+    if name is not _UNSET:
+        webhook.name = _name_validate(name, what="webhook")
+    if url is not _UNSET:
+        webhook.url = url_validate(url)
+    if secret is not _UNSET:
+        webhook.secret = _secret_get(team=webhook.team, name=secret, field="secret")
+    if access_token is not _UNSET:
+        webhook.access_token = _secret_get(team=webhook.team, name=access_token, field="access_token")
+    if enabled is not _UNSET:
+        if enabled and not webhook.enabled:
+            # Re-enabling is the admin saying the endpoint is fixed: start the failure clock afresh.
+            webhook.disabled_reason = ""
+            webhook.failing_since = None
+        webhook.enabled = enabled
+    try:
+        with transaction.atomic():
+            webhook.save()
+    except IntegrityError as exc:
+        raise Conflict(f"A webhook named {webhook.name!r} already exists.", field="name") from exc
+    return webhook
+
+
+@transaction.atomic
+def webhook_delete(*, webhook: Webhook) -> None:
+    """Deliveries keep their snapshot and finish; automations using the webhook must go first."""
+    users = list(webhook.automations.values_list("name", flat=True))
+    if users:
+        raise Conflict(
+            f"Webhook {webhook.name!r} is used by automation(s) {', '.join(map(repr, users))}; "
+            "delete or change those first.",
+            field="webhook",
+        )
+    webhook.delete()
+
+
+def webhook_disable(*, webhook_id: int, reason: str) -> None:
+    Webhook.objects.filter(pk=webhook_id, enabled=True).update(enabled=False, disabled_reason=reason)
+
+
+# --- Automations ----------------------------------------------------------------------------------------
+
+
+def _event_type_validate(event_type: object) -> str:
+    names = [t.name for t in event_types()]
+    if event_type not in names:
+        raise ApplicationError(f"Unknown event type {event_type!r}: use one of {', '.join(names)}.", field="event_type")
+    return event_type
+
+
+def _alias_regex_validate(alias_regex: object, *, event_type: str) -> str:
+    if alias_regex in (None, ""):
+        return ""
+    if event_type != ADD_ARTIFACT_ALIAS.name:
+        raise ApplicationError("An alias filter only applies to ADD_ARTIFACT_ALIAS automations.", field="alias_regex")
+    if not isinstance(alias_regex, str) or len(alias_regex) > 256:
+        raise ApplicationError(
+            "The alias filter must be a regular expression of at most 256 characters.", field="alias_regex"
+        )
+    try:
+        re.compile(alias_regex)
+    except re.error as exc:
+        raise ApplicationError(f"Invalid regular expression: {exc}.", field="alias_regex") from exc
+    return alias_regex
+
+
+def _payload_validate(payload: object, *, team: Team, event_type: str) -> dict:
+    try:
+        template = rendering.template_parse(payload)
+        rendering.template_validate(template, event_type=event_type, secret_names=secret_names(team=team))
+    except rendering.TemplateError as exc:
+        raise ApplicationError(str(exc.message), field="payload") from exc
+    if len(json.dumps(template).encode()) > MAX_PAYLOAD_BYTES:
+        raise ApplicationError(f"The payload template is larger than {MAX_PAYLOAD_BYTES} bytes.", field="payload")
+    return template
+
+
+def automation_validate(automation: Automation) -> Automation:
+    """Check an automation as a whole (after a create or any partial update)."""
+    team = automation.team
+    _name_validate(automation.name, what="automation")
+    _event_type_validate(automation.event_type)
+    automation.alias_regex = _alias_regex_validate(automation.alias_regex, event_type=automation.event_type)
+    if automation.registered_model is not None and automation.registered_model.team_id != team.pk:
+        raise ApplicationError("The registered model belongs to another team.", field="registered_model")
+    if automation.action_type == ActionType.WEBHOOK:
+        if automation.webhook is None:
+            raise ApplicationError("A webhook action needs a webhook.", field="webhook")
+        if automation.webhook.team_id != team.pk:
+            raise ApplicationError("No such webhook in this team.", field="webhook")
+        automation.payload = _payload_validate(automation.payload, team=team, event_type=automation.event_type)
+    elif automation.action_type == ActionType.LAUNCH_JOB:
+        raise ApplicationError("Launch job actions are not available yet.", field="action_type")
+    else:
+        raise ApplicationError(
+            f"Unknown action type {automation.action_type!r}: use WEBHOOK or LAUNCH_JOB.", field="action_type"
+        )
+    return automation
+
+
+def _registered_model(team: Team, name: str | None) -> RegisteredModel | None:
+    if name in (None, ""):
+        return None
+    try:
+        return registered_model_get(team=team, name=name)
+    except ApplicationError as exc:
+        raise ApplicationError(f"No registered model {name!r} in {team.name}.", field="registered_model") from exc
+
+
+def _webhook(team: Team, webhook_id: object) -> Webhook | None:
+    if webhook_id in (None, ""):
+        return None
+    try:
+        return Webhook.objects.get(team=team, pk=int(webhook_id))
+    except (Webhook.DoesNotExist, ValueError, TypeError) as exc:
+        raise ApplicationError(f"No webhook {webhook_id!r} in {team.name}.", field="webhook") from exc
+
+
+def _save(automation: Automation) -> Automation:
+    try:
+        with transaction.atomic():
+            automation.save()
+    except IntegrityError as exc:
+        raise Conflict(f"An automation named {automation.name!r} already exists.", field="name") from exc
+    return automation
+
+
+def automation_create(
+    *,
+    team: Team,
+    user: AbstractBaseUser | None,
+    name: str,
+    event_type: str,
+    action_type: str,
+    description: str = "",
+    enabled: bool = True,
+    registered_model: str | None = None,
+    alias_regex: str | None = None,
+    webhook: int | None = None,
+    payload: dict | str | None = None,
+) -> Automation:
+    automation = Automation(
+        team=team,
+        name=name,
+        description=description,
+        enabled=enabled,
+        event_type=event_type,
+        registered_model=_registered_model(team, registered_model),
+        alias_regex=alias_regex or "",
+        action_type=action_type,
+        webhook=_webhook(team, webhook),
+        payload=payload if payload is not None else {},
+        created_by=user,
+    )
+    return _save(automation_validate(automation))
+
+
+def automation_update(*, automation: Automation, **changes: Any) -> Automation:
+    """Apply a partial update, then validate the automation as a whole."""
+    team = automation.team
+    for field, value in changes.items():
+        if field == "registered_model":
+            automation.registered_model = _registered_model(team, value)
+        elif field == "webhook":
+            automation.webhook = _webhook(team, value)
+        elif field in {"name", "description", "enabled", "event_type", "alias_regex", "action_type", "payload"}:
+            setattr(automation, field, value if value is not None or field != "alias_regex" else "")
+        else:
+            raise ApplicationError(f"Unknown field {field!r}.", field=field)
+    return _save(automation_validate(automation))
+
+
+def automation_delete(*, automation: Automation) -> None:
+    """Deliveries already created keep their snapshot and go on."""
+    automation.delete()
