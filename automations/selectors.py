@@ -10,6 +10,8 @@ from django.db.models import Q, QuerySet
 from registry.errors import NotFound
 from registry.models import Event, Team
 
+from secrets_vault.selectors import secret_names
+
 from . import rendering
 from .choices import ActionType
 from .models import Automation, Delivery, Webhook
@@ -85,3 +87,22 @@ def secret_users(team: Team, name: str) -> list[str]:
     payloads = Automation.objects.filter(team=team, action_type=ActionType.WEBHOOK).values_list("name", "payload")
     users += [f"automation {n!r}" for n, payload in payloads if name in rendering.template_variables(payload)]
     return users
+
+
+def sample_context(*, team: Team, user) -> dict:
+    """Variables for testing a webhook: the team's latest event if it has one, else a made-up link."""
+    latest = Event.objects.filter(team=team).order_by("-created_at").values_list("context", flat=True).first()
+    if latest:
+        return {"alias": "production", **latest}
+    return {
+        "event_type": "LINK_ARTIFACT",
+        "event_author": user.get_username(),
+        "artifact_version": "registry-artifact://_id/00000000-0000-0000-0000-000000000000",
+        "artifact_version_string": f"{team.name}/model-registry/example-model:v0",
+        "artifact_collection_name": "example-model",
+        "project_name": "model-registry",
+        "entity_name": team.name,
+        "alias": "production",
+        "version": "v0",
+        "artifact_metadata": {},
+    }

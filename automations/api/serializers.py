@@ -1,0 +1,126 @@
+from rest_framework import serializers
+
+from automations.choices import ActionType, DeliveryStatus
+from automations.models import Automation, Delivery, DeliveryAttempt, Webhook
+from automations.presets import PRESETS, preset_payload
+from automations.rendering import render_preview
+from registry.events import event_type_get
+
+# --- Inputs ---------------------------------------------------------------------------------------------
+
+
+class WebhookWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, trim_whitespace=False)
+    url = serializers.CharField(max_length=2048)
+    secret = serializers.CharField(max_length=64, allow_null=True, allow_blank=True, required=False, default=None)
+    access_token = serializers.CharField(max_length=64, allow_null=True, allow_blank=True, required=False, default=None)
+    enabled = serializers.BooleanField(required=False, default=True)
+
+
+class WebhookTestSerializer(serializers.Serializer):
+    payload = serializers.JSONField(help_text="A JSON object (or a string holding one); variables may be used.")
+
+
+class AutomationWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, trim_whitespace=False)
+    description = serializers.CharField(max_length=10000, allow_blank=True, required=False, default="")
+    enabled = serializers.BooleanField(required=False, default=True)
+    event_type = serializers.CharField(max_length=64)
+    registered_model = serializers.CharField(max_length=128, allow_null=True, required=False, default=None)
+    alias_regex = serializers.CharField(max_length=256, allow_null=True, allow_blank=True, required=False, default=None)
+    action_type = serializers.ChoiceField(choices=ActionType.choices)
+    webhook = serializers.IntegerField(allow_null=True, required=False, default=None)
+    payload = serializers.JSONField(required=False, default=None)
+    preset = serializers.ChoiceField(
+        choices=sorted(PRESETS), required=False, write_only=True, help_text="Start the payload from a preset."
+    )
+
+    def validate(self, attrs):
+        preset = attrs.pop("preset", None)
+        if preset and attrs.get("payload") in (None, {}):
+            attrs["payload"] = preset_payload(preset)
+        return attrs
+
+
+# --- Outputs --------------------------------------------------------------------------------------------
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    secret = serializers.CharField(source="secret.name", default=None)
+    access_token = serializers.CharField(source="access_token.name", default=None)
+
+    class Meta:
+        model = Webhook
+        fields = [
+            "id", "name", "url", "secret", "access_token", "enabled", "last_error", "disabled_reason",
+            "failing_since", "created_at", "updated_at",
+        ]  # fmt: skip
+
+
+class AutomationSerializer(serializers.ModelSerializer):
+    registered_model = serializers.CharField(source="registered_model.name", default=None)
+    alias_regex = serializers.SerializerMethodField()
+    trigger_type = serializers.SerializerMethodField()
+    action_name = serializers.SerializerMethodField()
+    queue = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Automation
+        fields = [
+            "id", "name", "description", "enabled", "event_type", "registered_model", "alias_regex", "action_type",
+            "webhook", "payload", "trigger_type", "action_name", "queue", "created_at", "updated_at",
+        ]  # fmt: skip
+
+    def get_alias_regex(self, obj) -> str | None:
+        return obj.alias_regex or None
+
+    def get_trigger_type(self, obj) -> str:
+        return event_type_get(obj.event_type).label
+
+    def get_action_name(self, obj) -> str:
+        return obj.webhook.name if obj.webhook else ""
+
+    def get_queue(self, obj) -> str | None:
+        return None
+
+
+class DeliveryAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeliveryAttempt
+        fields = ["number", "started_at", "duration_ms", "status_code", "response_headers", "response_body", "error"]
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    event_type = serializers.CharField(source="event.type")
+    attempt_count = serializers.IntegerField(source="attempts")
+
+    class Meta:
+        model = Delivery
+        fields = [
+            "id", "status", "attempt_count", "next_attempt_at", "event", "event_type", "automation", "automation_name",
+            "webhook", "webhook_name", "url", "last_status_code", "last_error", "created_at", "finished_at",
+        ]  # fmt: skip
+
+
+class DeliveryDetailSerializer(DeliverySerializer):
+    attempts = DeliveryAttemptSerializer(source="attempt_log", many=True)
+    payload = serializers.SerializerMethodField(help_text="The payload as sent, with secrets shown as ${NAME}.")
+
+    class Meta(DeliverySerializer.Meta):
+        fields = [*DeliverySerializer.Meta.fields, "attempts", "payload"]
+
+    def get_payload(self, obj) -> str:
+        try:
+            return render_preview(obj.payload_template, context=obj.event.context)
+        except Exception as exc:  # a template that no longer renders is shown as such, not a 500
+            return f"(does not render: {getattr(exc, 'message', type(exc).__name__)})"
+
+
+class PresetSerializer(serializers.Serializer):
+    key = serializers.CharField(source="name")
+    label = serializers.CharField()
+    description = serializers.CharField()
+    payload = serializers.JSONField()
+
+
+DELIVERY_STATUSES = [s.value for s in DeliveryStatus]

@@ -1,0 +1,191 @@
+"""Automations API: thin views over automations.services, .delivery and .selectors."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from automations import delivery, rendering, selectors, services
+from automations.presets import PRESETS
+from registry.api.mixins import TeamScopedMixin
+from registry.choices import Role
+from registry.errors import ApplicationError
+from secrets_vault.selectors import secret_names
+
+from . import serializers as s
+
+TEST_RESULT = inline_serializer(
+    "WebhookTestResult",
+    {
+        "status_code": serializers.IntegerField(allow_null=True),
+        "headers": serializers.DictField(),
+        "body": serializers.CharField(),
+        "duration_ms": serializers.FloatField(),
+        "error": serializers.CharField(),
+    },
+)
+
+
+def _validated(serializer_class, data, *, partial: bool = False) -> dict:
+    serializer = serializer_class(data=data, partial=partial)
+    serializer.is_valid(raise_exception=True)
+    if partial:
+        # Only what the request sent: defaults must not overwrite stored values on PATCH.
+        return {k: v for k, v in serializer.validated_data.items() if k in data or k == "payload" and "preset" in data}
+    return serializer.validated_data
+
+
+class AdminScoped(TeamScopedMixin):
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+
+
+class WebhookListView(AdminScoped, generics.ListAPIView):
+    serializer_class = s.WebhookSerializer
+
+    def get_queryset(self):
+        return selectors.webhooks_for_team(team=self.team)
+
+    @extend_schema(request=s.WebhookWriteSerializer, responses={201: s.WebhookSerializer})
+    def post(self, request, team):
+        data = _validated(s.WebhookWriteSerializer, request.data)
+        webhook = services.webhook_create(team=self.team, user=request.user, **data)
+        return Response(s.WebhookSerializer(webhook).data, status=status.HTTP_201_CREATED)
+
+
+class WebhookDetailView(AdminScoped, APIView):
+    def _get(self):
+        return selectors.webhook_get(team=self.team, webhook_id=self.kwargs["webhook_id"])
+
+    @extend_schema(responses=s.WebhookSerializer)
+    def get(self, request, team, webhook_id):
+        return Response(s.WebhookSerializer(self._get()).data)
+
+    @extend_schema(request=s.WebhookWriteSerializer, responses=s.WebhookSerializer)
+    def patch(self, request, team, webhook_id):
+        data = _validated(s.WebhookWriteSerializer, request.data, partial=True)
+        with transaction.atomic():
+            webhook = services.webhook_update(webhook=self._get(), **data)
+        return Response(s.WebhookSerializer(webhook).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, team, webhook_id):
+        services.webhook_delete(webhook=self._get())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WebhookTestView(AdminScoped, APIView):
+    @extend_schema(request=s.WebhookTestSerializer, responses=TEST_RESULT)
+    def post(self, request, team, webhook_id):
+        """Send a payload once through the production signing and safety path; nothing is recorded."""
+        payload = _validated(s.WebhookTestSerializer, request.data)["payload"]
+        webhook = selectors.webhook_get(team=self.team, webhook_id=webhook_id)
+        try:
+            template = rendering.template_parse(payload)
+            rendering.template_validate(template, event_type=None, secret_names=secret_names(team=self.team))
+            result = delivery.webhook_test(
+                webhook=webhook, payload=template, context=selectors.sample_context(team=self.team, user=request.user)
+            )
+        except rendering.TemplateError as exc:
+            raise ApplicationError(exc.message, field="payload") from exc
+        except delivery.RequestError as exc:
+            raise ApplicationError(str(exc), field="payload") from exc
+        return Response(result)
+
+
+class AutomationListView(TeamScopedMixin, generics.ListAPIView):
+    serializer_class = s.AutomationSerializer
+    write_role = Role.ADMIN
+
+    @extend_schema(parameters=[OpenApiParameter("registered_model", str, description="Automations acting on it")])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return selectors.automations_for_team(
+            team=self.team, registered_model=self.request.query_params.get("registered_model")
+        )
+
+    @extend_schema(request=s.AutomationWriteSerializer, responses={201: s.AutomationSerializer})
+    def post(self, request, team):
+        data = _validated(s.AutomationWriteSerializer, request.data)
+        automation = services.automation_create(team=self.team, user=request.user, **data)
+        return Response(s.AutomationSerializer(automation).data, status=status.HTTP_201_CREATED)
+
+
+class AutomationDetailView(TeamScopedMixin, APIView):
+    write_role = Role.ADMIN
+
+    def _get(self):
+        return selectors.automation_get(team=self.team, automation_id=self.kwargs["automation_id"])
+
+    @extend_schema(responses=s.AutomationSerializer)
+    def get(self, request, team, automation_id):
+        return Response(s.AutomationSerializer(self._get()).data)
+
+    @extend_schema(request=s.AutomationWriteSerializer, responses=s.AutomationSerializer)
+    def patch(self, request, team, automation_id):
+        data = _validated(s.AutomationWriteSerializer, request.data, partial=True)
+        with transaction.atomic():
+            automation = services.automation_update(automation=self._get(), **data)
+        return Response(s.AutomationSerializer(automation).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, team, automation_id):
+        services.automation_delete(automation=self._get())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DeliveryListView(AdminScoped, generics.ListAPIView):
+    serializer_class = s.DeliverySerializer
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=s.DELIVERY_STATUSES),
+            OpenApiParameter("automation", int),
+            OpenApiParameter("webhook", int),
+        ]
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        params = self.request.query_params
+        for name in ("automation", "webhook"):
+            if params.get(name) and not params[name].isdigit():
+                raise ValidationError({name: ["Must be an id (a whole number)."]})
+        if params.get("status") and params["status"] not in s.DELIVERY_STATUSES:
+            raise ValidationError({"status": [f"Use one of {', '.join(s.DELIVERY_STATUSES)}."]})
+        return selectors.deliveries_for_team(
+            team=self.team, status=params.get("status"), automation=params.get("automation"),
+            webhook=params.get("webhook"),
+        )  # fmt: skip
+
+
+class DeliveryDetailView(AdminScoped, APIView):
+    @extend_schema(responses=s.DeliveryDetailSerializer)
+    def get(self, request, team, delivery_id):
+        found = selectors.delivery_get(team=self.team, delivery_id=delivery_id)
+        return Response(s.DeliveryDetailSerializer(found).data)
+
+
+class DeliveryRedeliverView(AdminScoped, APIView):
+    @extend_schema(request=None, responses={202: s.DeliverySerializer})
+    def post(self, request, team, delivery_id):
+        found = selectors.delivery_get(team=self.team, delivery_id=delivery_id)
+        with transaction.atomic():
+            found = delivery.delivery_redeliver(delivery=found)
+        return Response(s.DeliverySerializer(found).data, status=status.HTTP_202_ACCEPTED)
+
+
+class PresetListView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=s.PresetSerializer(many=True))
+    def get(self, request):
+        return Response(s.PresetSerializer(PRESETS.values(), many=True).data)
