@@ -10,8 +10,6 @@ from django.db.models import Q, QuerySet
 from registry.errors import NotFound
 from registry.models import Event, Team
 
-from secrets_vault.selectors import secret_names
-
 from . import rendering
 from .choices import ActionType
 from .models import Automation, Delivery, Webhook
