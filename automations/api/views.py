@@ -36,7 +36,8 @@ def _validated(serializer_class, data, *, partial: bool = False) -> dict:
     serializer.is_valid(raise_exception=True)
     if partial:
         # Only what the request sent: defaults must not overwrite stored values on PATCH.
-        return {k: v for k, v in serializer.validated_data.items() if k in data or (k == "payload" and "preset" in data)}
+        sent = set(data) | ({"payload"} if "preset" in data else set())
+        return {k: v for k, v in serializer.validated_data.items() if k in sent}
     return serializer.validated_data
 
 
