@@ -31,7 +31,7 @@ from .services import webhook_disable
 
 logger = logging.getLogger(__name__)
 
-USER_AGENT = "registry-automations-webhooks/0.1 (+https://github.com/)"
+USER_AGENT = "registry-automations-webhooks/0.1"
 STORED_BODY_CHARS = 4096
 
 

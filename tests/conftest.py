@@ -58,7 +58,16 @@ def _test_database_url() -> str:
 class WorkerProcess:
     """A real ``celery worker`` subprocess on the test database and broker; its log is kept for assertions."""
 
-    def __init__(self, *, log_path, queues: str = "events", beat: bool = False, extra_env: dict | None = None):
+    def __init__(
+        self,
+        *,
+        log_path,
+        queues: str = "events",
+        beat: bool = False,
+        extra_env: dict | None = None,
+        pool: str = "prefork",
+        concurrency: int = 2,
+    ):
         self.log_path = log_path
         self.env = {
             **os.environ,
@@ -69,7 +78,7 @@ class WorkerProcess:
         }
         self.args = [
             sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-l", "INFO",
-            "--concurrency", "2", "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
+            "--pool", pool, "--concurrency", str(concurrency), "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
             "--without-gossip", "--without-mingle",
         ]  # fmt: skip
         if beat:

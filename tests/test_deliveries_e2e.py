@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import re
 import subprocess
 import threading
@@ -38,6 +39,9 @@ WORKER_ENV = {
     "DELIVERY_SWEEP_INTERVAL": "0.5",
     "DELIVERY_SWEEP_GRACE": "1",
 }
+
+# As in the Procfile: deliveries run on the threads pool.
+DELIVERY_WORKER = {"queues": "events,deliveries", "pool": "threads", "concurrency": 8}
 
 EVERY_VARIABLE = {
     "event_type": "${event_type}",
@@ -138,8 +142,9 @@ class BrokerTap:
 
 
 def test_a_link_and_an_alias_each_send_exactly_the_configured_signed_deliveries(
-    live_server, worker_factory, allow_loopback
+    live_server, worker_factory, allow_loopback, caplog
 ):
+    caplog.set_level(logging.DEBUG)  # everything the web side logs, at every level
     with Receiver() as receiver, BrokerTap() as tap:
         author = make_user('o"brien\\x')
         team, model, webhook, _ = team_with_webhook(
@@ -149,7 +154,7 @@ def test_a_link_and_an_alias_each_send_exactly_the_configured_signed_deliveries(
             team=team, user=author, name="on production", event_type="ADD_ARTIFACT_ALIAS", alias_regex="prod.*",
             action_type="WEBHOOK", webhook=webhook.pk, payload=EVERY_VARIABLE,
         )  # fmt: skip
-        worker = worker_factory(queues="events,deliveries", extra_env=WORKER_ENV)
+        worker = worker_factory(**DELIVERY_WORKER, extra_env=WORKER_ENV)
         artifact = make_artifact_version(team, metadata={"notes": TRICKY_NOTES, "accuracy": 0.97})
         api = requests.Session()
         token = api.post(
@@ -210,6 +215,7 @@ def test_a_link_and_an_alias_each_send_exactly_the_configured_signed_deliveries(
     for value in (SIGNING, TOKEN):
         assert value not in records
         assert value not in worker.log()
+        assert value not in caplog.text
         assert value not in tap.text()
         for body in responses:
             assert value not in body
@@ -219,7 +225,7 @@ def test_a_link_and_an_alias_each_send_exactly_the_configured_signed_deliveries(
 def test_a_500_twice_then_200_is_three_attempts_with_the_same_webhook_id(worker_factory, allow_loopback):
     with Receiver(Reply(500), Reply(502), Reply(200)) as receiver:
         _, model, _, _ = team_with_webhook(receiver.url)
-        worker_factory(queues="events,deliveries", extra_env=WORKER_ENV)
+        worker_factory(**DELIVERY_WORKER, extra_env=WORKER_ENV)
         link(model)
         delivery = settled(only_delivery().pk, "succeeded")
 
@@ -234,7 +240,7 @@ def test_a_500_twice_then_200_is_three_attempts_with_the_same_webhook_id(worker_
 def test_retry_after_is_honoured(worker_factory, allow_loopback):
     with Receiver(Reply(503, headers={"Retry-After": "3"}), Reply(200)) as receiver:
         _, model, _, _ = team_with_webhook(receiver.url)
-        worker_factory(queues="events,deliveries", extra_env=WORKER_ENV)
+        worker_factory(**DELIVERY_WORKER, extra_env=WORKER_ENV)
         link(model)
         settled(only_delivery().pk, "succeeded")
 
@@ -244,7 +250,7 @@ def test_retry_after_is_honoured(worker_factory, allow_loopback):
 def test_a_404_fails_at_once(worker_factory, allow_loopback):
     with Receiver(Reply(404)) as receiver:
         _, model, webhook, _ = team_with_webhook(receiver.url)
-        worker_factory(queues="events,deliveries", extra_env=WORKER_ENV)
+        worker_factory(**DELIVERY_WORKER, extra_env=WORKER_ENV)
         link(model)
         delivery = settled(only_delivery().pk, "failed")
         time.sleep(1.5)
@@ -257,8 +263,8 @@ def test_a_404_fails_at_once(worker_factory, allow_loopback):
 
 def test_a_410_fails_and_disables_the_webhook(worker_factory, allow_loopback):
     with Receiver(Reply(410)) as receiver:
-        team, model, webhook, _ = team_with_webhook(receiver.url)
-        worker_factory(queues="events,deliveries", extra_env=WORKER_ENV)
+        _, model, webhook, _ = team_with_webhook(receiver.url)
+        worker_factory(**DELIVERY_WORKER, extra_env=WORKER_ENV)
         link(model)
         settled(only_delivery().pk, "failed")
         webhook.refresh_from_db()
@@ -275,7 +281,7 @@ def test_a_redirect_is_not_followed(worker_factory, allow_loopback):
     with Receiver() as target, Receiver(Reply(302, headers={"Location": "TARGET"})) as receiver:
         receiver.replies = [Reply(302, headers={"Location": target.url})]
         _, model, _, _ = team_with_webhook(receiver.url)
-        worker_factory(queues="events,deliveries", extra_env=WORKER_ENV)
+        worker_factory(**DELIVERY_WORKER, extra_env=WORKER_ENV)
         link(model)
         delivery = settled(only_delivery().pk, "failed")
 
@@ -286,7 +292,7 @@ def test_a_redirect_is_not_followed(worker_factory, allow_loopback):
 def test_a_receiver_that_never_answers_is_cut_off_by_the_timeout(worker_factory, allow_loopback):
     with Receiver(Reply(200, delay=8)) as receiver:
         _, model, _, _ = team_with_webhook(receiver.url)
-        worker_factory(queues="events,deliveries", extra_env=WORKER_ENV)
+        worker_factory(**DELIVERY_WORKER, extra_env=WORKER_ENV)
         link(model)
         wait_until(lambda: DeliveryAttempt.objects.exists(), timeout=20, message="the first attempt")
         attempt = DeliveryAttempt.objects.first()
@@ -301,12 +307,12 @@ def test_a_waiting_retry_survives_a_worker_restart(worker_factory, allow_loopbac
     env = {**WORKER_ENV, "WEBHOOK_RETRY_SCHEDULE": "4"}
     with Receiver(Reply(500), Reply(200)) as receiver:
         _, model, _, _ = team_with_webhook(receiver.url)
-        first = worker_factory(queues="events,deliveries", extra_env=env)
+        first = worker_factory(**DELIVERY_WORKER, extra_env=env)
         link(model)
         delivery = settled(only_delivery().pk, "retrying")
         first.stop()  # the worker holding the countdown goes away
 
-        worker_factory(queues="events,deliveries", beat=True, extra_env=env)
+        worker_factory(**DELIVERY_WORKER, beat=True, extra_env=env)
         delivery = settled(delivery.pk, "succeeded", timeout=40)
 
     assert delivery.attempts == 2
@@ -317,7 +323,7 @@ def test_deleting_the_automation_and_webhook_does_not_stop_a_waiting_delivery(wo
     env = {**WORKER_ENV, "WEBHOOK_RETRY_SCHEDULE": "3"}
     with Receiver(Reply(500), Reply(200)) as receiver:
         _, model, webhook, automation = team_with_webhook(receiver.url)
-        worker_factory(queues="events,deliveries", beat=True, extra_env=env)
+        worker_factory(**DELIVERY_WORKER, beat=True, extra_env=env)
         link(model)
         delivery = settled(only_delivery().pk, "retrying")
 
@@ -335,7 +341,7 @@ def test_a_url_refused_at_send_time_fails_with_the_reason(worker_factory, allow_
     with Receiver() as receiver:
         _, model, _, _ = team_with_webhook(receiver.url)
         # The worker's operator allow-list no longer admits loopback.
-        worker_factory(queues="events,deliveries", extra_env={**WORKER_ENV, "WEBHOOK_ALLOWED_NETWORKS": ""})
+        worker_factory(**DELIVERY_WORKER, extra_env={**WORKER_ENV, "WEBHOOK_ALLOWED_NETWORKS": ""})
         link(model)
         delivery = settled(only_delivery().pk, "failed")
 
@@ -347,7 +353,7 @@ def test_redeliver_sends_the_same_delivery_again(live_server, worker_factory, al
     with Receiver(Reply(404), Reply(200)) as receiver:
         admin = make_user()
         team, model, _, _ = team_with_webhook(receiver.url, author=admin)
-        worker_factory(queues="events,deliveries", extra_env=WORKER_ENV)
+        worker_factory(**DELIVERY_WORKER, extra_env=WORKER_ENV)
         link(model)
         delivery = settled(only_delivery().pk, "failed")
         _, raw = registry_services.api_token_create(user=admin)
@@ -355,9 +361,57 @@ def test_redeliver_sends_the_same_delivery_again(live_server, worker_factory, al
         answer = requests.post(
             f"{live_server.url}/api/v1/teams/{team.name}/deliveries/{delivery.pk}/redeliver/",
             headers={"Authorization": f"Token {raw}"},
+            timeout=10,
         )
         assert answer.status_code == 202, answer.text
         delivery = settled(delivery.pk, "succeeded")
 
     assert delivery.attempts == 2
     assert [r.headers["webhook-id"] for r in receiver.requests] == [str(delivery.pk)] * 2
+
+
+def test_a_webhook_failing_for_longer_than_the_limit_is_disabled_with_the_reason(worker_factory, allow_loopback):
+    env = {**WORKER_ENV, "WEBHOOK_DISABLE_AFTER": "1.5", "WEBHOOK_RETRY_SCHEDULE": "1,1,1,1,1"}
+    with Receiver(Reply(500)) as receiver:
+        _, model, webhook, _ = team_with_webhook(receiver.url)
+        worker_factory(**DELIVERY_WORKER, extra_env=env)
+        link(model)
+
+        def disabled():
+            webhook.refresh_from_db()
+            return not webhook.enabled
+
+        wait_until(disabled, timeout=30, message="the webhook to be disabled")
+        delivery = settled(only_delivery().pk, "failed")
+
+    assert "Every delivery failed for more than" in webhook.disabled_reason
+    assert "HTTP 500" in webhook.disabled_reason
+    assert delivery.last_error.startswith("Webhook disabled") or delivery.attempts >= 2
+    assert len(receiver.requests) >= 2
+
+
+def test_slow_endpoints_do_not_hold_up_fast_ones(worker_factory, allow_loopback):
+    """Four deliveries stuck on a 3 s endpoint while another endpoint's delivery goes straight through."""
+    env = {**WORKER_ENV, "WEBHOOK_READ_TIMEOUT": "5", "WEBHOOK_DEADLINE": "6"}
+    with Receiver(Reply(200, delay=3)) as slow, Receiver() as fast:
+        admin = make_user()
+        team, model, webhook, _ = team_with_webhook(slow.url, author=admin)
+        for n in range(3):
+            services.automation_create(
+                team=team, user=admin, name=f"slow {n}", event_type="LINK_ARTIFACT", action_type="WEBHOOK",
+                webhook=webhook.pk, payload={"n": n},
+            )  # fmt: skip
+        quick = services.webhook_create(team=team, name="fast", url=fast.url, user=admin)
+        services.automation_create(
+            team=team, user=admin, name="fast", event_type="LINK_ARTIFACT", action_type="WEBHOOK",
+            webhook=quick.pk, payload={"fast": True},
+        )  # fmt: skip
+        worker_factory(**DELIVERY_WORKER, extra_env=env)
+        started = time.monotonic()
+        link(model)
+        wait_until(lambda: fast.requests, timeout=10, message="the fast endpoint's delivery")
+        fast_latency = fast.requests[0].at - started
+        wait_until(lambda: Delivery.objects.filter(status="succeeded").count() == 5, timeout=20, message="all five")
+
+    assert len(slow.requests) == 4
+    assert fast_latency < 2.5, fast_latency  # well before the first slow reply

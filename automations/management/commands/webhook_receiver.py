@@ -53,6 +53,9 @@ class Command(BaseCommand):
                 pass
 
         server = ThreadingHTTPServer((options["host"], options["port"]), Handler)
+        # Let the last request finish its answer and report before the command exits.
+        server.daemon_threads = False
+        server.block_on_close = True
         self.stdout.write(f"Listening on http://{options['host']}:{server.server_port}/ (Ctrl-C stops)")
         self.stdout.flush()
         try:
