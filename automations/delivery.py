@@ -217,7 +217,10 @@ def delivery_attempt(*, delivery_id: object) -> str | None:
     return delivery.status
 
 
+@transaction.atomic
 def _record(delivery: Delivery, *, started, summary: dict | None, error: str, verdict: retry.Verdict) -> None:
+    """Record the attempt, settle the delivery and update the webhook's health together: no one sees one without
+    the others."""
     now = timezone.now()
     status_code = summary["status_code"] if summary else None
     DeliveryAttempt.objects.create(
@@ -258,7 +261,7 @@ def _record(delivery: Delivery, *, started, summary: dict | None, error: str, ve
         for field, value in changes.items():
             setattr(delivery, field, value)
         if countdown is not None:
-            delivery_schedule(delivery.pk, countdown=countdown)
+            transaction.on_commit(lambda: delivery_schedule(delivery.pk, countdown=countdown))
     if delivery.webhook_id:
         _webhook_health(delivery.webhook_id, verdict=verdict, error=described, now=now)
 
