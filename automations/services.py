@@ -25,6 +25,7 @@ from .models import Automation, Webhook
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$")
 MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_PAYLOAD_DEPTH = 64  # as the API's JSON parser allows
 
 
 def _name_validate(name: object, *, what: str) -> str:
@@ -162,13 +163,44 @@ def _alias_regex_validate(alias_regex: object, *, event_type: str) -> str:
     return alias_regex
 
 
-def _payload_validate(payload: object, *, team: Team, event_type: str) -> dict:
+def _shape_problem(template: dict) -> str | None:
+    """What makes a parsed template unfit to store and render, if anything (walked without recursion)."""
+    stack: list[tuple[object, int]] = [(template, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str) and "\x00" in item:
+            # The database cannot store it: refused here rather than failing on insert.
+            return "The payload may not contain the NUL character (\\u0000)."
+        if isinstance(item, dict | list):
+            if depth > MAX_PAYLOAD_DEPTH:
+                # Rendering walks the template recursively at send time; keep it far from the recursion limit.
+                return f"The payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels."
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return None
+
+
+def payload_validate(*, team: Team, payload: object, event_type: str | None) -> dict:
+    """Parse and check a payload template of a team, as stored by an automation or sent by a webhook test.
+
+    ``event_type=None`` (testing a webhook) accepts the variables of every event type.
+    """
     try:
         template = rendering.template_parse(payload)
         rendering.template_validate(template, event_type=event_type, secret_names=secret_names(team=team))
     except rendering.TemplateError as exc:
         raise ApplicationError(str(exc.message), field="payload") from exc
-    if len(json.dumps(template).encode()) > MAX_PAYLOAD_BYTES:
+    except RecursionError:  # a string payload nested deeper than the JSON reader goes
+        raise ApplicationError("Invalid JSON: the payload is nested too deeply.", field="payload") from None
+    except ValueError:  # a string payload holding an integer longer than Python converts
+        raise ApplicationError("Invalid JSON: a number has too many digits.", field="payload") from None
+    if problem := _shape_problem(template):
+        raise ApplicationError(problem, field="payload")
+    try:
+        encoded = json.dumps(template, allow_nan=False).encode()
+    except ValueError:  # a string payload holding a number such as 1e400
+        raise ApplicationError("The payload holds a number that is not finite.", field="payload") from None
+    if len(encoded) > MAX_PAYLOAD_BYTES:
         raise ApplicationError(f"The payload template is larger than {MAX_PAYLOAD_BYTES} bytes.", field="payload")
     return template
 
@@ -186,7 +218,7 @@ def automation_validate(automation: Automation) -> Automation:
             raise ApplicationError("A webhook action needs a webhook.", field="webhook")
         if automation.webhook.team_id != team.pk:
             raise ApplicationError("No such webhook in this team.", field="webhook")
-        automation.payload = _payload_validate(automation.payload, team=team, event_type=automation.event_type)
+        automation.payload = payload_validate(team=team, payload=automation.payload, event_type=automation.event_type)
     elif automation.action_type == ActionType.LAUNCH_JOB:
         raise ApplicationError("Launch job actions are not available yet.", field="action_type")
     else:

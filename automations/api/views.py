@@ -15,7 +15,6 @@ from automations.presets import PRESETS
 from registry.api.mixins import TeamScopedMixin
 from registry.choices import Role
 from registry.errors import ApplicationError
-from secrets_vault.selectors import secret_names
 
 from . import serializers as s
 
@@ -86,9 +85,8 @@ class WebhookTestView(AdminScoped, APIView):
         """Send a payload once through the production signing and safety path; nothing is recorded."""
         payload = _validated(s.WebhookTestSerializer, request.data)["payload"]
         webhook = selectors.webhook_get(team=self.team, webhook_id=webhook_id)
+        template = services.payload_validate(team=self.team, payload=payload, event_type=None)
         try:
-            template = rendering.template_parse(payload)
-            rendering.template_validate(template, event_type=None, secret_names=secret_names(team=self.team))
             result = delivery.webhook_test(
                 webhook=webhook, payload=template, context=selectors.sample_context(team=self.team, user=request.user)
             )
@@ -158,7 +156,7 @@ class DeliveryListView(AdminScoped, generics.ListAPIView):
     def get_queryset(self):
         params = self.request.query_params
         for name in ("automation", "webhook"):
-            if params.get(name) and not params[name].isdigit():
+            if params.get(name) and not (params[name].isascii() and params[name].isdigit()):
                 raise ValidationError({name: ["Must be an id (a whole number)."]})
         if params.get("status") and params["status"] not in s.DELIVERY_STATUSES:
             raise ValidationError({"status": [f"Use one of {', '.join(s.DELIVERY_STATUSES)}."]})
