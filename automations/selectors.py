@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from django.db.models import Q, QuerySet
@@ -11,6 +10,7 @@ from registry.errors import NotFound
 from registry.models import Event, Team
 
 from . import rendering
+from .alias_filter import alias_filter_matches
 from .choices import ActionType
 from .models import Automation, Delivery, Webhook
 
@@ -50,7 +50,7 @@ def automations_matching(*, event: Event) -> list[Automation]:
         .order_by("pk")
     )
     # The filter must match the whole alias: "prod" does not match "production-old".
-    return [a for a in candidates if not a.alias_regex or re.fullmatch(a.alias_regex, event.alias)]
+    return [a for a in candidates if not a.alias_regex or alias_filter_matches(a.alias_regex, event.alias)]
 
 
 def deliveries_for_team(

@@ -20,6 +20,7 @@ from secrets_vault.models import Secret
 from secrets_vault.selectors import secret_names
 
 from . import rendering, safe_http
+from .alias_filter import AliasFilterError, alias_filter_validate
 from .choices import ActionType
 from .models import Automation, Webhook
 
@@ -157,9 +158,9 @@ def _alias_regex_validate(alias_regex: object, *, event_type: str) -> str:
             "The alias filter must be a regular expression of at most 256 characters.", field="alias_regex"
         )
     try:
-        re.compile(alias_regex)
-    except re.error as exc:
-        raise ApplicationError(f"Invalid regular expression: {exc}.", field="alias_regex") from exc
+        alias_filter_validate(alias_regex)
+    except AliasFilterError as exc:
+        raise ApplicationError(str(exc), field="alias_regex") from exc
     return alias_regex
 
 

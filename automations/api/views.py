@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from automations import delivery, rendering, selectors, services
 from automations.presets import PRESETS
+from registry.api.inputs import validated
 from registry.api.mixins import TeamScopedMixin
 from registry.choices import Role
 from registry.errors import ApplicationError
@@ -30,16 +31,6 @@ TEST_RESULT = inline_serializer(
 )
 
 
-def _validated(serializer_class, data, *, partial: bool = False) -> dict:
-    serializer = serializer_class(data=data, partial=partial)
-    serializer.is_valid(raise_exception=True)
-    if partial:
-        # Only what the request sent: defaults must not overwrite stored values on PATCH.
-        sent = set(data) | ({"payload"} if "preset" in data else set())
-        return {k: v for k, v in serializer.validated_data.items() if k in sent}
-    return serializer.validated_data
-
-
 class AdminScoped(TeamScopedMixin):
     read_role = Role.ADMIN
     write_role = Role.ADMIN
@@ -53,7 +44,7 @@ class WebhookListView(AdminScoped, generics.ListAPIView):
 
     @extend_schema(request=s.WebhookWriteSerializer, responses={201: s.WebhookSerializer})
     def post(self, request, team):
-        data = _validated(s.WebhookWriteSerializer, request.data)
+        data = validated(s.WebhookWriteSerializer, request.data)
         webhook = services.webhook_create(team=self.team, user=request.user, **data)
         return Response(s.WebhookSerializer(webhook).data, status=status.HTTP_201_CREATED)
 
@@ -68,7 +59,7 @@ class WebhookDetailView(AdminScoped, APIView):
 
     @extend_schema(request=s.WebhookWriteSerializer, responses=s.WebhookSerializer)
     def patch(self, request, team, webhook_id):
-        data = _validated(s.WebhookWriteSerializer, request.data, partial=True)
+        data = validated(s.WebhookWriteSerializer, request.data, partial=True)
         with transaction.atomic():
             webhook = services.webhook_update(webhook=self._get(), **data)
         return Response(s.WebhookSerializer(webhook).data)
@@ -83,7 +74,7 @@ class WebhookTestView(AdminScoped, APIView):
     @extend_schema(request=s.WebhookTestSerializer, responses=TEST_RESULT)
     def post(self, request, team, webhook_id):
         """Send a payload once through the production signing and safety path; nothing is recorded."""
-        payload = _validated(s.WebhookTestSerializer, request.data)["payload"]
+        payload = validated(s.WebhookTestSerializer, request.data)["payload"]
         webhook = selectors.webhook_get(team=self.team, webhook_id=webhook_id)
         template = services.payload_validate(team=self.team, payload=payload, event_type=None)
         try:
@@ -112,7 +103,7 @@ class AutomationListView(TeamScopedMixin, generics.ListAPIView):
 
     @extend_schema(request=s.AutomationWriteSerializer, responses={201: s.AutomationSerializer})
     def post(self, request, team):
-        data = _validated(s.AutomationWriteSerializer, request.data)
+        data = validated(s.AutomationWriteSerializer, request.data)
         automation = services.automation_create(team=self.team, user=request.user, **data)
         return Response(s.AutomationSerializer(automation).data, status=status.HTTP_201_CREATED)
 
@@ -129,7 +120,7 @@ class AutomationDetailView(TeamScopedMixin, APIView):
 
     @extend_schema(request=s.AutomationWriteSerializer, responses=s.AutomationSerializer)
     def patch(self, request, team, automation_id):
-        data = _validated(s.AutomationWriteSerializer, request.data, partial=True)
+        data = validated(s.AutomationWriteSerializer, request.data, partial=True)
         with transaction.atomic():
             automation = services.automation_update(automation=self._get(), **data)
         return Response(s.AutomationSerializer(automation).data)

@@ -15,17 +15,12 @@ from registry.choices import Role
 from registry.errors import ApplicationError, NotFound
 
 from . import serializers as s
+from .inputs import validated
 from .mixins import TeamScopedMixin
 from .parsers import JSONParser
 from .permissions import IsSuperuser
 
 TOKEN_RESPONSE = inline_serializer("TokenResponse", {"token": serializers.CharField()})
-
-
-def _validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class TokenView(APIView):
@@ -39,7 +34,7 @@ class TokenView(APIView):
 
     @extend_schema(request=s.TokenRequestSerializer, responses={201: TOKEN_RESPONSE})
     def post(self, request):
-        data = _validated(s.TokenRequestSerializer, request.data)
+        data = validated(s.TokenRequestSerializer, request.data)
         user = authenticate(request, username=data["username"], password=data["password"])
         if user is None:
             raise ApplicationError("Wrong username or password.", code="authentication_failed")
@@ -53,7 +48,7 @@ class UserCreateView(APIView):
 
     @extend_schema(request=s.UserCreateSerializer, responses={201: s.UserSerializer})
     def post(self, request):
-        user = services.user_create(**_validated(s.UserCreateSerializer, request.data))
+        user = services.user_create(**validated(s.UserCreateSerializer, request.data))
         return Response(s.UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
@@ -68,7 +63,7 @@ class TeamListView(generics.ListAPIView):
     def post(self, request):
         if not request.user.is_superuser:
             self.permission_denied(request, message="Only a superuser can create teams.")
-        team = services.team_create(creator=request.user, **_validated(s.TeamCreateSerializer, request.data))
+        team = services.team_create(creator=request.user, **validated(s.TeamCreateSerializer, request.data))
         return Response(s.TeamSerializer(team).data, status=status.HTTP_201_CREATED)
 
 
@@ -87,7 +82,7 @@ class MemberListView(TeamScopedMixin, generics.ListAPIView):
 
     @extend_schema(request=s.MemberSetSerializer, responses={201: s.MembershipSerializer})
     def post(self, request, team):
-        membership = services.membership_set(team=self.team, **_validated(s.MemberSetSerializer, request.data))
+        membership = services.membership_set(team=self.team, **validated(s.MemberSetSerializer, request.data))
         return Response(s.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 
@@ -96,7 +91,7 @@ class MemberDetailView(TeamScopedMixin, APIView):
 
     @extend_schema(request=s.MemberRoleSerializer, responses=s.MembershipSerializer)
     def patch(self, request, team, username):
-        role = _validated(s.MemberRoleSerializer, request.data)["role"]
+        role = validated(s.MemberRoleSerializer, request.data)["role"]
         if not selectors.memberships_for_team(team=self.team).filter(user__username=username).exists():
             raise NotFound(f"{username!r} is not a member of {self.team.name}.", field="username")
         membership = services.membership_set(team=self.team, username=username, role=role)
@@ -116,7 +111,7 @@ class ProjectListView(TeamScopedMixin, generics.ListAPIView):
 
     @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer})
     def post(self, request, team):
-        project = services.project_create(team=self.team, **_validated(s.ProjectCreateSerializer, request.data))
+        project = services.project_create(team=self.team, **validated(s.ProjectCreateSerializer, request.data))
         return Response(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
@@ -129,7 +124,7 @@ class ArtifactVersionListView(TeamScopedMixin, generics.ListAPIView):
 
     @extend_schema(request=s.ArtifactVersionCreateSerializer, responses={201: s.ArtifactVersionSerializer})
     def post(self, request, team, project, collection):
-        data = _validated(s.ArtifactVersionCreateSerializer, request.data)
+        data = validated(s.ArtifactVersionCreateSerializer, request.data)
         version = services.artifact_version_create(
             project=selectors.project_get(team=self.team, name=project),
             collection_name=collection,
@@ -156,7 +151,7 @@ class RegisteredModelListView(TeamScopedMixin, generics.ListAPIView):
 
     @extend_schema(request=s.RegisteredModelCreateSerializer, responses={201: s.RegisteredModelSerializer})
     def post(self, request, team):
-        data = _validated(s.RegisteredModelCreateSerializer, request.data)
+        data = validated(s.RegisteredModelCreateSerializer, request.data)
         registered_model = services.registered_model_create(team=self.team, **data)
         return Response(s.RegisteredModelSerializer(registered_model).data, status=status.HTTP_201_CREATED)
 
@@ -173,7 +168,7 @@ class RegisteredModelDetailView(TeamScopedMixin, APIView):
 
     @extend_schema(request=s.RegisteredModelUpdateSerializer, responses=s.RegisteredModelSerializer)
     def patch(self, request, team, name):
-        data = _validated(s.RegisteredModelUpdateSerializer, request.data)
+        data = validated(s.RegisteredModelUpdateSerializer, request.data)
         registered_model = services.registered_model_update(registered_model=self._get(), **data)
         return Response(s.RegisteredModelSerializer(registered_model).data)
 
@@ -196,7 +191,7 @@ class ModelVersionListView(TeamScopedMixin, generics.ListAPIView):
         parameters=[OpenApiParameter("X-Registry-Caused-By", str, OpenApiParameter.HEADER, required=False)],
     )
     def post(self, request, team, name):
-        data = _validated(s.LinkSerializer, request.data)
+        data = validated(s.LinkSerializer, request.data)
         registered_model = selectors.registered_model_get(team=self.team, name=name)
         artifact_version = selectors.artifact_version_resolve(team=self.team, reference=data["artifact"])
         model_version = services.model_version_link(
@@ -232,7 +227,7 @@ class AliasAddView(TeamScopedMixin, APIView):
         parameters=[OpenApiParameter("X-Registry-Caused-By", str, OpenApiParameter.HEADER, required=False)],
     )
     def post(self, request, team, name, version):
-        alias = _validated(s.AliasAddSerializer, request.data)["alias"]
+        alias = validated(s.AliasAddSerializer, request.data)["alias"]
         registered_model = selectors.registered_model_get(team=self.team, name=name)
         model_version = selectors.model_version_get(registered_model=registered_model, version=version)
         services.alias_add(model_version=model_version, name=alias, user=request.user, caused_by=self.caused_by())

@@ -3,17 +3,12 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from registry.api.inputs import validated
 from registry.api.mixins import TeamScopedMixin
 from registry.choices import Role
 from secrets_vault import selectors, services
 
 from . import serializers as s
-
-
-def _validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class SecretListView(TeamScopedMixin, generics.ListAPIView):
@@ -26,7 +21,7 @@ class SecretListView(TeamScopedMixin, generics.ListAPIView):
 
     @extend_schema(request=s.SecretCreateSerializer, responses={201: s.SecretSerializer})
     def post(self, request, team):
-        data = _validated(s.SecretCreateSerializer, request.data)
+        data = validated(s.SecretCreateSerializer, request.data)
         secret = services.secret_create(team=self.team, user=request.user, **data)
         return Response(s.SecretSerializer(secret).data, status=status.HTTP_201_CREATED)
 
@@ -38,7 +33,7 @@ class SecretDetailView(TeamScopedMixin, APIView):
     @extend_schema(request=s.SecretValueSerializer, responses=s.SecretSerializer)
     def put(self, request, team, name):
         """Set the value: creates the secret if it does not exist yet."""
-        value = _validated(s.SecretValueSerializer, request.data)["value"]
+        value = validated(s.SecretValueSerializer, request.data)["value"]
         existing = selectors.secrets_for_team(team=self.team).filter(name=name).first()
         if existing is None:
             secret = services.secret_create(team=self.team, name=name, value=value, user=request.user)
