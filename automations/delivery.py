@@ -203,6 +203,15 @@ def delivery_attempt(*, delivery_id: object) -> str | None:
             )
         except RequestError as exc:
             response, error, verdict = None, str(exc), retry.Verdict.FAILED
+        except Exception as exc:
+            # Not a refusal but a fault of ours: recorded and retried on the schedule instead of leaving the
+            # delivery claimed until its lease lapses. Only the type is logged: messages may quote the payload.
+            logger.error("delivery %s: %s while preparing the request", delivery.pk, type(exc).__name__)
+            response, error, verdict = (
+                None,
+                f"Internal error while preparing the request ({type(exc).__name__}).",
+                retry.Verdict.RETRY,
+            )
         else:
             secrets = prepared.secrets
             response = http_send(delivery.url, prepared)
