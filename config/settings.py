@@ -178,11 +178,16 @@ CELERY_TASK_ROUTES = {
     "registry.tasks.*": {"queue": "events"},
     "automations.tasks.delivery_send": {"queue": "deliveries"},
     "automations.tasks.deliveries_sweep": {"queue": "events"},
+    "launch.tasks.*": {"queue": "events"},
 }
 CELERY_BEAT_SCHEDULE = {
     "events-sweep": {
         "task": "registry.tasks.events_sweep",
         "schedule": env.float("EVENT_SWEEP_INTERVAL", default=15.0),
+    },
+    "launch-leases": {
+        "task": "launch.tasks.items_expire_leases",
+        "schedule": env.float("LAUNCH_LEASE_SWEEP_INTERVAL", default=5.0),
     },
     "deliveries-sweep": {
         "task": "automations.tasks.deliveries_sweep",
@@ -252,3 +257,9 @@ DELIVERY_CLAIM_LEASE = env.float("DELIVERY_CLAIM_LEASE", default=120.0)
 DELIVERY_COUNTDOWN_MAX = env.float("DELIVERY_COUNTDOWN_MAX", default=60.0)
 # The sweep leaves deliveries this many seconds past due to their own task first.
 DELIVERY_SWEEP_GRACE = env.float("DELIVERY_SWEEP_GRACE", default=5.0)
+
+# --- Launch ------------------------------------------------------------------------------------------------
+# Seconds an agent's claim lasts without a heartbeat; agents heartbeat well within it.
+LAUNCH_LEASE_SECONDS = env.float("LAUNCH_LEASE_SECONDS", default=30.0)
+# Claims (lease expiries included) after which an item fails instead of going back to pending.
+LAUNCH_MAX_ATTEMPTS = env.int("LAUNCH_MAX_ATTEMPTS", default=3)

@@ -1,0 +1,303 @@
+"""Writes for launch: jobs, queues, agents, and the life of a queue item.
+
+A claim takes the oldest pending item of a queue with ``SELECT ... FOR UPDATE SKIP LOCKED``, so any number of
+agents claim concurrently and no item is ever handed out twice. A claimed item carries a lease the agent extends
+by heartbeating; the beat sweep returns items whose lease lapsed to ``pending`` (or fails them after
+``LAUNCH_MAX_ATTEMPTS``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from registry.errors import ApplicationError, Conflict
+from registry.models import Event, Project, Team
+from registry.validators import NAME_RE
+
+from .choices import ACTIVE_STATES, AGENT_TRANSITIONS, FINAL_STATES, ItemState, ResourceType
+from .models import Agent, Job, JobVersion, RunQueue, RunQueueItem
+
+AGENT_TOKEN_PREFIX = "agt_"  # noqa: S105 (a public prefix, not a secret)
+LOG_TAIL_CHARS = 16 * 1024
+
+
+def _name(value: object, *, field: str = "name", what: str = "name") -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ApplicationError(
+            f"Invalid {what} {value!r}: use letters, digits, '.', '-' or '_', starting with a letter or digit.",
+            field=field,
+        )
+    return value
+
+
+def _save(obj, message: str, field: str = "name"):
+    try:
+        with transaction.atomic():
+            obj.save()
+    except IntegrityError as exc:
+        raise Conflict(message, field=field) from exc
+    return obj
+
+
+def config_merge(defaults: dict, overrides: dict) -> dict:
+    """Defaults overlaid with overrides, recursively for nested objects."""
+    merged = copy.deepcopy(defaults)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = config_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+# --- Jobs and queues ------------------------------------------------------------------------------------
+
+
+def job_create(*, team: Team, name: str, project: str, description: str = "") -> Job:
+    destination = Project.objects.filter(team=team, name=project).first()
+    if destination is None:
+        raise ApplicationError(f"No project {project!r} in {team.name}.", field="project")
+    job = Job(team=team, project=destination, name=_name(name, what="job name"), description=description)
+    return _save(job, f"A job named {name!r} already exists.")
+
+
+@transaction.atomic
+def job_version_create(
+    *, job: Job, entrypoint: list, default_config: dict | None = None, source: str = ""
+) -> JobVersion:
+    if not isinstance(entrypoint, list) or not entrypoint or not all(isinstance(a, str) and a for a in entrypoint):
+        raise ApplicationError("entrypoint must be a non-empty list of non-empty strings.", field="entrypoint")
+    if any("\x00" in a for a in entrypoint):
+        raise ApplicationError("entrypoint may not contain the NUL character.", field="entrypoint")
+    default_config = {} if default_config is None else default_config
+    if not isinstance(default_config, dict):
+        raise ApplicationError("default_config must be a JSON object.", field="default_config")
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    index = job.next_index
+    job.next_index = index + 1
+    job.save(update_fields=["next_index"])
+    return JobVersion.objects.create(
+        job=job, index=index, entrypoint=entrypoint, default_config=default_config, source=source
+    )
+
+
+def run_queue_create(
+    *, team: Team, name: str, resource_type: str = ResourceType.LOCAL_PROCESS, resource_config: dict | None = None
+) -> RunQueue:
+    if resource_type not in ResourceType.values:
+        raise ApplicationError(
+            f"Unknown resource type {resource_type!r}: use one of {', '.join(ResourceType.values)}.",
+            field="resource_type",
+        )
+    if resource_config is not None and not isinstance(resource_config, dict):
+        raise ApplicationError("resource_config must be a JSON object.", field="resource_config")
+    queue = RunQueue(
+        team=team,
+        name=_name(name, what="queue name"),
+        resource_type=resource_type,
+        resource_config=resource_config or {},
+    )
+    return _save(queue, f"A queue named {name!r} already exists.")
+
+
+# --- Agents ---------------------------------------------------------------------------------------------
+
+
+def agent_token_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@transaction.atomic
+def agent_create(*, team: Team, name: str, queues: list[str]) -> tuple[Agent, str]:
+    """Register an agent for some of the team's queues. Returns it with its token, shown this once."""
+    if not isinstance(queues, list) or not queues:
+        raise ApplicationError("An agent needs at least one queue.", field="queues")
+    found = list(RunQueue.objects.filter(team=team, name__in=queues))
+    if missing := sorted(set(queues) - {q.name for q in found}):
+        raise ApplicationError(f"No queue(s) {', '.join(missing)} in {team.name}.", field="queues")
+    raw = AGENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    agent = Agent(
+        team=team, name=_name(name, what="agent name"), token_hash=agent_token_hash(raw), token_prefix=raw[:10]
+    )
+    _save(agent, f"An agent named {name!r} already exists.")
+    agent.queues.set(found)
+    return agent, raw
+
+
+def agent_authenticate(*, raw: str) -> Agent | None:
+    agent = Agent.objects.select_related("team").filter(token_hash=agent_token_hash(raw), disabled=False).first()
+    if agent is not None:
+        now = timezone.now()
+        if agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > 5:
+            Agent.objects.filter(pk=agent.pk).update(last_seen_at=now)
+    return agent
+
+
+# --- Queue items ----------------------------------------------------------------------------------------
+
+
+def item_enqueue(
+    *,
+    queue: RunQueue,
+    job_version: JobVersion,
+    destination_project: Project,
+    overrides: dict | None = None,
+    user: AbstractBaseUser | None = None,
+    event: Event | None = None,
+    automation_id: int | None = None,
+    automation_name: str = "",
+) -> RunQueueItem:
+    """Queue a run. The merged config and entrypoint are a snapshot: later changes to the job do not touch it."""
+    overrides = {} if overrides is None else overrides
+    if not isinstance(overrides, dict):
+        raise ApplicationError("overrides must be a JSON object.", field="overrides")
+    for obj, field in ((job_version.job, "job"), (destination_project, "destination_project")):
+        if obj.team_id != queue.team_id:
+            raise ApplicationError(f"The {field.replace('_', ' ')} belongs to another team.", field=field)
+    return RunQueueItem.objects.create(
+        team_id=queue.team_id,
+        queue=queue,
+        job_version=job_version,
+        entrypoint=job_version.entrypoint,
+        config=config_merge(job_version.default_config, overrides),
+        destination_project=destination_project,
+        created_by=user,
+        event=event,
+        event_context=event.context if event else {},
+        automation_id=automation_id,
+        automation_name=automation_name,
+    )
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.LAUNCH_LEASE_SECONDS)
+
+
+def item_claim(*, agent: Agent, queue: RunQueue) -> RunQueueItem | None:
+    """Give the agent the oldest pending item of the queue, or None. Never the same item to two agents."""
+    if queue.team_id != agent.team_id or not agent.queues.filter(pk=queue.pk).exists():
+        raise ApplicationError(
+            f"Agent {agent.name} does not serve queue {queue.name}.", field="queue", code="forbidden"
+        )
+    with transaction.atomic():
+        item = (
+            RunQueueItem.objects.select_for_update(skip_locked=True)
+            .filter(queue=queue, state=ItemState.PENDING)
+            .order_by("created_at")
+            .first()
+        )
+        if item is None:
+            return None
+        now = timezone.now()
+        item.state = ItemState.CLAIMED
+        item.agent = agent
+        item.lease_expires_at = now + _lease()
+        item.attempts += 1
+        item.reason = ""
+        item.save(update_fields=["state", "agent", "lease_expires_at", "attempts", "reason"])
+        return item
+
+
+def _held(item: RunQueueItem, agent: Agent) -> RunQueueItem:
+    """The item, locked, if this agent holds it; otherwise a conflict (its lease lapsed and it moved on)."""
+    locked = RunQueueItem.objects.select_for_update().get(pk=item.pk)
+    if locked.agent_id != agent.pk or locked.state not in ACTIVE_STATES:
+        raise Conflict(f"This agent no longer holds item {item.pk} (it is {locked.state}).", field="state")
+    return locked
+
+
+@transaction.atomic
+def item_heartbeat(*, agent: Agent, item: RunQueueItem) -> RunQueueItem:
+    """Extend the lease. The answer tells the agent whether the item was cancelled meanwhile."""
+    locked = _held(item, agent)
+    locked.lease_expires_at = timezone.now() + _lease()
+    locked.save(update_fields=["lease_expires_at"])
+    return locked
+
+
+@transaction.atomic
+def item_report(
+    *, agent: Agent, item: RunQueueItem, state: str, exit_code: int | None = None, log_tail: str | None = None
+) -> RunQueueItem:
+    if state not in AGENT_TRANSITIONS:
+        raise ApplicationError(
+            f"An agent reports running, finished, failed or cancelled, not {state!r}.", field="state"
+        )
+    locked = _held(item, agent)
+    now = timezone.now()
+    fields = ["state", "lease_expires_at"]
+    locked.state = state
+    locked.lease_expires_at = now + _lease() if state == ItemState.RUNNING else None
+    if state == ItemState.RUNNING and locked.started_at is None:
+        locked.started_at = now
+        fields.append("started_at")
+    if state in FINAL_STATES:
+        locked.finished_at = now
+        fields.append("finished_at")
+    if exit_code is not None:
+        locked.exit_code = exit_code
+        fields.append("exit_code")
+    if log_tail is not None:
+        locked.log_tail = log_tail.replace("\x00", "")[-LOG_TAIL_CHARS:]
+        fields.append("log_tail")
+    locked.save(update_fields=fields)
+    return locked
+
+
+@transaction.atomic
+def item_cancel(*, item: RunQueueItem) -> RunQueueItem:
+    """Cancel at once if nobody runs it yet; otherwise ask its agent, which kills the process and reports."""
+    locked = RunQueueItem.objects.select_for_update().get(pk=item.pk)
+    if locked.state in FINAL_STATES:
+        raise Conflict(f"Item {item.pk} is already {locked.state}.", field="state")
+    if locked.state == ItemState.PENDING:
+        locked.state = ItemState.CANCELLED
+        locked.finished_at = timezone.now()
+        locked.reason = "Cancelled before an agent claimed it."
+    locked.cancel_requested = True
+    locked.save(update_fields=["state", "finished_at", "reason", "cancel_requested"])
+    return locked
+
+
+def items_expire_leases(*, limit: int = 500) -> int:
+    """Return items whose agent stopped heartbeating to pending, or fail them after too many attempts."""
+    now = timezone.now()
+    expired = 0
+    ids = list(
+        RunQueueItem.objects.filter(state__in=ACTIVE_STATES, lease_expires_at__lt=now).values_list("pk", flat=True)[
+            :limit
+        ]
+    )
+    for pk in ids:
+        with transaction.atomic():
+            item = (
+                RunQueueItem.objects.select_for_update(skip_locked=True)
+                .select_related("agent")
+                .filter(pk=pk, state__in=ACTIVE_STATES, lease_expires_at__lt=now)
+                .first()
+            )
+            if item is None:
+                continue
+            holder = item.agent.name if item.agent else "its agent"
+            if item.cancel_requested:
+                item.state, item.finished_at = ItemState.CANCELLED, now
+                item.reason = f"Cancelled; {holder} stopped heartbeating before confirming."
+            elif item.attempts >= settings.LAUNCH_MAX_ATTEMPTS:
+                item.state, item.finished_at = ItemState.FAILED, now
+                item.reason = f"Lease expired {item.attempts} times (last held by {holder}); gave up."
+            else:
+                item.state = ItemState.PENDING
+                item.reason = f"Lease expired: {holder} stopped heartbeating; queued again."
+            item.agent = None
+            item.lease_expires_at = None
+            item.save(update_fields=["state", "finished_at", "reason", "agent", "lease_expires_at"])
+            expired += 1
+    return expired
