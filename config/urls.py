@@ -7,6 +7,7 @@ urlpatterns = [
     path("api/v1/", include("registry.api.urls")),
     path("api/v1/", include("secrets_vault.api.urls")),
     path("api/v1/", include("automations.api.urls")),
+    path("api/v1/", include("launch.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -215,11 +215,15 @@ def _held(item: RunQueueItem, agent: Agent) -> RunQueueItem:
 
 
 @transaction.atomic
-def item_heartbeat(*, agent: Agent, item: RunQueueItem) -> RunQueueItem:
-    """Extend the lease. The answer tells the agent whether the item was cancelled meanwhile."""
+def item_heartbeat(*, agent: Agent, item: RunQueueItem, log_tail: str | None = None) -> RunQueueItem:
+    """Extend the lease (and keep the latest output). The answer tells the agent whether the item was cancelled."""
     locked = _held(item, agent)
     locked.lease_expires_at = timezone.now() + _lease()
-    locked.save(update_fields=["lease_expires_at"])
+    fields = ["lease_expires_at"]
+    if log_tail is not None:
+        locked.log_tail = log_tail.replace("\x00", "")[-LOG_TAIL_CHARS:]
+        fields.append("log_tail")
+    locked.save(update_fields=fields)
     return locked
 
 
@@ -279,7 +283,7 @@ def items_expire_leases(*, limit: int = 500) -> int:
     for pk in ids:
         with transaction.atomic():
             item = (
-                RunQueueItem.objects.select_for_update(skip_locked=True)
+                RunQueueItem.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("agent")
                 .filter(pk=pk, state__in=ACTIVE_STATES, lease_expires_at__lt=now)
                 .first()

@@ -26,6 +26,8 @@ VERSION_TAG_RE = re.compile(r"^v(\d+)$")
 
 
 def teams_for_user(*, user: AbstractBaseUser) -> QuerySet[Team]:
+    if getattr(user, "pk", None) is None:  # not a user (a launch agent)
+        return Team.objects.none()
     if user.is_superuser:
         return Team.objects.all()
     return Team.objects.filter(memberships__user=user)

@@ -37,6 +37,9 @@ class TeamScopedMixin:
             if "\x00" in key or any("\x00" in value for value in values):
                 raise exceptions.ValidationError({key: ["Query parameters may not contain the NUL character."]})
         name = self.kwargs["team"]
+        if getattr(self.request.user, "is_agent", False):
+            # Agents reach only the routes made for them (claim, heartbeat, report), never member routes.
+            raise exceptions.NotFound(f"No team {name!r}.")
         team = Team.objects.filter(name=name).first()
         role = team_role(team=team, user=self.request.user) if team else None
         if role is None:

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import Count, Q, QuerySet
+
+from registry.errors import NotFound
+from registry.models import Team
+
+from .choices import ACTIVE_STATES, ItemState
+from .models import Agent, Job, JobVersion, RunQueue, RunQueueItem
+
+
+def jobs_for_team(*, team: Team) -> QuerySet[Job]:
+    return Job.objects.filter(team=team).select_related("project")
+
+
+def job_get(*, team: Team, name: str, field: str | None = None) -> Job:
+    job = jobs_for_team(team=team).filter(name=name).first()
+    if job is None:
+        raise NotFound(f"No job {name!r} in {team.name}.", field=field)
+    return job
+
+
+def job_version_get(*, job: Job, version: object, field: str | None = None) -> JobVersion:
+    text = str(version)
+    found = job.versions.filter(index=int(text[1:])).first() if text[:1] == "v" and text[1:].isdigit() else None
+    if found is None:
+        raise NotFound(f"Job {job.name} has no version {version!r}.", field=field)
+    return found
+
+
+def queues_for_team(*, team: Team) -> QuerySet[RunQueue]:
+    return RunQueue.objects.filter(team=team).annotate(
+        pending=Count("items", filter=Q(items__state=ItemState.PENDING)),
+        active=Count("items", filter=Q(items__state__in=ACTIVE_STATES)),
+    )
+
+
+def queue_get(*, team: Team, name: str, field: str | None = None) -> RunQueue:
+    queue = RunQueue.objects.filter(team=team, name=name).first()
+    if queue is None:
+        raise NotFound(f"No queue {name!r} in {team.name}.", field=field)
+    return queue
+
+
+def items_for(*, queue: RunQueue, state: str | None = None) -> QuerySet[RunQueueItem]:
+    items = RunQueueItem.objects.filter(queue=queue).select_related(
+        "queue", "job_version__job", "destination_project", "agent"
+    )
+    return items.filter(state=state) if state else items
+
+
+def item_get(*, team: Team, item_id: object) -> RunQueueItem:
+    try:
+        pk = uuid.UUID(str(item_id))
+    except ValueError as exc:
+        raise NotFound(f"No item {item_id!r}.") from exc
+    item = (
+        RunQueueItem.objects.filter(team=team, pk=pk)
+        .select_related("queue", "job_version__job", "destination_project", "agent")
+        .first()
+    )
+    if item is None:
+        raise NotFound(f"No item {item_id!r} in {team.name}.")
+    return item
+
+
+def agents_for_team(*, team: Team) -> QuerySet[Agent]:
+    return Agent.objects.filter(team=team).prefetch_related("queues")
