@@ -1,4 +1,5 @@
-"""The registry's event handler for automations: one Delivery per matching webhook automation.
+"""The registry's event handler for automations: a Delivery per matching webhook automation, a queue item per
+launch automation.
 
 It runs inside the event's dispatch transaction, so deliveries exist exactly when the event is marked dispatched;
 their tasks are sent after commit.
@@ -6,14 +7,18 @@ their tasks are sent after commit.
 
 from __future__ import annotations
 
+import json
+
 from django.db import transaction
 from django.utils import timezone
 
+from launch.services import item_enqueue
 from registry.models import Event
 
+from . import rendering
 from .choices import ActionType, DeliveryStatus
 from .delivery import delivery_schedule
-from .models import Delivery
+from .models import Automation, Delivery
 from .selectors import automations_matching
 
 
@@ -21,7 +26,8 @@ def event_handle(event: Event) -> list[Delivery]:
     now = timezone.now()
     deliveries = []
     for automation in automations_matching(event=event):
-        if automation.action_type != ActionType.WEBHOOK:
+        if automation.action_type == ActionType.LAUNCH_JOB:
+            _launch(automation, event)
             continue
         webhook = automation.webhook
         delivery = Delivery(
@@ -48,3 +54,23 @@ def event_handle(event: Event) -> list[Delivery]:
     if pending:
         transaction.on_commit(lambda: [delivery_schedule(pk) for pk in pending])
     return deliveries
+
+
+def _launch(automation: Automation, event: Event) -> None:
+    """Queue the automation's job with its overrides rendered for this event."""
+    try:
+        overrides = json.loads(rendering.render(automation.overrides, context=event.context, secrets={}))
+    except rendering.TemplateError as exc:
+        event.dispatch_note = (
+            f"{event.dispatch_note}\nAutomation {automation.name!r}: overrides do not render: {exc.message}".strip()
+        )
+        return
+    item_enqueue(
+        queue=automation.queue,
+        job_version=automation.job_version,
+        destination_project=automation.destination_project,
+        overrides=overrides,
+        event=event,
+        automation_id=automation.pk,
+        automation_name=automation.name,
+    )

@@ -4,8 +4,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from launch.models import JobVersion, RunQueue
 from registry.events import event_type_choices
-from registry.models import Event, RegisteredModel, Team
+from registry.models import Event, Project, RegisteredModel, Team
 from secrets_vault.models import Secret
 
 from .choices import ActionType, DeliveryStatus
@@ -57,6 +58,15 @@ class Automation(models.Model):
     action_type = models.CharField(max_length=16, choices=ActionType.choices)
     webhook = models.ForeignKey(Webhook, null=True, blank=True, on_delete=models.PROTECT, related_name="automations")
     payload = models.JSONField(default=dict, blank=True)
+    # LAUNCH_JOB action. Queue items keep their own snapshot, so deleting the automation stops nothing queued.
+    job_version = models.ForeignKey(
+        JobVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="automations"
+    )
+    overrides = models.JSONField(default=dict, blank=True)
+    destination_project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.PROTECT, related_name="launch_automations"
+    )
+    queue = models.ForeignKey(RunQueue, null=True, blank=True, on_delete=models.PROTECT, related_name="automations")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -67,6 +77,11 @@ class Automation(models.Model):
         ordering = ["team__name", "name"]
         constraints = [
             models.UniqueConstraint(fields=["team", "name"], name="automation_unique_name_per_team"),
+            models.CheckConstraint(
+                condition=~Q(action_type=ActionType.LAUNCH_JOB)
+                | Q(job_version__isnull=False, destination_project__isnull=False, queue__isnull=False),
+                name="automation_launch_action_is_complete",
+            ),
             models.CheckConstraint(
                 condition=~Q(action_type=ActionType.WEBHOOK) | Q(webhook__isnull=False),
                 name="automation_webhook_action_has_webhook",

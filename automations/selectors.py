@@ -27,7 +27,9 @@ def webhook_get(*, team: Team, webhook_id: object) -> Webhook:
 
 
 def automations_for_team(*, team: Team, registered_model: str | None = None) -> QuerySet[Automation]:
-    automations = Automation.objects.filter(team=team).select_related("registered_model", "webhook")
+    automations = Automation.objects.filter(team=team).select_related(
+        "registered_model", "webhook", "job_version__job", "queue", "destination_project"
+    )
     if registered_model:
         # The per-model listing: automations on this model and those on every model of the team.
         automations = automations.filter(Q(registered_model__name=registered_model) | Q(registered_model__isnull=True))
@@ -46,7 +48,7 @@ def automations_matching(*, event: Event) -> list[Automation]:
     candidates = (
         Automation.objects.filter(team_id=event.team_id, enabled=True, event_type=event.type)
         .filter(Q(registered_model_id=event.registered_model_id) | Q(registered_model__isnull=True))
-        .select_related("webhook__secret", "webhook__access_token")
+        .select_related("webhook__secret", "webhook__access_token", "job_version__job", "queue", "destination_project")
         .order_by("pk")
     )
     # The filter must match the whole alias: "prod" does not match "production-old".

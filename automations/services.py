@@ -12,9 +12,11 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
+from launch import selectors as launch_selectors
+from launch.models import JobVersion, RunQueue
 from registry.errors import ApplicationError, Conflict
 from registry.events import ADD_ARTIFACT_ALIAS, event_types
-from registry.models import RegisteredModel, Team
+from registry.models import Project, RegisteredModel, Team
 from registry.selectors import registered_model_get
 from secrets_vault.models import Secret
 from secrets_vault.selectors import secret_names
@@ -181,28 +183,32 @@ def _shape_problem(template: dict) -> str | None:
     return None
 
 
-def payload_validate(*, team: Team, payload: object, event_type: str | None) -> dict:
+def payload_validate(
+    *, team: Team, payload: object, event_type: str | None, field: str = "payload", secrets_allowed: bool = True
+) -> dict:
     """Parse and check a payload template of a team, as stored by an automation or sent by a webhook test.
 
     ``event_type=None`` (testing a webhook) accepts the variables of every event type.
     """
     try:
         template = rendering.template_parse(payload)
-        rendering.template_validate(template, event_type=event_type, secret_names=secret_names(team=team))
+        rendering.template_validate(
+            template, event_type=event_type, secret_names=secret_names(team=team) if secrets_allowed else ()
+        )
     except rendering.TemplateError as exc:
-        raise ApplicationError(str(exc.message), field="payload") from exc
+        raise ApplicationError(str(exc.message), field=field) from exc
     except RecursionError:  # a string payload nested deeper than the JSON reader goes
-        raise ApplicationError("Invalid JSON: the payload is nested too deeply.", field="payload") from None
+        raise ApplicationError("Invalid JSON: the payload is nested too deeply.", field=field) from None
     except ValueError:  # a string payload holding an integer longer than Python converts
-        raise ApplicationError("Invalid JSON: a number has too many digits.", field="payload") from None
+        raise ApplicationError("Invalid JSON: a number has too many digits.", field=field) from None
     if problem := _shape_problem(template):
-        raise ApplicationError(problem, field="payload")
+        raise ApplicationError(problem, field=field)
     try:
         encoded = json.dumps(template, allow_nan=False).encode()
     except ValueError:  # a string payload holding a number such as 1e400
-        raise ApplicationError("The payload holds a number that is not finite.", field="payload") from None
+        raise ApplicationError("The payload holds a number that is not finite.", field=field) from None
     if len(encoded) > MAX_PAYLOAD_BYTES:
-        raise ApplicationError(f"The payload template is larger than {MAX_PAYLOAD_BYTES} bytes.", field="payload")
+        raise ApplicationError(f"The payload template is larger than {MAX_PAYLOAD_BYTES} bytes.", field=field)
     return template
 
 
@@ -221,7 +227,18 @@ def automation_validate(automation: Automation) -> Automation:
             raise ApplicationError("No such webhook in this team.", field="webhook")
         automation.payload = payload_validate(team=team, payload=automation.payload, event_type=automation.event_type)
     elif automation.action_type == ActionType.LAUNCH_JOB:
-        raise ApplicationError("Launch job actions are not available yet.", field="action_type")
+        for value, field in (
+            (automation.job_version, "job_version"),
+            (automation.destination_project, "destination_project"),
+            (automation.queue, "queue"),
+        ):
+            if value is None:
+                raise ApplicationError(f"A launch job action needs a {field.replace('_', ' ')}.", field=field)
+        # Queue items store their config, so overrides may not carry secrets (they would be stored in clear).
+        automation.overrides = payload_validate(
+            team=team, payload=automation.overrides, event_type=automation.event_type, field="overrides",
+            secrets_allowed=False,
+        )  # fmt: skip
     else:
         raise ApplicationError(
             f"Unknown action type {automation.action_type!r}: use WEBHOOK or LAUNCH_JOB.", field="action_type"
@@ -247,6 +264,37 @@ def _webhook(team: Team, webhook_id: object) -> Webhook | None:
         raise ApplicationError(f"No webhook {webhook_id!r} in {team.name}.", field="webhook") from exc
 
 
+def _job_version(team: Team, job: str | None, version: str | None) -> JobVersion | None:
+    if job in (None, "") and version in (None, ""):
+        return None
+    try:
+        found = launch_selectors.job_get(team=team, name=str(job), field="job")
+    except ApplicationError as exc:
+        raise ApplicationError(f"No job {job!r} in {team.name}.", field="job") from exc
+    try:
+        return launch_selectors.job_version_get(job=found, version=version, field="job_version")
+    except ApplicationError as exc:
+        raise ApplicationError(f"Job {job!r} has no version {version!r}.", field="job_version") from exc
+
+
+def _project(team: Team, name: str | None) -> Project | None:
+    if name in (None, ""):
+        return None
+    found = Project.objects.filter(team=team, name=name).first()
+    if found is None:
+        raise ApplicationError(f"No project {name!r} in {team.name}.", field="destination_project")
+    return found
+
+
+def _queue(team: Team, name: str | None) -> RunQueue | None:
+    if name in (None, ""):
+        return None
+    found = RunQueue.objects.filter(team=team, name=name).first()
+    if found is None:
+        raise ApplicationError(f"No queue {name!r} in {team.name}.", field="queue")
+    return found
+
+
 def _save(automation: Automation) -> Automation:
     try:
         with transaction.atomic():
@@ -269,6 +317,11 @@ def automation_create(
     alias_regex: str | None = None,
     webhook: int | None = None,
     payload: dict | str | None = None,
+    job: str | None = None,
+    job_version: str | None = None,
+    overrides: dict | str | None = None,
+    destination_project: str | None = None,
+    queue: str | None = None,
 ) -> Automation:
     automation = Automation(
         team=team,
@@ -281,6 +334,10 @@ def automation_create(
         action_type=action_type,
         webhook=_webhook(team, webhook),
         payload=payload if payload is not None else {},
+        job_version=_job_version(team, job, job_version),
+        overrides=overrides if overrides is not None else {},
+        destination_project=_project(team, destination_project),
+        queue=_queue(team, queue),
         created_by=user,
     )
     return _save(automation_validate(automation))
@@ -294,7 +351,18 @@ def automation_update(*, automation: Automation, **changes: Any) -> Automation:
             automation.registered_model = _registered_model(team, value)
         elif field == "webhook":
             automation.webhook = _webhook(team, value)
-        elif field in {"name", "description", "enabled", "event_type", "alias_regex", "action_type", "payload"}:
+        elif field in {"job", "job_version"}:
+            current = automation.job_version
+            job = changes.get("job", current.job.name if current else None)
+            version = changes.get("job_version", current.version if current else None)
+            automation.job_version = _job_version(team, job, version)
+        elif field == "destination_project":
+            automation.destination_project = _project(team, value)
+        elif field == "queue":
+            automation.queue = _queue(team, value)
+        elif field in {
+            "name", "description", "enabled", "event_type", "alias_regex", "action_type", "payload", "overrides"
+        }:  # fmt: skip
             setattr(automation, field, value if value is not None or field != "alias_regex" else "")
         else:
             raise ApplicationError(f"Unknown field {field!r}.", field=field)

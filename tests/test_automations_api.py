@@ -552,7 +552,7 @@ INVALID_AUTOMATIONS = [
     ("alias-on-link", {"payload": {"text": "${alias}"}}, "payload", "${alias}"),
     ("unknown-secret", {"payload": {"token": "${NOT_A_SECRET}"}}, "payload", "${NOT_A_SECRET}"),
     ("webhook-action-without-webhook", {"webhook": None}, "webhook", "webhook"),
-    ("launch-job-not-yet-available", {"action_type": "LAUNCH_JOB", "webhook": None}, "action_type", "not available"),
+    ("launch-job-incomplete", {"action_type": "LAUNCH_JOB", "webhook": None}, "job_version", "job version"),
     ("unknown-action-type", {"action_type": "EMAIL"}, "action_type", "EMAIL"),
     ("invalid-name", {"name": " padded "}, "name", "name"),
     # Documents the database cannot store or a worker cannot render: refused when saved, never a 500 later.

@@ -151,7 +151,7 @@ def test_bad_launch_input_names_the_field(setup):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_claims_never_hand_out_an_item_twice(setup):
-    team, client, base, _ = setup
+    _, client, base, _ = setup
     for _ in range(40):
         enqueue(client, base)
     tokens = [client.post(base + "agents/", {"name": f"a{n}", "queues": ["gpu"]}, format="json").json()["token"]

@@ -31,6 +31,11 @@ class AutomationWriteSerializer(serializers.Serializer):
     action_type = serializers.ChoiceField(choices=ActionType.choices)
     webhook = serializers.IntegerField(allow_null=True, required=False, default=None)
     payload = serializers.JSONField(required=False, default=None)
+    job = serializers.CharField(max_length=128, allow_null=True, required=False, default=None)
+    job_version = serializers.CharField(max_length=16, allow_null=True, required=False, default=None)
+    overrides = serializers.JSONField(required=False, default=None)
+    destination_project = serializers.CharField(max_length=128, allow_null=True, required=False, default=None)
+    queue = serializers.CharField(max_length=128, allow_null=True, required=False, default=None)
     preset = serializers.ChoiceField(
         choices=sorted(PRESETS), required=False, write_only=True, help_text="Start the payload from a preset."
     )
@@ -68,7 +73,8 @@ class AutomationSerializer(serializers.ModelSerializer):
         model = Automation
         fields = [
             "id", "name", "description", "enabled", "event_type", "registered_model", "alias_regex", "action_type",
-            "webhook", "payload", "trigger_type", "action_name", "queue", "created_at", "updated_at",
+            "webhook", "payload", "job", "job_version", "overrides", "destination_project", "queue", "trigger_type",
+            "action_name", "created_at", "updated_at",
         ]  # fmt: skip
 
     def get_alias_regex(self, obj) -> str | None:
@@ -77,11 +83,17 @@ class AutomationSerializer(serializers.ModelSerializer):
     def get_trigger_type(self, obj) -> str:
         return event_type_get(obj.event_type).label
 
+    job = serializers.CharField(source="job_version.job.name", default=None)
+    job_version = serializers.CharField(source="job_version.version", default=None)
+    destination_project = serializers.CharField(source="destination_project.name", default=None)
+
     def get_action_name(self, obj) -> str:
+        if obj.action_type == ActionType.LAUNCH_JOB and obj.job_version:
+            return f"{obj.job_version.job.name}:{obj.job_version.version}"
         return obj.webhook.name if obj.webhook else ""
 
     def get_queue(self, obj) -> str | None:
-        return None
+        return obj.queue.name if obj.queue else None
 
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
