@@ -148,3 +148,18 @@ def worker_factory(transactional_db, tmp_path, purge_broker):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture(autouse=True)
+def _live_server_closes_connections(request):
+    """The live server answers each request on a new thread; persistent connections would pile up per thread."""
+    if "live_server" not in request.fixturenames:
+        yield
+        return
+    from django.db import connections
+
+    db = connections.settings["default"]
+    previous = db["CONN_MAX_AGE"]
+    db["CONN_MAX_AGE"] = 0
+    yield
+    db["CONN_MAX_AGE"] = previous

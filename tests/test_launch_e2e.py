@@ -1,0 +1,245 @@
+"""Launch end to end: live server, a real Celery worker, real `launch-agent` processes running real job scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from automations import services as automations
+from launch import services as launch
+from launch.models import RunQueueItem
+from registry import services as registry_services
+from registry.models import Event
+
+from .conftest import wait_until
+from .factories import link, make_project, make_registered_model, make_team, make_user
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+class AgentProcess:
+    def __init__(self, url: str, token: str, log_path, *args: str) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "launch.agent", "--url", url, "--queue", "cpu", "--poll-interval", "0.1",
+             "--heartbeat", "0.5", "--grace", "2", *args],
+            env={**os.environ, "LAUNCH_AGENT_TOKEN": token}, stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def agents(live_server, tmp_path):
+    started: list[AgentProcess] = []
+
+    def start(token: str, *args: str) -> AgentProcess:
+        agent = AgentProcess(live_server.url, token, tmp_path / f"agent-{len(started)}.log", *args)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()
+
+
+def script(tmp_path, name: str, body: str) -> list[str]:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return [sys.executable, str(path)]
+
+
+@pytest.fixture
+def cpu_team():
+    admin = make_user()
+    team = make_team(admin=admin)
+    make_project(team, "evaluation")
+    launch.run_queue_create(team=team, name="cpu")
+    launch.job_create(team=team, name="job", project="evaluation")
+    return team, admin
+
+
+def settled(item_pk, *states: str, timeout: float = 30) -> RunQueueItem:
+    def check():
+        item = RunQueueItem.objects.get(pk=item_pk)
+        return item if item.state in states else None
+
+    return wait_until(check, timeout=timeout, message=f"item to become {states}")
+
+
+def test_an_alias_launches_a_job_that_receives_the_rendered_overrides(cpu_team, agents, worker_factory, tmp_path):
+    team, admin = cpu_team
+    received = tmp_path / "received.json"
+    entrypoint = script(tmp_path, "evaluate.py", f"""
+        import json, os
+        config = json.load(open(os.environ["LAUNCH_CONFIG_FILE"]))
+        event = json.loads(os.environ["LAUNCH_EVENT"])
+        json.dump({{"config": config, "alias": event.get("alias")}}, open({str(received)!r}, "w"))
+        print("evaluated", config["model"])
+    """)  # fmt: skip
+    job = launch.job_create(team=team, name="evaluate", project="evaluation")
+    launch.job_version_create(job=job, entrypoint=entrypoint, default_config={"threshold": 0.9})
+    model = make_registered_model(team)
+    automations.automation_create(
+        team=team, user=admin, name="evaluate staging", event_type="ADD_ARTIFACT_ALIAS", alias_regex="staging",
+        action_type="LAUNCH_JOB", job="evaluate", job_version="v0", queue="cpu", destination_project="evaluation",
+        overrides={"model": "${artifact_version_string}", "by": "${event_author}"},
+    )  # fmt: skip
+    _, token = launch.agent_create(team=team, name="box", queues=["cpu"])
+    worker_factory()
+    agent = agents(token)
+
+    registry_services.alias_add(model_version=link(model), name="staging", user=admin)
+    item = settled(wait_until(lambda: RunQueueItem.objects.first(), message="the queued item").pk, "finished")
+
+    assert item.exit_code == 0 and "evaluated" in item.log_tail
+    assert json.loads(received.read_text()) == {
+        "config": {"threshold": 0.9, "model": f"{team.name}/model-registry/{model.name}:staging", "by": admin.username},
+        "alias": "staging",
+    }
+    wait_until(lambda: "finished exit=0" in agent.log(), timeout=5, message="the agent's log line")
+
+
+@pytest.mark.timeout(300)
+def test_eight_agents_claim_five_hundred_items_exactly_once(cpu_team, agents):
+    team, _ = cpu_team
+    job = launch.job_create(team=team, name="noop", project="evaluation")
+    version = launch.job_version_create(job=job, entrypoint=["true"])
+    queue = team.run_queues.get(name="cpu")
+    project = team.projects.get(name="evaluation")
+    for _ in range(500):
+        launch.item_enqueue(queue=queue, job_version=version, destination_project=project)
+    for n in range(8):
+        agents(launch.agent_create(team=team, name=f"a{n}", queues=["cpu"])[1], "--max-jobs", "4")
+
+    wait_until(
+        lambda: not RunQueueItem.objects.exclude(state="finished").exists(),
+        timeout=240, interval=0.5, message="all 500 items finished",
+    )  # fmt: skip
+    items = RunQueueItem.objects.all()
+    assert items.count() == 500
+    assert set(items.values_list("attempts", flat=True)) == {1}  # claimed once each, by exactly one agent
+    assert items.values("agent").distinct().count() > 1
+
+
+def test_an_agent_killed_mid_job_loses_its_item_to_another_after_the_lease(
+    cpu_team, agents, worker_factory, settings, tmp_path
+):
+    settings.LAUNCH_LEASE_SECONDS = 2
+    team, _ = cpu_team
+    job = launch.job_create(team=team, name="slow", project="evaluation")
+    version = launch.job_version_create(job=job, entrypoint=script(tmp_path, "slow.py", "import time; time.sleep(2)"))
+    item = launch.item_enqueue(
+        queue=team.run_queues.get(name="cpu"),
+        job_version=version,
+        destination_project=team.projects.get(name="evaluation"),
+    )
+    worker_factory(beat=True, extra_env={"LAUNCH_LEASE_SWEEP_INTERVAL": "0.5"})
+    first = agents(launch.agent_create(team=team, name="doomed", queues=["cpu"])[1])
+    settled(item.pk, "running")
+    first.stop(signal.SIGKILL)
+
+    agents(launch.agent_create(team=team, name="survivor", queues=["cpu"])[1])
+    item = settled(item.pk, "finished", timeout=40)
+    assert item.agent.name == "survivor"
+    assert item.attempts == 2 and item.exit_code == 0
+
+
+def test_a_failing_job_fails_with_its_exit_code_and_last_lines_and_a_cancelled_one_is_killed(
+    cpu_team, agents, tmp_path
+):
+    team, _ = cpu_team
+    queue, project = team.run_queues.get(name="cpu"), team.projects.get(name="evaluation")
+    failing = launch.job_version_create(
+        job=launch.job_create(team=team, name="failing", project="evaluation"),
+        entrypoint=script(tmp_path, "fail.py", "for i in range(300): print('line', i)\nraise SystemExit(3)"),
+    )
+    marker = tmp_path / "still-running"
+    sleeper = launch.job_version_create(
+        job=launch.job_create(team=team, name="sleeper", project="evaluation"),
+        entrypoint=script(tmp_path, "sleep.py", f"""
+            import time
+            for _ in range(600):
+                open({str(marker)!r}, "w").write("x")
+                time.sleep(0.1)
+        """),
+    )  # fmt: skip
+    failed = launch.item_enqueue(queue=queue, job_version=failing, destination_project=project)
+    long = launch.item_enqueue(queue=queue, job_version=sleeper, destination_project=project)
+    agents(launch.agent_create(team=team, name="box", queues=["cpu"])[1], "--max-jobs", "2")
+
+    failed = settled(failed.pk, "failed")
+    assert failed.exit_code == 3
+    assert "line 299" in failed.log_tail and "line 0\n" not in failed.log_tail
+
+    settled(long.pk, "running")
+    launch.item_cancel(item=long)
+    long = settled(long.pk, "cancelled", timeout=20)
+    marker.unlink()
+    time.sleep(1)
+    assert not marker.exists()  # the process is gone: it no longer touches its file
+
+
+def test_a_job_that_aliases_again_triggers_the_next_automation_until_the_chain_limit(
+    cpu_team, agents, worker_factory, tmp_path, live_server
+):
+    team, admin = cpu_team
+    _, user_token = registry_services.api_token_create(user=admin)
+    token_file = tmp_path / "token"
+    token_file.write_text(user_token)
+    model = make_registered_model(team)
+    link(model)
+    entrypoint = script(tmp_path, "promote.py", f"""
+        import json, os, requests
+        config = json.load(open(os.environ["LAUNCH_CONFIG_FILE"]))
+        model = "{live_server.url}/api/v1/teams/{team.name}/registered-models/{model.name}/"
+        headers = {{"Authorization": "Token " + open({str(token_file)!r}).read(),
+                   "X-Registry-Caused-By": os.environ["LAUNCH_CAUSED_BY"]}}
+        # Re-adding an alias a version already holds is a no-op: take it off first so the add is a change.
+        requests.delete(model + "aliases/" + config["next"] + "/", headers=headers, timeout=10)
+        response = requests.post(
+            model + "versions/v0/aliases/", json={{"alias": config["next"]}}, headers=headers, timeout=10
+        )
+        print(response.status_code)
+        raise SystemExit(0 if response.status_code == 201 else 1)
+    """)  # fmt: skip
+    job = launch.job_create(team=team, name="promote", project="evaluation")
+    launch.job_version_create(job=job, entrypoint=entrypoint)
+    for this, following in (("ping", "pong"), ("pong", "ping")):  # each alias launches a job adding the other
+        automations.automation_create(
+            team=team, user=admin, name=f"on {this}", event_type="ADD_ARTIFACT_ALIAS", alias_regex=this,
+            action_type="LAUNCH_JOB", job="promote", job_version="v0", queue="cpu",
+            destination_project="evaluation", overrides={"next": following},
+        )  # fmt: skip
+    worker_factory(extra_env={"EVENT_CHAIN_LIMIT": "3"})
+    agents(launch.agent_create(team=team, name="box", queues=["cpu"])[1])
+
+    registry_services.alias_add(model_version=model.versions.get(), name="ping", user=admin)
+
+    def stopped():
+        return Event.objects.filter(depth=4, dispatch_note__contains="exceeds the limit").first()
+
+    last = wait_until(stopped, timeout=60, interval=0.2, message="the chain to stop at its limit")
+    chain = list(Event.objects.filter(type="ADD_ARTIFACT_ALIAS").order_by("depth").values_list("depth", "alias"))
+    assert chain == [(0, "ping"), (1, "pong"), (2, "ping"), (3, "pong"), (4, "ping")]
+    assert RunQueueItem.objects.count() == 4  # depths 0..3 launched; depth 4 was not dispatched
+    assert last.caused_by.depth == 3
