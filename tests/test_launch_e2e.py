@@ -11,6 +11,7 @@ import textwrap
 import time
 
 import pytest
+import requests
 
 from automations import services as automations
 from launch import services as launch
@@ -86,7 +87,9 @@ def settled(item_pk, *states: str, timeout: float = 30) -> RunQueueItem:
     return wait_until(check, timeout=timeout, message=f"item to become {states}")
 
 
-def test_an_alias_launches_a_job_that_receives_the_rendered_overrides(cpu_team, agents, worker_factory, tmp_path):
+def test_an_alias_launches_a_job_that_receives_the_rendered_overrides(
+    cpu_team, agents, worker_factory, tmp_path, live_server
+):
     team, admin = cpu_team
     received = tmp_path / "received.json"
     entrypoint = script(tmp_path, "evaluate.py", f"""
@@ -108,7 +111,13 @@ def test_an_alias_launches_a_job_that_receives_the_rendered_overrides(cpu_team, 
     worker_factory()
     agent = agents(token)
 
-    registry_services.alias_add(model_version=link(model), name="staging", user=admin)
+    link(model)
+    _, user_token = registry_services.api_token_create(user=admin)
+    response = requests.post(
+        f"{live_server.url}/api/v1/teams/{team.name}/registered-models/{model.name}/versions/v0/aliases/",
+        json={"alias": "staging"}, headers={"Authorization": f"Token {user_token}"}, timeout=10,
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
     item = settled(wait_until(lambda: RunQueueItem.objects.first(), message="the queued item").pk, "finished")
 
     assert item.exit_code == 0 and "evaluated" in item.log_tail
@@ -243,3 +252,29 @@ def test_a_job_that_aliases_again_triggers_the_next_automation_until_the_chain_l
     assert chain == [(0, "ping"), (1, "pong"), (2, "ping"), (3, "pong"), (4, "ping")]
     assert RunQueueItem.objects.count() == 4  # depths 0..3 launched; depth 4 was not dispatched
     assert last.caused_by.depth == 3
+
+
+def test_an_agent_of_team_a_cannot_claim_from_or_see_team_b(cpu_team, agents, live_server):
+    team, _ = cpu_team
+    other = make_team(admin=make_user())
+    make_project(other, "evaluation")
+    theirs = launch.item_enqueue(
+        queue=launch.run_queue_create(team=other, name="cpu"),  # the same queue name in another team
+        job_version=launch.job_version_create(job=launch.job_create(team=other, name="job", project="evaluation"),
+                                              entrypoint=["true"]),
+        destination_project=other.projects.get(name="evaluation"),
+    )  # fmt: skip
+    token = launch.agent_create(team=team, name="box", queues=["cpu"])[1]
+    agent = agents(token)
+    wait_until(lambda: "serving queue cpu" in agent.log(), timeout=10, message="the agent to start polling")
+
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"{live_server.url}/api/v1/teams/{other.name}/launch/"
+    assert requests.post(base + "queues/cpu/claim/", headers=headers, timeout=10).status_code == 404
+    assert requests.get(base + "queues/", headers=headers, timeout=10).status_code == 404
+    assert requests.get(base + "queues/cpu/items/", headers=headers, timeout=10).status_code == 404
+    assert requests.get(base + f"items/{theirs.pk}/", headers=headers, timeout=10).status_code == 404
+    assert requests.post(base + f"items/{theirs.pk}/heartbeat/", headers=headers, timeout=10).status_code == 404
+    time.sleep(1)  # ten polls of the agent's own "cpu" queue
+    theirs.refresh_from_db()
+    assert theirs.state == "pending" and theirs.agent is None and theirs.attempts == 0
