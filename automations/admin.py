@@ -6,15 +6,33 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpResponseRedirect
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
-from registry.admin import ReadOnlyAdmin, ReadOnlyInline, ServiceWriteAdmin
+from registry.admin import (
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    RegisteredModelAdmin,
+    Section,
+    ServiceWriteAdmin,
+    TeamAdmin,
+    add_url,
+    admin_link,
+)
+from registry.choices import Role
 from registry.errors import ApplicationError
+from registry.scoping import scope, teams_for
 
 from . import delivery, services
+from .admin_forms import AutomationForm
 from .choices import DeliveryStatus
 from .models import Automation, Delivery, DeliveryAttempt, Webhook
+from .presets import preset_payload
 from .rendering import render_preview
 
 STATUS_COLOURS = {
@@ -25,10 +43,29 @@ STATUS_COLOURS = {
     DeliveryStatus.PENDING: "#57606a",
 }
 
+scope(Webhook, view=Role.ADMIN)
+scope(Automation, view=Role.ADMIN)
+scope(Delivery, view=Role.ADMIN, write=None, change=Role.ADMIN)  # "change" is redelivering
+scope(DeliveryAttempt, team_lookup="delivery__team", view=Role.ADMIN, write=None)
+
+
+class WebhookTestForm(forms.Form):
+    """The payload to send: checked and sent by ``delivery.webhook_test_send``, exactly as the API does."""
+
+    payload = forms.CharField(
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 20, "cols": 100, "spellcheck": "false", "class": "vLargeTextField"}),
+        help_text="A JSON object. Its values may use ${event_type}, ${event_author}, ${artifact_version_string} and "
+        "the other event variables (taken from the team's latest event, or a made-up one), and ${SECRET_NAME} for a "
+        "team secret.",
+    )
+
 
 @admin.register(Webhook)
 class WebhookAdmin(ServiceWriteAdmin):
-    list_display = ["name", "team", "url", "enabled", "last_error", "disabled_reason"]
+    list_display = ["name", "team", "url", "enabled", "last_error", "disabled_reason", "test_link"]
+    change_form_template = "admin/automations/webhook/change_form.html"
+    test_template = "admin/automations/webhook/test.html"
     list_filter = ["enabled", "team"]
     search_fields = ["name", "url", "team__name"]
     list_select_related = ["team"]
@@ -63,38 +100,180 @@ class WebhookAdmin(ServiceWriteAdmin):
             self.message_user(request, exc.message, level=messages.ERROR)
             return HttpResponseRedirect("../")
 
+    # --- Test a webhook -------------------------------------------------------------------------------------
 
-class AutomationForm(forms.ModelForm):
-    payload = forms.JSONField(required=False, widget=forms.Textarea(attrs={"rows": 16, "cols": 100}))
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}_test"
+        return [
+            path("<path:object_id>/test/", self.admin_site.admin_view(self.test_view), name=name),
+            *super().get_urls(),
+        ]
 
-    class Meta:
-        model = Automation
-        fields = [
-            "team", "name", "description", "enabled", "event_type", "registered_model", "alias_regex", "action_type",
-            "webhook", "payload",
-        ]  # fmt: skip
+    @admin.display(description="test")
+    def test_link(self, obj: Webhook) -> str:
+        url = reverse(f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_test", args=[obj.pk])
+        return format_html('<a href="{}">Test</a>', url)
+
+    def test_view(self, request, object_id: str):
+        """Send a payload once through ``delivery.webhook_test_send`` (the API's path) and show what came back."""
+        webhook = self.get_object(request, unquote(object_id))
+        if webhook is None:
+            raise Http404(f"No webhook with id {object_id!r}.")
+        if not self.has_change_permission(request, webhook):
+            raise PermissionDenied
+        result = None
+        if request.method == "POST":
+            form = WebhookTestForm(request.POST)
+            if form.is_valid():
+                try:
+                    result = delivery.webhook_test_send(
+                        webhook=webhook, payload=form.cleaned_data["payload"], user=request.user
+                    )
+                except ApplicationError as exc:
+                    form.add_error("payload" if exc.field in (None, "payload") else None, exc.message)
+        else:
+            form = WebhookTestForm(initial={"payload": json.dumps(preset_payload("slack"), indent=2)})
+        status_code = result["status_code"] if result else None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Test webhook {webhook.name}",
+            "opts": self.opts,
+            "original": webhook,
+            "has_view_permission": self.has_view_permission(request, webhook),
+            "form": form,
+            "result": result,
+            "succeeded": status_code is not None and 200 <= status_code < 300,
+            "headers": sorted(result["headers"].items(), key=lambda item: item[0].lower()) if result else [],
+            "body_limit": delivery.STORED_BODY_CHARS,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.test_template, context)
 
 
 @admin.register(Automation)
 class AutomationAdmin(ServiceWriteAdmin):
+    """Created in the seed's order: the team first (when the user admins several), then event, action, name."""
+
     form = AutomationForm
-    list_display = ["name", "team", "event_type", "registered_model", "action_type", "webhook", "enabled"]
+    list_display = ["name", "team", "trigger_type", "registered_model", "action_type", "action_name", "queue",
+                    "enabled"]  # fmt: skip
     list_filter = ["enabled", "event_type", "action_type", "team"]
     search_fields = ["name", "description", "team__name", "registered_model__name"]
-    list_select_related = ["team", "registered_model", "webhook"]
+    list_select_related = ["team", "registered_model", "webhook", "job_version__job", "queue"]
+    fieldsets = [
+        ("Event", {"fields": ["team", "event_type", "registered_model", "alias_regex"]}),
+        ("Action", {"fields": ["action_type"]}),
+        ("Webhook", {"classes": ["action-webhook"], "fields": ["webhook", "preset", "payload"]}),
+        ("Launch job", {"classes": ["action-launch"],
+                        "fields": ["job", "job_version", "overrides", "destination_project", "queue"]}),
+        ("Name", {"fields": ["name", "description", "enabled"]}),
+    ]  # fmt: skip
+
+    @admin.display(description="trigger type", ordering="event_type")
+    def trigger_type(self, obj: Automation) -> str:
+        return obj.trigger_type
+
+    @admin.display(description="action name")
+    def action_name(self, obj: Automation) -> str:
+        return obj.action_name
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if request.method == "GET" and not request.GET.get("team"):
+            teams = list(teams_for(request.user, Role.ADMIN).order_by("name"))
+            if len(teams) == 1:
+                return HttpResponseRedirect(f"{request.path}?{urlencode({**request.GET.dict(), 'team': teams[0].pk})}")
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Add automation: choose the team",
+                "opts": self.opts,
+                "teams": teams,
+                "query": request.GET.dict(),
+            }
+            return TemplateResponse(request, "admin/automations/automation/choose_team.html", context)
+        team = teams_for(request.user, Role.ADMIN).filter(pk=request.GET.get("team") or 0).first()
+        title = f"Add automation for {team.name}" if team else None
+        return super().add_view(request, form_url, {**(extra_context or {}), **({"title": title} if title else {})})
 
     def service_save(self, request, form, change: bool) -> Automation:
-        data = dict(form.cleaned_data)
-        data["registered_model"] = data["registered_model"].name if data.get("registered_model") else None
-        data["webhook"] = data["webhook"].pk if data.get("webhook") else None
+        arguments = form.service_arguments()
         if change:
-            data.pop("team")
-            automation = Automation.objects.get(pk=form.instance.pk)
-            return services.automation_update(automation=automation, **data)
-        return services.automation_create(user=request.user, **data)
+            return services.automation_update(automation=Automation.objects.get(pk=form.instance.pk), **arguments)
+        return services.automation_create(team=form.cleaned_data["team"], user=request.user, **arguments)
 
     def delete_model(self, request, obj: Automation) -> None:
         services.automation_delete(automation=obj)
+
+    def response_delete(self, request, obj_display, obj_id):
+        # Deleted from a registered model's page: go back there.
+        back = request.GET.get("next", "")
+        if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+            self.message_user(request, f"The automation “{obj_display}” was deleted.", messages.SUCCESS)
+            return HttpResponseRedirect(back)
+        return super().response_delete(request, obj_display, obj_id)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for automation in queryset:
+            services.automation_delete(automation=automation)
+
+
+class RegisteredModelAutomations(Section):
+    """The Automations section of a registered model's page: what fires when it changes, each deletable."""
+
+    model = Automation
+    verbose_name_plural = "automations"
+    fields = ["automation", "trigger_type", "action_type", "action_name", "queue_name", "enabled", "delete_link"]
+    readonly_fields = fields
+    section_add_label = "New automation"
+
+    def section_add(self, request, parent) -> str | None:
+        return add_url(Automation, request, team=parent.team_id, registered_model=parent.pk)
+
+    @admin.display(description="name")
+    def automation(self, obj: Automation) -> str:
+        return admin_link(obj, obj.name)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("team", "webhook", "job_version__job", "queue")
+
+    @admin.display(description="trigger type")
+    def trigger_type(self, obj: Automation) -> str:
+        return obj.trigger_type
+
+    @admin.display(description="action name")
+    def action_name(self, obj: Automation) -> str:
+        return obj.action_name
+
+    @admin.display(description="queue")
+    def queue_name(self, obj: Automation) -> str:
+        return obj.queue.name if obj.queue else ""
+
+    @admin.display(description="")
+    def delete_link(self, obj: Automation) -> str:
+        url = reverse("admin:automations_automation_delete", args=[obj.pk])
+        back = reverse("admin:registry_registeredmodel_change", args=[obj.registered_model_id])
+        return format_html('<a class="deletelink" href="{}?{}">Delete</a>', url, urlencode({"next": back}))
+
+
+class TeamWebhooks(Section):
+    """The team page's webhooks, with the health an admin checks first."""
+
+    model = Webhook
+    fields = ["webhook", "url", "enabled", "last_error", "disabled_reason"]
+    readonly_fields = fields
+    verbose_name_plural = "webhooks"
+    section_add_label = "New webhook"
+
+    @admin.display(description="name")
+    def webhook(self, obj: Webhook) -> str:
+        return admin_link(obj, obj.name)
+
+    def section_add(self, request, parent) -> str | None:
+        return add_url(Webhook, request, team=parent.pk)
+
+
+# automations depends on registry, not the other way round: its sections join the registry's pages from here.
+RegisteredModelAdmin.inlines = (*RegisteredModelAdmin.inlines, RegisteredModelAutomations)
+TeamAdmin.inlines = (*TeamAdmin.inlines, TeamWebhooks)
 
 
 class DeliveryAttemptInline(ReadOnlyInline):
@@ -138,7 +317,11 @@ class DeliveryAdmin(ReadOnlyAdmin):
             text = f"(does not render: {getattr(exc, 'message', type(exc).__name__)})"
         return format_html("<pre>{}</pre>", text)
 
-    @admin.action(description="Redeliver the selected deliveries")
+    def has_redeliver_permission(self, request) -> bool:
+        # Deliveries are never edited; the "change" permission on them is what allows redelivering.
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description="Redeliver the selected deliveries", permissions=["redeliver"])
     def redeliver(self, request, queryset) -> None:
         sent = 0
         for found in queryset:

@@ -5,6 +5,8 @@ class AutomationsConfig(AppConfig):
     name = "automations"
 
     def ready(self) -> None:
+        from django.contrib import admin
+
         from registry.events import event_handler_register
         from secrets_vault.usage import reserved_names_register, usage_finder_register
 
@@ -16,3 +18,5 @@ class AutomationsConfig(AppConfig):
             {name: "it is a payload variable." for name in rendering.VARIABLES if "." not in name}
             | {"artifact_metadata.": "it is a payload variable.", "artifact_metadata": "it is a payload variable."}
         )
+        # The default site, with the team admin's overview above the app list (automations/overview.py).
+        admin.site.index_template = "admin/registry_index.html"

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from registry.errors import Conflict
+from registry.errors import ApplicationError, Conflict
 from registry.models import Team
 from registry.outbox import task_send
 from secrets_vault.crypto import DecryptionError
@@ -27,7 +27,8 @@ from secrets_vault.services import secret_values
 from . import rendering, retry, safe_http, signing
 from .choices import CLAIMABLE, DeliveryStatus
 from .models import Delivery, DeliveryAttempt, Webhook
-from .services import webhook_disable
+from .selectors import sample_context
+from .services import payload_validate, webhook_disable
 
 logger = logging.getLogger(__name__)
 
@@ -314,3 +315,21 @@ def webhook_test(*, webhook: Webhook, payload: dict | str, context: dict) -> dic
         msg_id=str(uuid.uuid4()),
     )
     return response_summary(http_send(webhook.url, prepared), prepared.secrets)
+
+
+def webhook_test_send(*, webhook: Webhook, payload: object, user) -> dict:
+    """Test a webhook, for the API and the admin alike: check ``payload`` as a template of the webhook's team (the
+    variables of every event type), render it for a sample event (``selectors.sample_context``) and send it once
+    through the production path. Nothing is recorded.
+
+    A payload that cannot be sent is refused with ``ApplicationError(field="payload")`` naming the cause (the
+    offending variable, a secret that is gone) and nothing is sent. Otherwise the endpoint's answer, or why none came
+    (a timeout, a refused address), is returned as ``response_summary`` gives it, with echoed secrets as ``${NAME}``.
+    """
+    template = payload_validate(team=webhook.team, payload=payload, event_type=None)
+    try:
+        return webhook_test(webhook=webhook, payload=template, context=sample_context(team=webhook.team, user=user))
+    except rendering.TemplateError as exc:
+        raise ApplicationError(exc.message, field="payload") from exc
+    except RequestError as exc:
+        raise ApplicationError(str(exc), field="payload") from exc

@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from launch.models import JobVersion, RunQueue
-from registry.events import event_type_choices
+from registry.events import event_type_choices, event_type_get
 from registry.models import Event, Project, RegisteredModel, Team
 from secrets_vault.models import Secret
 
@@ -91,6 +91,17 @@ class Automation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.team.name}/{self.name}"
+
+    @property
+    def trigger_type(self) -> str:
+        return event_type_get(self.event_type).label
+
+    @property
+    def action_name(self) -> str:
+        """What the action runs: the webhook's name, or ``job:vN``."""
+        if self.action_type == ActionType.LAUNCH_JOB and self.job_version:
+            return f"{self.job_version.job.name}:{self.job_version.version}"
+        return self.webhook.name if self.webhook else ""
 
 
 class Delivery(models.Model):

@@ -6,11 +6,19 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q
 
 from registry.admin import ReadOnlyAdmin, ReadOnlyInline, ServiceWriteAdmin
+from registry.choices import Role
 from registry.errors import ApplicationError
+from registry.scoping import scope
 
 from . import services
 from .choices import ACTIVE_STATES, ItemState
 from .models import Agent, Job, JobVersion, RunQueue, RunQueueItem
+
+scope(Job)
+scope(JobVersion, team_lookup="job__team", write=None)
+scope(RunQueue)
+scope(RunQueueItem, write=None, change=Role.MEMBER)  # "change" is cancelling
+scope(Agent, view=Role.ADMIN, write=None)
 
 
 class JobVersionInline(ReadOnlyInline):
@@ -91,7 +99,11 @@ class RunQueueItemAdmin(ReadOnlyAdmin):
     actions = ["cancel"]
     show_full_result_count = False
 
-    @admin.action(description="Cancel the selected items")
+    def has_cancel_permission(self, request) -> bool:
+        # Items are never edited; the "change" permission on them (members) is what allows cancelling.
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description="Cancel the selected items", permissions=["cancel"])
     def cancel(self, request, queryset) -> None:
         done = 0
         for item in queryset:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Count
@@ -18,6 +19,8 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from . import services
+from .admin_scope import TeamScopedAdmin
+from .choices import Role
 from .errors import ApplicationError
 from .models import (
     Alias,
@@ -32,16 +35,28 @@ from .models import (
     Team,
 )
 from .outbox import event_dispatch_schedule
+from .scoping import scope
 
 admin.site.site_header = "Model registry"
 admin.site.site_title = "Model registry admin"
 admin.site.index_title = "Registry administration"
 
+# Who sees and writes what (registry.scoping): the least team role per model; None is superusers only.
+scope(Team, team_lookup="", write=None)
+scope(Membership, view=Role.ADMIN)
+scope(Project)
+scope(ArtifactCollection, team_lookup="project__team", write=None)
+scope(ArtifactVersion, team_lookup="collection__project__team", write=None)
+scope(RegisteredModel)
+scope(ModelVersion, team_lookup="registered_model__team", write=None)
+scope(Alias, team_lookup="registered_model__team", write=None)
+scope(Event, write=None, change=Role.ADMIN)  # "change" is resending undispatched events
+
 
 # --- Shared pieces --------------------------------------------------------------------------------------
 
 
-class ServiceWriteAdmin(admin.ModelAdmin):
+class ServiceWriteAdmin(TeamScopedAdmin, admin.ModelAdmin):
     """An admin whose add/change form saves through a service.
 
     ``service_save(request, form, change)`` makes the write and returns the saved object. It runs as the last step
@@ -83,7 +98,7 @@ class ServiceWriteAdmin(admin.ModelAdmin):
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(TeamScopedAdmin, admin.ModelAdmin):
     """Viewable, never added, changed or deleted through the admin."""
 
     def has_add_permission(self, request) -> bool:
@@ -111,7 +126,33 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
-def _admin_link(obj, text: str | None = None) -> str:
+class Section(ReadOnlyInline):
+    """A read-only list of related objects on a parent's page, with a link to add one that starts from the parent
+    (its team preselected): the framework's change pages stay the one place where each object is edited."""
+
+    template = "admin/registry/section.html"
+    section_add_label = "Add"
+    section_help = ""
+
+    def section_add(self, request, parent) -> str | None:
+        """The address of the add page for this parent, or None when the user may not add."""
+        return None
+
+    def get_formset(self, request, obj=None, **kwargs):
+        # Inline instances are made per request, so the link can live on the instance the template reads.
+        self.section_add_url = self.section_add(request, obj) if obj is not None else None
+        return super().get_formset(request, obj, **kwargs)
+
+
+def add_url(model, request, **params) -> str | None:
+    """The admin add page of ``model`` with ``params`` prefilled, if the user may add one."""
+    opts = model._meta
+    if not request.user.has_perm(f"{opts.app_label}.add_{opts.model_name}"):
+        return None
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_add") + "?" + urlencode(params)
+
+
+def admin_link(obj, text: str | None = None) -> str:
     if obj is None:
         return "-"
     url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
@@ -125,10 +166,15 @@ def _pretty_json(value) -> str:
 # --- Teams and members ----------------------------------------------------------------------------------
 
 
-class MembershipInline(ReadOnlyInline):
+class MembershipInline(Section):
     model = Membership
     fields = ("user", "role", "created_at")
     readonly_fields = fields
+    verbose_name_plural = "members"
+    section_add_label = "Add a member"
+
+    def section_add(self, request, parent) -> str | None:
+        return add_url(Membership, request, team=parent.pk)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user", "team")
@@ -141,10 +187,11 @@ class TeamAdmin(ServiceWriteAdmin):
     Membership pages. Teams are not deleted here: that would erase their event audit trail."""
 
     list_display = ("name", "member_count", "registered_model_count", "created_at")
+    ordering = ("name",)
     search_fields = ("name",)
     date_hierarchy = "created_at"
-    fields = ("name", "created_at", "add_member")
-    readonly_fields = ("created_at", "add_member")
+    fields = ("name", "created_at")
+    readonly_fields = ("created_at",)
     inlines = (MembershipInline,)
 
     def get_queryset(self, request):
@@ -180,10 +227,13 @@ class TeamAdmin(ServiceWriteAdmin):
     def registered_model_count(self, obj: Team) -> int:
         return obj._registered_model_count
 
-    @admin.display(description="Members")
-    def add_member(self, obj: Team) -> str:
-        url = reverse("admin:registry_membership_add") + "?" + urlencode({"team": obj.pk})
-        return format_html('<a href="{}">Add a member</a>', url)
+
+class MembershipAddForm(forms.ModelForm):
+    username = forms.CharField(max_length=150, help_text="The user to add, or whose role to set.")
+
+    class Meta:
+        model = Membership
+        fields = ("team", "role")
 
 
 @admin.register(Membership)
@@ -195,15 +245,21 @@ class MembershipAdmin(ServiceWriteAdmin):
     list_filter = ("role",)
     list_select_related = ("user", "team")
     search_fields = ("user__username", "user__email", "team__name")
-    autocomplete_fields = ("team", "user")
+    autocomplete_fields = ("team",)
     fields = ("team", "user", "role", "created_at")
     readonly_fields = ("created_at",)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            # By username, not a user picker: a team admin may not browse the site's users.
+            kwargs["form"] = MembershipAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
         return ("team", "user", "created_at") if obj is not None else ()
 
     def get_fields(self, request, obj=None):
-        return self.fields if obj is not None else ("team", "user", "role")
+        return self.fields if obj is not None else ("team", "username", "role")
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -213,8 +269,8 @@ class MembershipAdmin(ServiceWriteAdmin):
     def service_save(self, request, form, change: bool) -> Membership:
         membership = form.instance
         team = membership.team if change else form.cleaned_data["team"]
-        user = membership.user if change else form.cleaned_data["user"]
-        return services.membership_set(team=team, username=user.get_username(), role=form.cleaned_data["role"])
+        username = membership.user.get_username() if change else form.cleaned_data["username"]
+        return services.membership_set(team=team, username=username, role=form.cleaned_data["role"])
 
     def delete_model(self, request, obj: Membership) -> None:
         services.membership_remove(team=obj.team, username=obj.user.get_username())
@@ -457,7 +513,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Registered model", ordering="registered_model__name")
     def registered_model_link(self, obj: ModelVersion) -> str:
-        return _admin_link(obj.registered_model, obj.registered_model.name)
+        return admin_link(obj.registered_model, obj.registered_model.name)
 
     @admin.display(description="Version", ordering="index")
     def version(self, obj: ModelVersion) -> str:

@@ -2,10 +2,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 
+from registry.admin import Section, TeamAdmin, add_url, admin_link
+from registry.admin_scope import TeamScopedAdmin
+from registry.choices import Role
 from registry.errors import ApplicationError
+from registry.scoping import scope
 
 from . import services
 from .models import Secret
+
+scope(Secret, view=Role.ADMIN)
 
 
 class SecretForm(forms.ModelForm):
@@ -37,7 +43,7 @@ class SecretForm(forms.ModelForm):
 
 
 @admin.register(Secret)
-class SecretAdmin(admin.ModelAdmin):
+class SecretAdmin(TeamScopedAdmin, admin.ModelAdmin):
     form = SecretForm
     list_display = ["name", "team", "updated_at", "updated_by"]
     list_filter = ["team"]
@@ -73,3 +79,26 @@ class SecretAdmin(admin.ModelAdmin):
                 services.secret_delete(team=secret.team, name=secret.name)
             except ApplicationError as exc:
                 self.message_user(request, exc.message, level=messages.ERROR)
+
+
+class TeamSecrets(Section):
+    """The team page's secrets: names and who changed them last; values never leave the vault."""
+
+    model = Secret
+    fields = ["secret", "updated_at", "updated_by"]
+    readonly_fields = fields
+    verbose_name_plural = "team secrets"
+    section_add_label = "New secret"
+    section_help = "Referenced as ${NAME} in payloads, and as a webhook's signing secret or access token."
+    show_change_link = False
+
+    @admin.display(description="name")
+    def secret(self, obj: Secret) -> str:
+        return admin_link(obj, obj.name)
+
+    def section_add(self, request, parent) -> str | None:
+        return add_url(Secret, request, team=parent.pk)
+
+
+# secrets_vault depends on registry, not the other way round: the section joins the team page from here.
+TeamAdmin.inlines = (*TeamAdmin.inlines, TeamSecrets)

@@ -304,7 +304,7 @@ def test_team_page_shows_members(admin_client, world):
 def test_membership_add_and_role_change_go_through_the_service(admin_client, world):
     newcomer = make_user("newcomer")
     response = admin_client.post(
-        _url(Membership, "add"), {"team": world.team.pk, "user": newcomer.pk, "role": Role.VIEWER}
+        _url(Membership, "add"), {"team": world.team.pk, "username": "newcomer", "role": Role.VIEWER}
     )
     assert response.status_code == 302
     membership = Membership.objects.get(team=world.team, user=newcomer)

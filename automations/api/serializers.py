@@ -4,7 +4,6 @@ from automations.choices import ActionType, DeliveryStatus
 from automations.models import Automation, Delivery, DeliveryAttempt, Webhook
 from automations.presets import PRESETS, preset_payload
 from automations.rendering import render_preview
-from registry.events import event_type_get
 
 # --- Inputs ---------------------------------------------------------------------------------------------
 
@@ -65,8 +64,8 @@ class WebhookSerializer(serializers.ModelSerializer):
 class AutomationSerializer(serializers.ModelSerializer):
     registered_model = serializers.CharField(source="registered_model.name", default=None)
     alias_regex = serializers.SerializerMethodField()
-    trigger_type = serializers.SerializerMethodField()
-    action_name = serializers.SerializerMethodField()
+    trigger_type = serializers.CharField(read_only=True)
+    action_name = serializers.CharField(read_only=True)
     queue = serializers.SerializerMethodField()
 
     class Meta:
@@ -80,17 +79,9 @@ class AutomationSerializer(serializers.ModelSerializer):
     def get_alias_regex(self, obj) -> str | None:
         return obj.alias_regex or None
 
-    def get_trigger_type(self, obj) -> str:
-        return event_type_get(obj.event_type).label
-
     job = serializers.CharField(source="job_version.job.name", default=None)
     job_version = serializers.CharField(source="job_version.version", default=None)
     destination_project = serializers.CharField(source="destination_project.name", default=None)
-
-    def get_action_name(self, obj) -> str:
-        if obj.action_type == ActionType.LAUNCH_JOB and obj.job_version:
-            return f"{obj.job_version.job.name}:{obj.job_version.version}"
-        return obj.webhook.name if obj.webhook else ""
 
     def get_queue(self, obj) -> str | None:
         return obj.queue.name if obj.queue else None

@@ -10,12 +10,11 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from automations import delivery, rendering, selectors, services
+from automations import delivery, selectors, services
 from automations.presets import PRESETS
 from registry.api.inputs import validated
 from registry.api.mixins import TeamScopedMixin
 from registry.choices import Role
-from registry.errors import ApplicationError
 
 from . import serializers as s
 
@@ -76,16 +75,7 @@ class WebhookTestView(AdminScoped, APIView):
         """Send a payload once through the production signing and safety path; nothing is recorded."""
         payload = validated(s.WebhookTestSerializer, request.data)["payload"]
         webhook = selectors.webhook_get(team=self.team, webhook_id=webhook_id)
-        template = services.payload_validate(team=self.team, payload=payload, event_type=None)
-        try:
-            result = delivery.webhook_test(
-                webhook=webhook, payload=template, context=selectors.sample_context(team=self.team, user=request.user)
-            )
-        except rendering.TemplateError as exc:
-            raise ApplicationError(exc.message, field="payload") from exc
-        except delivery.RequestError as exc:
-            raise ApplicationError(str(exc), field="payload") from exc
-        return Response(result)
+        return Response(delivery.webhook_test_send(webhook=webhook, payload=payload, user=request.user))
 
 
 class AutomationListView(TeamScopedMixin, generics.ListAPIView):

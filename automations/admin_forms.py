@@ -1,0 +1,140 @@
+"""The automation form of the admin, in the order an admin thinks it through (event, action, then name).
+
+Every choice is one of the form's team's own objects; the services still check everything again when saving, so
+the form only offers what is valid and shows the services' refusals next to the field they name.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+
+from launch.models import Job, JobVersion
+from registry.models import Team
+
+from .models import Automation
+from .presets import PRESETS
+
+TEAM_FIELDS = ("registered_model", "webhook", "destination_project", "queue")
+
+
+class JobVersionSelect(forms.Select):
+    """Options carry their job, so the page can offer only the chosen job's versions."""
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        instance = getattr(value, "instance", None)
+        if instance is not None:
+            option["attrs"]["data-job"] = str(instance.job_id)
+            option["label"] = instance.version
+        return option
+
+
+class AutomationForm(forms.ModelForm):
+    preset = forms.ChoiceField(
+        required=False,
+        choices=[("", "(none)"), *((preset.name, preset.label) for preset in PRESETS.values())],
+        help_text="Fills the payload with a ready-made template for that receiver; edit it afterwards.",
+    )
+    payload = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 16, "cols": 90, "class": "vLargeTextField", "spellcheck": "false"}),
+        help_text="A JSON object. String values may use ${event_type}, ${event_author}, ${artifact_version}, "
+        "${artifact_version_string}, ${artifact_collection_name}, ${project_name}, ${entity_name}, ${alias}, "
+        "${artifact_metadata.KEY} and the team's secrets as ${SECRET_NAME}.",
+    )
+    job = forms.ModelChoiceField(queryset=Job.objects.none(), required=False)
+    job_version = forms.ModelChoiceField(queryset=JobVersion.objects.none(), required=False, widget=JobVersionSelect)
+    overrides = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 90, "spellcheck": "false"}),
+        help_text="Merged over the job version's default config; may use the payload variables, e.g. "
+        '{"model": "${artifact_version_string}"}. Secrets are not allowed here.',
+    )
+
+    class Meta:
+        model = Automation
+        fields = [
+            "team", "event_type", "registered_model", "alias_regex", "action_type", "webhook", "preset", "payload",
+            "job", "job_version", "overrides", "destination_project", "queue", "name", "description", "enabled",
+        ]  # fmt: skip
+        widgets = {"team": forms.HiddenInput}
+        help_texts = {
+            "registered_model": "Empty: every registered model of the team.",
+            "alias_regex": "Only for alias events: a regular expression the whole alias must match (empty: any).",
+        }
+
+    class Media:
+        js = ["automations/automation_form.js"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        team_id = self._team_id()
+        for name in TEAM_FIELDS:
+            field = self.fields.get(name)
+            if field is not None:
+                field.queryset = field.queryset.filter(team_id=team_id)
+        self.fields["job"].queryset = Job.objects.filter(team_id=team_id).order_by("name")
+        self.fields["job_version"].queryset = (
+            JobVersion.objects.filter(job__team_id=team_id).select_related("job").order_by("job__name", "index")
+        )
+        self.fields["preset"].widget.attrs["data-presets"] = json.dumps(
+            {preset.name: preset.payload for preset in PRESETS.values()}
+        )
+        if self.instance.pk and self.instance.job_version_id:
+            self.initial.setdefault("job", self.instance.job_version.job_id)
+
+    def _team_id(self) -> int | None:
+        """The team the choices belong to: the one posted, the one in the add page's address, or the saved one."""
+        raw = self.data.get("team") if self.is_bound else self.initial.get("team")
+        if raw in (None, "") and self.instance.team_id:
+            return self.instance.team_id
+        if isinstance(raw, Team):
+            return raw.pk
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            return None
+
+    def clean(self):
+        cleaned = super().clean()
+        job, version = cleaned.get("job"), cleaned.get("job_version")
+        if job and version and version.job_id != job.pk:
+            self.add_error("job_version", f"{version.version} is not a version of job {job.name}.")
+        return cleaned
+
+    def _post_clean(self) -> None:
+        """No model validation here: the services check the automation as a whole and name the field at fault,
+        where the model's constraints could only say which constraint failed."""
+
+    def service_arguments(self) -> dict:
+        """The cleaned form as the services take it: objects by name, only the chosen action's fields."""
+        data = self.cleaned_data
+        arguments = {
+            name: data.get(name)
+            for name in ("name", "description", "enabled", "event_type", "alias_regex", "action_type")
+        }
+        arguments["registered_model"] = data["registered_model"].name if data.get("registered_model") else None
+        if data.get("action_type") == "LAUNCH_JOB":
+            version = data.get("job_version")
+            arguments |= {
+                "job": version.job.name if version else (data["job"].name if data.get("job") else None),
+                "job_version": version.version if version else None,
+                "overrides": data.get("overrides") if data.get("overrides") is not None else {},
+                "destination_project": data["destination_project"].name if data.get("destination_project") else None,
+                "queue": data["queue"].name if data.get("queue") else None,
+                "webhook": None,
+                "payload": {},
+            }
+        else:
+            arguments |= {
+                "webhook": data["webhook"].pk if data.get("webhook") else None,
+                "payload": data.get("payload") if data.get("payload") is not None else {},
+                "job": None,
+                "job_version": None,
+                "overrides": {},
+                "destination_project": None,
+                "queue": None,
+            }
+        return arguments
