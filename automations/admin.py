@@ -75,6 +75,13 @@ class WebhookAdmin(ServiceWriteAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "team"] if obj else self.readonly_fields
 
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        # A team admin chooses among their team's secrets by name; a superuser sees every team's.
+        if db_field.name in ("secret", "access_token") and field is not None and not request.user.is_superuser:
+            field.label_from_instance = lambda secret: secret.name
+        return field
+
     def service_save(self, request, form, change: bool) -> Webhook:
         data = form.cleaned_data
         names = {

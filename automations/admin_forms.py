@@ -19,6 +19,10 @@ from .presets import PRESETS
 TEAM_FIELDS = ("registered_model", "webhook", "destination_project", "queue")
 
 
+def _name(obj) -> str:
+    return obj.name
+
+
 class JobVersionSelect(forms.Select):
     """Options carry their job, so the page can offer only the chosen job's versions."""
 
@@ -75,13 +79,18 @@ class AutomationForm(forms.ModelForm):
             field = self.fields.get(name)
             if field is not None:
                 field.queryset = field.queryset.filter(team_id=team_id)
+                field.label_from_instance = _name  # all of one team: the team's name would only repeat
         self.fields["job"].queryset = Job.objects.filter(team_id=team_id).order_by("name")
+        self.fields["job"].label_from_instance = _name
         self.fields["job_version"].queryset = (
             JobVersion.objects.filter(job__team_id=team_id).select_related("job").order_by("job__name", "index")
         )
         self.fields["preset"].widget.attrs["data-presets"] = json.dumps(
             {preset.name: preset.payload for preset in PRESETS.values()}
         )
+        for name in ("payload", "overrides"):
+            if self.initial.get(name) is None:
+                self.initial[name] = {}
         if self.instance.pk and self.instance.job_version_id:
             self.initial.setdefault("job", self.instance.job_version.job_id)
 

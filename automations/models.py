@@ -23,7 +23,7 @@ class Webhook(models.Model):
     )  # fmt: skip
     access_token = models.ForeignKey(
         Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="token_webhooks",
-        help_text="Sent as Authorization: Bearer <token>.",
+        help_text="Sent as the Authorization header: Bearer, then the token.",
     )  # fmt: skip
     enabled = models.BooleanField(default=True)
     last_error = models.TextField(blank=True)

@@ -3,3 +3,4 @@ from django.apps import AppConfig
 
 class SecretsVaultConfig(AppConfig):
     name = "secrets_vault"
+    verbose_name = "Secrets vault"

@@ -27,7 +27,7 @@ document.addEventListener("DOMContentLoaded", function () {
         preset.addEventListener("change", function () {
             if (!presets[preset.value]) return;
             const current = payload.value.trim();
-            if (current && current !== "{}" && !window.confirm("Replace the payload with the preset?")) return;
+            if (current && current !== "{}" && current !== "null" && !window.confirm("Replace the payload with the preset?")) return;
             payload.value = JSON.stringify(presets[preset.value], null, 2);
         });
     }
