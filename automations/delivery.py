@@ -123,8 +123,29 @@ def delivery_schedule(delivery_id: object, *, countdown: float | None = None) ->
     return task_send(delivery_send, str(delivery_id), countdown=countdown)
 
 
+def deliveries_waiting() -> int | None:
+    """How many delivery tasks wait in the broker for a worker, or None when the broker cannot say."""
+    from celery import current_app
+    from kombu.exceptions import ChannelError
+
+    queue = settings.CELERY_TASK_ROUTES["automations.tasks.delivery_send"]["queue"]
+    try:
+        with current_app.connection_for_read() as connection:
+            return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+    except ChannelError:
+        return 0  # never declared: no worker ever listened and nothing was sent, so nothing waits
+    except Exception as exc:
+        logger.warning("deliveries sweep: the broker's queue length is unknown (%r)", exc)
+        return None
+
+
 def deliveries_sweep(*, limit: int = 1000) -> int:
-    """Send what is due, and take back deliveries whose worker died mid-attempt. Returns how many were sent."""
+    """Send what is due, and take back deliveries whose worker died mid-attempt. Returns how many were sent.
+
+    The sweep never fills the deliveries queue beyond ``limit`` waiting tasks. When the workers are behind, a
+    delivery still waiting in the queue is late without being lost, and a task sent again would only queue up behind
+    it as a duplicate: resent every sweep, those duplicates grew faster than the workers could drop them.
+    """
     now = timezone.now()
     Delivery.objects.filter(status=DeliveryStatus.SENDING, claimed_until__lt=now).update(
         status=DeliveryStatus.RETRYING,
@@ -132,12 +153,17 @@ def deliveries_sweep(*, limit: int = 1000) -> int:
         claimed_until=None,
         last_error="The worker stopped during an attempt; it is sent again.",
     )
+    waiting = deliveries_waiting()
+    room = limit if waiting is None else max(0, limit - waiting)
+    if not room:
+        logger.info("deliveries sweep: %d tasks already wait for the workers; none added", waiting)
+        return 0
     # Fresh deliveries and short retries were sent with their task; the grace keeps the sweep from doubling them.
     grace = now - timedelta(seconds=settings.DELIVERY_SWEEP_GRACE)
     due = list(
         Delivery.objects.filter(status__in=CLAIMABLE, next_attempt_at__lte=grace)
         .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:limit]
+        .values_list("pk", flat=True)[:room]
     )
     for pk in due:
         delivery_schedule(pk)
@@ -273,7 +299,7 @@ def _record(delivery: Delivery, *, started, summary: dict | None, error: str, ve
         if countdown is not None:
             transaction.on_commit(lambda: delivery_schedule(delivery.pk, countdown=countdown))
     if delivery.webhook_id:
-        _webhook_health(delivery.webhook_id, verdict=verdict, error=described, now=now)
+        _webhook_health(delivery.webhook_id, verdict=verdict, error=described, now=now, loaded=delivery.webhook)
 
 
 def _header(summary: dict | None, name: str) -> str | None:
@@ -282,9 +308,11 @@ def _header(summary: dict | None, name: str) -> str | None:
     return next((v for k, v in summary["headers"].items() if k.lower() == name), None)
 
 
-def _webhook_health(webhook_id: int, *, verdict: retry.Verdict, error: str, now) -> None:
+def _webhook_health(webhook_id: int, *, verdict: retry.Verdict, error: str, now, loaded: Webhook | None = None) -> None:
     webhooks = Webhook.objects.filter(pk=webhook_id)
     if verdict is retry.Verdict.SUCCEEDED:
+        if loaded is not None and loaded.failing_since is None and not loaded.last_error:
+            return  # healthy when this attempt was claimed: nothing to clear (saves a query on every success)
         webhooks.exclude(failing_since=None, last_error="").update(failing_since=None, last_error="")
         return
     webhooks.update(last_error=f"{now:%Y-%m-%d %H:%M:%S} UTC: {error}"[:2000])

@@ -38,6 +38,23 @@ def _name(value: object, *, field: str = "name", what: str = "name") -> str:
     return value
 
 
+def _json_object(value: object, field: str) -> dict:
+    """A JSON object PostgreSQL can store: no NUL character in any key or string (jsonb refuses it)."""
+    if not isinstance(value, dict):
+        raise ApplicationError(f"{field} must be a JSON object.", field=field)
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and "\x00" in item:
+            raise ApplicationError(f"{field} may not contain the NUL character (\\u0000).", field=field)
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
 def _save(obj, message: str, field: str = "name"):
     try:
         with transaction.atomic():
@@ -77,9 +94,7 @@ def job_version_create(
         raise ApplicationError("entrypoint must be a non-empty list of non-empty strings.", field="entrypoint")
     if any("\x00" in a for a in entrypoint):
         raise ApplicationError("entrypoint may not contain the NUL character.", field="entrypoint")
-    default_config = {} if default_config is None else default_config
-    if not isinstance(default_config, dict):
-        raise ApplicationError("default_config must be a JSON object.", field="default_config")
+    default_config = _json_object({} if default_config is None else default_config, "default_config")
     job = Job.objects.select_for_update().get(pk=job.pk)
     index = job.next_index
     job.next_index = index + 1
@@ -97,8 +112,8 @@ def run_queue_create(
             f"Unknown resource type {resource_type!r}: use one of {', '.join(ResourceType.values)}.",
             field="resource_type",
         )
-    if resource_config is not None and not isinstance(resource_config, dict):
-        raise ApplicationError("resource_config must be a JSON object.", field="resource_config")
+    if resource_config is not None:
+        _json_object(resource_config, "resource_config")
     queue = RunQueue(
         team=team,
         name=_name(name, what="queue name"),
@@ -156,9 +171,7 @@ def item_enqueue(
     automation_name: str = "",
 ) -> RunQueueItem:
     """Queue a run. The merged config and entrypoint are a snapshot: later changes to the job do not touch it."""
-    overrides = {} if overrides is None else overrides
-    if not isinstance(overrides, dict):
-        raise ApplicationError("overrides must be a JSON object.", field="overrides")
+    overrides = _json_object({} if overrides is None else overrides, "overrides")
     for obj, field in ((job_version.job, "job"), (destination_project, "destination_project")):
         if obj.team_id != queue.team_id:
             raise ApplicationError(f"The {field.replace('_', ' ')} belongs to another team.", field=field)
@@ -189,7 +202,8 @@ def item_claim(*, agent: Agent, queue: RunQueue) -> RunQueueItem | None:
         )
     with transaction.atomic():
         item = (
-            RunQueueItem.objects.select_for_update(skip_locked=True)
+            RunQueueItem.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("job_version__job", "destination_project")  # what the agent is answered with
             .filter(queue=queue, state=ItemState.PENDING)
             .order_by("created_at")
             .first()
@@ -197,6 +211,7 @@ def item_claim(*, agent: Agent, queue: RunQueue) -> RunQueueItem | None:
         if item is None:
             return None
         now = timezone.now()
+        item.queue = queue
         item.state = ItemState.CLAIMED
         item.agent = agent
         item.lease_expires_at = now + _lease()

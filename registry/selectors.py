@@ -6,7 +6,7 @@ import re
 import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import QuerySet, prefetch_related_objects
 
 from .choices import LATEST_ALIAS, REGISTRY_PROJECT, Role
 from .errors import ApplicationError, NotFound
@@ -130,15 +130,22 @@ def model_versions_for(*, registered_model: RegisteredModel) -> QuerySet[ModelVe
     )
 
 
-def model_version_get(*, registered_model: RegisteredModel, version: str) -> ModelVersion:
+def model_version_get(*, registered_model: RegisteredModel, version: str, aliases: bool = True) -> ModelVersion:
+    """The version ``vN``; ``aliases=False`` leaves its aliases unloaded (load them with ``model_version_aliases``
+    once they are final, e.g. after adding one)."""
     match = VERSION_TAG_RE.match(version)
-    model_version = (
-        model_versions_for(registered_model=registered_model).filter(index=int(match.group(1))).first()
-        if match
-        else None
-    )
+    versions = model_versions_for(registered_model=registered_model)
+    if not aliases:
+        versions = versions.prefetch_related(None)
+    model_version = versions.filter(index=int(match.group(1))).first() if match else None
     if model_version is None:
         raise NotFound(f"{registered_model.name} has no version {version!r}.")
+    return model_version
+
+
+def model_version_aliases(model_version: ModelVersion) -> ModelVersion:
+    """Load the version's current aliases (one query), for a version fetched with ``aliases=False``."""
+    prefetch_related_objects([model_version], "aliases")
     return model_version
 
 

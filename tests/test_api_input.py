@@ -643,3 +643,24 @@ def test_events_after_a_link_and_an_alias_carry_their_variables(client, acme):
         assert event["variables"]["artifact_version"].startswith("registry-artifact://_id/")
     only_links = client.get(url("events") + "?registered_model=detector&type=LINK_ARTIFACT").json()["results"]
     assert [event["id"] for event in only_links] == [link["id"]]
+
+
+@pytest.mark.parametrize("query", ["?limit=99999999999999999999", "?offset=99999999999999999999", "?limit=-1"])
+def test_listing_bounds_out_of_range_are_not_a_server_error(query):
+    admin = f.make_user()
+    team = f.make_team(admin=admin)
+    response = f.api_client(admin).get(f"/api/v1/teams/{team.name}/registered-models/{query}")
+    assert response.status_code == 200
+    assert len(response.json()["results"]) <= 1000
+
+
+def test_nul_in_launch_json_is_refused_with_the_field():
+    admin = f.make_user()
+    team = f.make_team(admin=admin)
+    response = f.api_client(admin).post(
+        f"/api/v1/teams/{team.name}/launch/queues/",
+        {"name": "q", "resource_config": {"image": "a\u0000b"}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "resource_config" in response.json()["errors"]

@@ -229,9 +229,9 @@ class AliasAddView(TeamScopedMixin, APIView):
     def post(self, request, team, name, version):
         alias = validated(s.AliasAddSerializer, request.data)["alias"]
         registered_model = selectors.registered_model_get(team=self.team, name=name)
-        model_version = selectors.model_version_get(registered_model=registered_model, version=version)
+        model_version = selectors.model_version_get(registered_model=registered_model, version=version, aliases=False)
         services.alias_add(model_version=model_version, name=alias, user=request.user, caused_by=self.caused_by())
-        model_version = selectors.model_version_get(registered_model=registered_model, version=version)
+        model_version = selectors.model_version_aliases(model_version)  # as they are after the change
         return Response(s.ModelVersionSerializer(model_version).data, status=status.HTTP_201_CREATED)
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks of the production stack: see bench/README.md. Entry point: ``bench/run``."""

@@ -1,0 +1,334 @@
+"""Fault injection: break the broker, a worker, the database and the endpoint under load; nothing may be lost.
+
+Each test runs the whole system as processes on private services it may stop (tests/fault_stack.py), drives it
+through the REST API, and counts what a loopback receiver got, de-duplicated on ``webhook-id``. Each prints one
+line of figures (events, delivered, lost, duplicated, time to recover); bench/faults.md keeps the latest table.
+``FAULT_OUTAGE_SECONDS`` sets the endpoint outage (default 30; the issue's 3 minutes is 180).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from .fault_stack import (
+    Api,
+    DedupReceiver,
+    Figures,
+    PrivatePostgres,
+    PrivateRedis,
+    SharedServerDatabase,
+    Stack,
+    fire,
+    query_storm,
+    server_errors,
+    storm,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.fault]
+
+OUTAGE_SECONDS = float(os.environ.get("FAULT_OUTAGE_SECONDS", "30"))
+
+
+@pytest.fixture
+def report(capsys):
+    """Print a test's figures on the terminal, captured output or not (and append them to $FAULT_FIGURES_FILE)."""
+
+    def emit(figures: Figures | str) -> None:
+        line = figures if isinstance(figures, str) else figures.line()
+        with capsys.disabled():
+            print(f"\n{line}")
+        if path := os.environ.get("FAULT_FIGURES_FILE"):
+            with open(path, "a") as out:
+                out.write(line + "\n")
+
+    return emit
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = PrivateRedis(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database():
+    db = SharedServerDatabase()
+    db.create()
+    yield db
+    db.drop()
+
+
+@pytest.fixture
+def postgres():
+    """A private PostgreSQL cluster, for the test that restarts it."""
+    cluster = PrivatePostgres()
+    try:
+        cluster.init().start()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def stacks(tmp_path):
+    """Make stacks; every process they started is stopped at the end, whatever happened."""
+    made: list[Stack] = []
+
+    def make(**kwargs) -> Stack:
+        stack = Stack(workdir=tmp_path / f"stack-{len(made)}", **kwargs)
+        made.append(stack)
+        return stack
+
+    yield make
+    for stack in made:
+        stack.stop()
+
+
+def settle(stack: Stack, receiver: DedupReceiver, *, expected: int, timeout: float) -> None:
+    """Wait until the receiver has every delivery and the database has nothing left to send (so that late
+    duplicates, resent after a lapsed claim, are counted too)."""
+
+    def done():
+        return receiver.delivered >= expected and stack.delivery_states() == {"succeeded": expected}
+
+    def details():
+        return f"receiver has {receiver.delivered}/{expected}; {stack.describe()}"
+
+    wait_for(done, timeout=timeout, interval=0.5, message=f"{expected} deliveries", details=details)
+
+
+def test_events_made_while_redis_is_down_are_all_delivered_once_it_is_back(redis_server, database, stacks, report):
+    events = 200
+    with DedupReceiver() as receiver:
+        # Publishing to a dead broker costs each request its retry policy (~0.2 s): more web workers, as one
+        # would run anyway, keep the burst short.
+        stack = stacks(database_url=database.url, broker_url=redis_server.url, env={"WEB_CONCURRENCY": "4"})
+        stack.start()
+        stack.bootstrap(receiver_url=receiver.url)
+
+        statuses: dict[str, int] = {}
+        burst = threading.Thread(
+            target=lambda: statuses.update(stack.burst([f"r{n}" for n in range(events)], threads=8))
+        )
+        burst.start()
+        wait_for(lambda: receiver.delivered >= 20, timeout=60, message="the burst to be under way",
+                 details=stack.describe)  # fmt: skip
+        redis_server.stop()  # with whatever was queued in it: no persistence
+        stopped = time.monotonic()
+        made_before = stack.events()[0]
+        burst.join(timeout=120)
+        assert not burst.is_alive(), "the API hung without its broker"
+        assert set(statuses.values()) == {201}, statuses  # the API keeps working without the broker
+        redis_server.start()
+        back = time.monotonic()
+
+        settle(stack, receiver, expected=events, timeout=120)
+        figures = Figures(
+            "redis stopped mid-burst", events=stack.events()[0], delivered=receiver.delivered, expected=events,
+            duplicated=receiver.duplicates, recover_seconds=receiver.last_new_at - back,
+            note=f"stopped after {made_before} events, down {back - stopped:.0f}s", exits=stack.exits,
+        )  # fmt: skip
+    report(figures)
+    assert made_before < events, "the burst was over before redis stopped: nothing was tested"
+    assert figures.events == events
+    assert figures.lost == 0
+    assert sorted(p["alias"] for p in receiver.payloads()) == sorted(statuses)
+
+
+def test_a_deliveries_worker_killed_mid_burst_loses_nothing(redis_server, database, stacks, report):
+    automations, events = 25, 40  # 1,000 deliveries
+    expected = automations * events
+    with DedupReceiver() as receiver:
+        stack = stacks(database_url=database.url, broker_url=redis_server.url)
+        stack.start(deliveries_workers=2)
+        stack.bootstrap(receiver_url=receiver.url, automations=automations)
+        victim = next(p for p in stack.processes if p.name == "deliveries-1")
+
+        statuses = stack.burst([f"k{n}" for n in range(events)])
+        assert set(statuses.values()) == {201}, statuses
+        wait_for(lambda: receiver.delivered >= expected // 4, timeout=60, message="the burst to be under way",
+                 details=stack.describe)  # fmt: skip
+        victim.kill()  # the supervisor starts it again, as systemd or Kubernetes would
+        killed = time.monotonic()
+        at_kill = receiver.delivered
+
+        settle(stack, receiver, expected=expected, timeout=120)
+        figures = Figures(
+            "deliveries worker SIGKILLed mid-burst", events=stack.events()[0], delivered=receiver.delivered,
+            expected=expected, duplicated=receiver.duplicates, recover_seconds=receiver.last_new_at - killed,
+            note=f"killed at {at_kill}/{expected} delivered", exits=stack.exits,
+        )  # fmt: skip
+    report(figures)
+    assert at_kill < expected, "the worker was killed after the burst was over: nothing was tested"
+    assert figures.events == events
+    assert figures.lost == 0
+    pairs = {(p["alias"], p["automation"]) for p in receiver.payloads()}
+    assert len(pairs) == expected  # one delivery per event and automation, none sent in place of another
+
+
+PG_DOWN_SECONDS = 3.0
+
+
+def test_postgres_restarted_mid_burst_recovers_by_itself(postgres, redis_server, stacks, report):
+    events = 200
+    with DedupReceiver() as receiver:
+        stack = stacks(database_url=postgres.create_database("registry"), broker_url=redis_server.url)
+        stack.start()
+        stack.bootstrap(receiver_url=receiver.url)
+
+        statuses: dict[str, int] = {}
+        burst = threading.Thread(
+            target=lambda: statuses.update(stack.burst([f"p{n}" for n in range(events)], retry_for=60))
+        )
+        burst.start()
+        wait_for(lambda: receiver.delivered >= 30, timeout=60, message="the burst to be under way",
+                 details=stack.describe)  # fmt: skip
+        made_before = stack.events()[0]
+        postgres.stop()
+        time.sleep(PG_DOWN_SECONDS)
+        postgres.start()
+        back = time.monotonic()
+        burst.join(timeout=120)
+        assert not burst.is_alive(), "the API client never got its answers"
+
+        accepted = sorted(name for name, status in statuses.items() if 200 <= status < 300)
+        made = stack.events()[0]
+        settle(stack, receiver, expected=made, timeout=120)
+        figures = Figures(
+            "postgres restarted mid-burst", events=made, delivered=receiver.delivered, expected=made,
+            duplicated=receiver.duplicates, recover_seconds=receiver.last_new_at - back,
+            note=f"stopped after {made_before} events, down {PG_DOWN_SECONDS:.0f}s, {stack.api.retries} API calls "
+            "retried", exits=stack.exits,
+        )  # fmt: skip
+    report(figures)
+    assert made_before < events, "the burst was over before postgres stopped: nothing was tested"
+    assert len(accepted) == events, {s: n for s, n in statuses.items() if not 200 <= n < 300}
+    assert figures.lost == 0
+    assert sorted(p["alias"] for p in receiver.payloads()) == accepted
+
+
+def outage_schedule(outage: float) -> str:
+    """Retries that span the outage with room to spare, at most a tenth of it apart (never under 2 s)."""
+    step = max(2.0, outage / 10)
+    waits = [1.0, 2.0]
+    while sum(waits) < outage * 1.5 + 20:
+        waits.append(step)
+    return ",".join(f"{w:g}" for w in waits)
+
+
+@pytest.mark.timeout(OUTAGE_SECONDS * 1.5 + 150)
+def test_an_endpoint_down_for_a_while_gets_every_delivery_once_it_is_back(redis_server, database, stacks, report):
+    events = 50
+    with DedupReceiver() as receiver:
+        stack = stacks(
+            database_url=database.url, broker_url=redis_server.url,
+            env={"WEBHOOK_RETRY_SCHEDULE": outage_schedule(OUTAGE_SECONDS)},
+        )  # fmt: skip
+        stack.start()
+        stack.bootstrap(receiver_url=receiver.url)
+
+        receiver.fail_until = time.monotonic() + OUTAGE_SECONDS
+        statuses = stack.burst([f"o{n}" for n in range(events)])
+        assert set(statuses.values()) == {201}, statuses
+        time.sleep(max(0.0, receiver.fail_until - time.monotonic()))
+        assert receiver.delivered == 0 and receiver.refused >= events
+
+        settle(stack, receiver, expected=events, timeout=OUTAGE_SECONDS + 90)
+        figures = Figures(
+            "endpoint answering 503", events=stack.events()[0], delivered=receiver.delivered, expected=events,
+            duplicated=receiver.duplicates, recover_seconds=receiver.last_new_at - receiver.fail_until,
+            note=f"down {OUTAGE_SECONDS:.0f}s, {receiver.refused} attempts refused", exits=stack.exits,
+        )  # fmt: skip
+    report(figures)
+    assert figures.lost == 0
+    assert sorted(p["alias"] for p in receiver.payloads()) == sorted(statuses)
+
+
+STORM_SEED = int(os.environ.get("FAULT_STORM_SEED", "0")) or int(time.time())
+SCHEMATHESIS_MAX_EXAMPLES = int(os.environ.get("FAULT_SCHEMATHESIS_EXAMPLES", "20"))
+SCHEMATHESIS_BUDGET = 90.0
+
+
+@pytest.mark.timeout(240)
+def test_a_malformed_request_storm_gets_4xx_only_and_writes_nothing(tmp_path, redis_server, database, stacks, report):
+    with DedupReceiver() as receiver:
+        stack = stacks(database_url=database.url, broker_url=redis_server.url)
+        stack.start()
+        fx = stack.bootstrap(receiver_url=receiver.url)
+        server = Api(f"http://127.0.0.1:{stack.port}", token=stack.token)
+        schema = server.call("GET", "/api/schema/", params={"format": "json"})
+        assert schema.status_code == 200, schema.text[:300]
+        openapi = schema.json()
+
+        # By hand: every write operation, every way of being wrong, against real names so handlers are reached.
+        paths = {
+            "team": fx.team, "name": fx.model, "version": "v0", "project": "training", "collection": fx.model,
+            "webhook_id": str(fx.webhook_id), "automation_id": str(fx.automation_ids[0]), "username": "admin",
+        }  # fmt: skip
+        huge = int(stack.env.get("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)) + 1024 * 1024
+        shots = storm(openapi, paths, seed=STORM_SEED, huge_bytes=huge)
+        queries = query_storm(openapi, paths)
+        before = stack.row_counts()
+        started = time.monotonic()
+        answers = [(shot, fire(server, shot)) for shot in shots]
+        query_answers = [(shot, fire(server, shot)) for shot in queries]
+        storm_seconds = time.monotonic() - started
+        after = stack.row_counts()
+        unanswered = [shot.label for shot, status in answers + query_answers if status == 0]
+        not_4xx = [f"{status} {shot.label}" for shot, status in answers if status and not 400 <= status < 500]
+
+        # schemathesis: the OpenAPI schema fuzzed, valid and invalid data, for a bounded number of cases.
+        fuzz = run_schemathesis(stack, tmp_path, paths)
+        web_log = "".join(p.log() for p in stack.processes if p.name.startswith("web"))
+        errors = [f"{e.request}: {e.cause}" for e in server_errors(web_log)]
+        changed = {t: (before[t], after[t]) for t in before if before[t] != after[t]}
+        line = (
+            f"FAULT malformed-request storm: {len(shots)} malformed bodies + {len(queries)} bad queries in "
+            f"{storm_seconds:.0f}s, {len(not_4xx)} bodies not answered 4xx, {len(changed)} tables changed; "
+            f"schemathesis (seed {STORM_SEED}): {fuzz['summary']}; 5xx in the web log: {len(errors)}"
+        )
+    report(line)
+    assert not not_4xx, not_4xx
+    assert not unanswered, unanswered
+    assert not changed, changed
+    assert not stack.crashes, stack.crashes
+    assert not errors, errors  # what the web process answered 5xx to, and why (any part of the storm)
+    assert fuzz["returncode"] == 0, fuzz["output"][-6000:]
+
+
+def run_schemathesis(stack: Stack, tmp_path, paths: dict[str, str]) -> dict:
+    config = tmp_path / "schemathesis.toml"
+    config.write_text("[parameters]\n" + "".join(f'"path.{k}" = "{v}"\n' for k, v in paths.items()))
+    base = f"http://127.0.0.1:{stack.port}"
+    args = [
+        str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(config), "run",
+        f"{base}/api/schema/?format=json", "--url", base, "--header", f"Authorization: Token {stack.token}",
+        "--checks", "not_a_server_error", "--phases", "examples,coverage,fuzzing",
+        "--max-examples", str(SCHEMATHESIS_MAX_EXAMPLES), "--seed", str(STORM_SEED), "--workers", "2",
+        "--request-timeout", "20", "--generation-database", "none", "--no-color",
+        "--report", "ndjson", "--report-dir", str(tmp_path / "schemathesis"),
+        "--exclude-path-regex", "auth/token",  # the login throttle would turn it into a test of 429s
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=SCHEMATHESIS_BUDGET, cwd=tmp_path)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"schemathesis ran over its {SCHEMATHESIS_BUDGET:.0f}s budget:\n{exc.stdout}") from exc
+    output = result.stdout + result.stderr
+    (tmp_path / "schemathesis.out").write_text(output)
+    lines = output.splitlines()
+    cases = next((lines[i + 1].strip() for i, line in enumerate(lines[:-1]) if line.startswith("Test cases:")), "")
+    took = next((line.strip(" =") for line in reversed(lines) if line.startswith("=") and " in " in line), "")
+    return {
+        "returncode": result.returncode,
+        "output": output,
+        "summary": f"{cases} in {took.rsplit(' in ', 1)[-1] if took else '?'}",
+    }
