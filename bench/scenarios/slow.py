@@ -2,9 +2,11 @@
 
 10 webhooks point at a fast receiver (distinct URLs), one at a receiver that sleeps 2 s before answering. Alias
 adds are sent at a steady rate (open loop, ``RATE`` per second, a fresh alias name per event as the marker); every
-event fires the 10 fast automations, and in the second phase also the slow one. Each fast delivery's latency runs
-from the start of its event's API call to the fast receiver having it. Phase 1 runs without the slow automation,
-phase 2 with it (enabled through the API), on the same stack, after 20 unmeasured warm-up events.
+event fires the 10 fast automations, and while the slow automation is enabled (through the API) also the slow one.
+Each fast delivery's latency runs from the start of its event's API call to the fast receiver having it. After 20
+unmeasured warm-up events, four blocks alternate without / with / without / with the slow endpoint on the same
+stack (so that load from elsewhere on the machine drifting over the run falls on both sides), with a pause after
+each switch for slow requests under way to end.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ FAST = 10
 RATE = 5.0  # events per second: 5 slow requests a second keep ~10 of the 16 delivery threads waiting on it
 SLOW_DELAY = 2.0
 WARMUP = 20
+BLOCKS = 4  # without, with, without, with
 CELERY_ROLES = ("worker", "deliveries", "beat")
 
 
@@ -52,6 +55,19 @@ def _phase(team, receiver: ReceiverProcess, *, prefix: str, events: int) -> dict
     }
 
 
+def _merge(phases: list[dict]) -> dict:
+    latency = [x for p in phases for x in p["fast_ms"]]
+    return {
+        "events": sum(p["events"] for p in phases),
+        "fast_expected": sum(p["fast_expected"] for p in phases),
+        "fast_received": sum(p["fast_received"] for p in phases),
+        "fast_ms": latency,
+        "api_ms": [x for p in phases for x in p["api_ms"]],
+        "blocks_p99": [p["summary"].get("p99") for p in phases],
+        "summary": summary(latency),
+    }
+
+
 def run(context: Context) -> dict:
     events = 30 if context.quick else 200
     work = context.scenario_dir(NAME)
@@ -65,19 +81,27 @@ def run(context: Context) -> dict:
         for w in range(FAST):
             team.automation(f"fast-{w}", team.webhook(f"fast-{w}", fast.url(f"/f/{w}")), PAYLOAD)
         slow_automation = team.automation("slow", team.webhook("slow", slow.url("/slow")), PAYLOAD)
-        api.session.patch(
-            f"{api.base}/teams/{team.name}/automations/{slow_automation}/", json={"enabled": False}, timeout=30
-        ).raise_for_status()
+
+        def slow_enabled(enabled: bool) -> None:
+            url = f"{api.base}/teams/{team.name}/automations/{slow_automation}/"
+            api.session.patch(url, json={"enabled": enabled}, timeout=30).raise_for_status()
+            time.sleep(SLOW_DELAY + 1)  # slow requests still under way end before the next block
+
+        slow_enabled(False)
         wait_idle(api, team.name)
         _phase(team, fast, prefix="w", events=WARMUP)  # unmeasured: the first requests of fresh processes are slow
+        blocks: dict[bool, list[dict]] = {False: [], True: []}
         monitor = context.monitor(stack, NAME)
         with monitor:
-            without = _phase(team, fast, prefix="a", events=events)
-            api.session.patch(
-                f"{api.base}/teams/{team.name}/automations/{slow_automation}/", json={"enabled": True}, timeout=30
-            ).raise_for_status()
-            with_slow = _phase(team, fast, prefix="b", events=events)
+            # Alternating blocks (without, with, without, with) so that a change in the machine's load over the run
+            # falls on both sides alike.
+            for block in range(BLOCKS):
+                with_slow_now = block % 2 == 1
+                slow_enabled(with_slow_now)
+                prefix = f"{'b' if with_slow_now else 'a'}{block}-"
+                blocks[with_slow_now].append(_phase(team, fast, prefix=prefix, events=events // (BLOCKS // 2)))
             slow_received = slow.wait_count(events, timeout=30 + events * SLOW_DELAY / 8)
+        without, with_slow = (_merge(blocks[False]), _merge(blocks[True]))
     increase = with_slow["summary"]["p99"] - without["summary"]["p99"]
     rows = []
     for label, phase in (("without the slow endpoint", without), ("with the slow endpoint", with_slow)):
@@ -86,11 +110,14 @@ def run(context: Context) -> dict:
             (label, f"{phase['fast_received']}/{phase['fast_expected']}", s["p50"], s["p95"], s["p99"], s["max"])
         )
     print(
-        f"\n## slow: {FAST} fast endpoints, {events} events at {RATE:g}/s per phase; "
-        f"the slow endpoint sleeps {SLOW_DELAY:g} s\n"
+        f"\n## slow: {FAST} fast endpoints, {events} events at {RATE:g}/s without and as many with the slow endpoint "
+        f"(alternating blocks); it sleeps {SLOW_DELAY:g} s\n"
     )
     print(table(["fast deliveries (ms)", "received", "p50", "p95", "p99", "max"], rows))
-    print(f"\np99 increase: {increase:.2f} ms; slow endpoint received {slow_received}/{events}")
+    print(
+        f"\np99 increase: {increase:.2f} ms; slow endpoint received {slow_received}/{events}; p99 per block: "
+        f"without {without['blocks_p99']}, with {with_slow['blocks_p99']}"
+    )
     print(process_table(monitor.processes()))
     return {
         "fast_endpoints": FAST,
