@@ -299,7 +299,7 @@ def _record(delivery: Delivery, *, started, summary: dict | None, error: str, ve
         if countdown is not None:
             transaction.on_commit(lambda: delivery_schedule(delivery.pk, countdown=countdown))
     if delivery.webhook_id:
-        _webhook_health(delivery.webhook_id, verdict=verdict, error=described, now=now, loaded=delivery.webhook)
+        _webhook_health(delivery.webhook_id, verdict=verdict, error=described, now=now)
 
 
 def _header(summary: dict | None, name: str) -> str | None:
@@ -308,11 +308,9 @@ def _header(summary: dict | None, name: str) -> str | None:
     return next((v for k, v in summary["headers"].items() if k.lower() == name), None)
 
 
-def _webhook_health(webhook_id: int, *, verdict: retry.Verdict, error: str, now, loaded: Webhook | None = None) -> None:
+def _webhook_health(webhook_id: int, *, verdict: retry.Verdict, error: str, now) -> None:
     webhooks = Webhook.objects.filter(pk=webhook_id)
     if verdict is retry.Verdict.SUCCEEDED:
-        if loaded is not None and loaded.failing_since is None and not loaded.last_error:
-            return  # healthy when this attempt was claimed: nothing to clear (saves a query on every success)
         webhooks.exclude(failing_since=None, last_error="").update(failing_since=None, last_error="")
         return
     webhooks.update(last_error=f"{now:%Y-%m-%d %H:%M:%S} UTC: {error}"[:2000])

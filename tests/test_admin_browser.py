@@ -150,7 +150,7 @@ def test_secret_webhook_test_automation_delivery_and_redelivery(admin_tab, team_
 
         # Test it against the receiver and see its answer.
         page = admin_tab.click("a:has-text('Test webhook')")
-        assert "${event_type}" in page.input_value("#id_payload") or "${" in page.input_value("#id_payload")
+        assert '"blocks"' in page.input_value("#id_payload")  # prefilled with the Slack example
         admin_tab.click("input[name=_test]")
         assert page.inner_text("#webhook-test-result .webhook-test-status") == "200"
         assert '{"ok":true}' in page.inner_text("#webhook-test-result .webhook-test-body")
@@ -200,7 +200,7 @@ def test_secret_webhook_test_automation_delivery_and_redelivery(admin_tab, team_
         )  # fmt: skip
         assert receiver.requests[1].headers["webhook-id"] == receiver.requests[2].headers["webhook-id"]
         page = admin_tab.goto(f"/admin/automations/delivery/{delivery.pk}/change/")
-        assert page.locator("#attempt_log-group tbody tr.has_original, #attempt_log-group tbody tr").count() >= 2
+        assert page.locator("#attempt_log-group tbody tr.has_original").count() == 2
 
 
 def test_a_launch_automation_shows_its_queue_on_the_registered_model(admin_tab, team_admin):
