@@ -16,6 +16,7 @@ from launch import selectors as launch_selectors
 from launch.models import JobVersion, RunQueue
 from registry.errors import ApplicationError, Conflict
 from registry.events import ADD_ARTIFACT_ALIAS, event_types
+from registry.json_checks import json_problem
 from registry.models import Project, RegisteredModel, Team
 from registry.selectors import registered_model_get
 from secrets_vault.models import Secret
@@ -167,19 +168,14 @@ def _alias_regex_validate(alias_regex: object, *, event_type: str) -> str:
 
 
 def _shape_problem(template: dict) -> str | None:
-    """What makes a parsed template unfit to store and render, if anything (walked without recursion)."""
-    stack: list[tuple[object, int]] = [(template, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str) and "\x00" in item:
-            # The database cannot store it: refused here rather than failing on insert.
-            return "The payload may not contain the NUL character (\\u0000)."
-        if isinstance(item, dict | list):
-            if depth > MAX_PAYLOAD_DEPTH:
-                # Rendering walks the template recursively at send time; keep it far from the recursion limit.
-                return f"The payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels."
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+    """What makes a parsed template unfit to store and render, if anything."""
+    problem = json_problem(template, max_depth=MAX_PAYLOAD_DEPTH)
+    if problem == "nul":
+        # The database cannot store it: refused here rather than failing on insert.
+        return "The payload may not contain the NUL character (\\u0000)."
+    if problem == "depth":
+        # Rendering walks the template recursively at send time; keep it far from the recursion limit.
+        return f"The payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels."
     return None
 
 

@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from registry.errors import ApplicationError, Conflict
+from registry.json_checks import json_problem
 from registry.models import Event, Project, Team
 from registry.validators import NAME_RE
 
@@ -42,16 +43,8 @@ def _json_object(value: object, field: str) -> dict:
     """A JSON object PostgreSQL can store: no NUL character in any key or string (jsonb refuses it)."""
     if not isinstance(value, dict):
         raise ApplicationError(f"{field} must be a JSON object.", field=field)
-    stack: list[object] = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str) and "\x00" in item:
-            raise ApplicationError(f"{field} may not contain the NUL character (\\u0000).", field=field)
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+    if json_problem(value) == "nul":
+        raise ApplicationError(f"{field} may not contain the NUL character (\\u0000).", field=field)
     return value
 
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from .choices import LATEST_ALIAS, REGISTRY_PROJECT, ROLE_RANK, Role
 from .errors import ApplicationError, Conflict, NotFound
+from .json_checks import json_problem
 from .models import (
     Alias,
     ApiToken,
@@ -50,16 +51,8 @@ def _check_name(value: str, *, field: str, pattern=NAME_RE, what: str = "name") 
 
 def _reject_nul(value: object, *, field: str) -> None:
     """PostgreSQL cannot store U+0000 in text or JSON; refuse it up front instead of failing on insert."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ApplicationError("Text may not contain the NUL character (\\u0000).", field=field)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _reject_nul(key, field=field)
-            _reject_nul(item, field=field)
-    elif isinstance(value, list):
-        for item in value:
-            _reject_nul(item, field=field)
+    if json_problem(value) == "nul":
+        raise ApplicationError("Text may not contain the NUL character (\\u0000).", field=field)
 
 
 # --- Users and tokens -----------------------------------------------------------------------------------
