@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -22,7 +21,8 @@ from pathlib import Path
 import psutil
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+from .processes import ROOT, free_port, procfile
+
 VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python")
 
@@ -35,22 +35,6 @@ BROKER_URL = "redis://127.0.0.1:6379/11"
 ROLES = ("web", "worker", "deliveries", "beat")
 _READY = {"worker": re.compile(r"celery@\S+ ready\."), "deliveries": re.compile(r"celery@\S+ ready\.")}
 _READY["beat"] = re.compile(r"beat: Starting")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
-    """The Procfile's processes: name → command line."""
-    commands = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and ":" in line:
-            name, command = line.split(":", 1)
-            commands[name.strip()] = command.strip()
-    return commands
 
 
 def base_env(*, secrets_key: str, var_dir: Path) -> dict[str, str]:

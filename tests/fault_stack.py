@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 import requests
 from cryptography.fernet import Fernet
 
+from bench.processes import free_port, procfile
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -59,12 +61,6 @@ FAST_ENV = {
     "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
     "LOG_LEVEL": "INFO",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -388,11 +384,6 @@ class Api:
 
 
 # --- The stack ------------------------------------------------------------------------------------------
-
-
-def procfile() -> dict[str, str]:
-    lines = (BASE_DIR / "Procfile").read_text().splitlines()
-    return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
 @dataclass
