@@ -1,8 +1,9 @@
 """Sending deliveries: claim, render, sign, send through the safe client, record the attempt, decide what next.
 
-The claim is a conditional UPDATE (pending/retrying and due → sending, with a lease), so a task delivered twice
-never sends twice at once. Long waits live in ``next_attempt_at``; the beat sweep sends whatever is due, and also
-takes back deliveries whose worker died mid-attempt once their lease lapses.
+Deliveries travel in batches of one webhook each: one task, one claim, one transaction recording the attempts, so
+the per-delivery cost is the request itself. The claim is a conditional UPDATE (pending/retrying and due → sending,
+with a lease), so a task delivered twice never sends twice at once. Long waits live in ``next_attempt_at``; the beat
+sweep sends whatever is due, and also takes back deliveries whose worker died mid-attempt once their lease lapses.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
 from django.utils import timezone
 
+from registry import inline
 from registry.errors import ApplicationError, Conflict
 from registry.models import Team
 from registry.outbox import task_send
@@ -57,12 +60,19 @@ def _secret_references(template: dict) -> set[str]:
 
 
 def request_prepare(
-    *, team: Team, template: dict, context: dict, secret_name: str, access_token_name: str, msg_id: str
+    *,
+    team: Team,
+    template: dict,
+    context: dict,
+    secret_name: str,
+    access_token_name: str,
+    msg_id: str,
+    secrets_of=secret_values,
 ) -> PreparedRequest:
     """Render and sign one request. Secrets are decrypted here, at send time, and nowhere else."""
     wanted = _secret_references(template) | {n for n in (secret_name, access_token_name) if n}
     try:
-        secrets = secret_values(team=team, names=wanted)
+        secrets = secrets_of(team=team, names=wanted)
     except DecryptionError as exc:
         raise RequestError(f"A secret could not be decrypted: {exc}") from exc
     if missing := sorted(wanted - secrets.keys()):
@@ -117,10 +127,47 @@ def response_summary(response: safe_http.HttpResponse, secrets: dict[str, str]) 
 # --- Scheduling -----------------------------------------------------------------------------------------
 
 
-def delivery_schedule(delivery_id: object, *, countdown: float | None = None) -> bool:
-    from .tasks import delivery_send
+def batches(rows: Iterable[tuple[object, int | None]]) -> list[list[str]]:
+    """Group (delivery id, webhook id) pairs into batches of one webhook each, at most ``DELIVERY_BATCH`` long, in
+    order: a batch is sent one request after another, so a slow endpoint delays only its own deliveries."""
+    open_batches: dict[int | None, list[str]] = {}
+    result: list[list[str]] = []
+    for pk, webhook_id in rows:
+        batch = open_batches.get(webhook_id)
+        if batch is None or len(batch) >= settings.DELIVERY_BATCH:
+            batch = open_batches[webhook_id] = []
+            result.append(batch)
+        batch.append(str(pk))
+    return result
 
-    return task_send(delivery_send, str(delivery_id), countdown=countdown)
+
+def deliveries_publish(delivery_ids: list[str], *, countdown: float | None = None) -> bool:
+    """Hand one batch to the deliveries workers. Never raises (see ``task_send``)."""
+    from .tasks import deliveries_send
+
+    return task_send(deliveries_send, list(delivery_ids), countdown=countdown)
+
+
+def deliveries_start(deliveries: list[Delivery]) -> None:
+    """Send freshly written deliveries, after their transaction committed.
+
+    In a dispatch running inline (``registry.inline``) a small fan-out is sent from this process: the first batch
+    by this thread, the others by idle inline threads. Anything else goes to the deliveries workers, a task per batch.
+    """
+    groups = batches((d.pk, d.webhook_id) for d in deliveries)
+    if not groups:
+        return
+    if not inline.in_inline_thread() or len(deliveries) > settings.DISPATCH_INLINE_SEND_MAX:
+        for group in groups:
+            deliveries_publish(group)
+        return
+    for group in groups[1:]:
+        inline.run_soon(partial(deliveries_attempt, delivery_ids=group), fallback=partial(deliveries_publish, group))
+    try:
+        deliveries_attempt(delivery_ids=groups[0])
+    except Exception as exc:
+        logger.warning("inline delivery failed (%s); handed to the workers", type(exc).__name__)
+        deliveries_publish(groups[0])
 
 
 def deliveries_waiting() -> int | None:
@@ -128,7 +175,7 @@ def deliveries_waiting() -> int | None:
     from celery import current_app
     from kombu.exceptions import ChannelError
 
-    queue = settings.CELERY_TASK_ROUTES["automations.tasks.delivery_send"]["queue"]
+    queue = settings.CELERY_TASK_ROUTES["automations.tasks.deliveries_send"]["queue"]
     try:
         with current_app.connection_for_read() as connection:
             return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
@@ -163,13 +210,15 @@ def deliveries_sweep(*, limit: int = 1000) -> int:
     due = list(
         Delivery.objects.filter(status__in=CLAIMABLE, next_attempt_at__lte=grace)
         .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:room]
+        .values_list("pk", "webhook_id")[: room * settings.DELIVERY_BATCH]
     )
-    for pk in due:
-        delivery_schedule(pk)
-    if due:
-        logger.info("deliveries sweep: %d due deliveries sent to the workers", len(due))
-    return len(due)
+    groups = batches(due)[:room]
+    for group in groups:
+        deliveries_publish(group)
+    sent = sum(len(group) for group in groups)
+    if sent:
+        logger.info("deliveries sweep: %d due deliveries sent to the workers in %d tasks", sent, len(groups))
+    return sent
 
 
 def delivery_redeliver(*, delivery: Delivery) -> Delivery:
@@ -181,42 +230,117 @@ def delivery_redeliver(*, delivery: Delivery) -> Delivery:
     )
     if not updated:
         raise Conflict("This delivery is being sent right now; try again when the attempt ends.")
-    transaction.on_commit(lambda: delivery_schedule(delivery.pk))
+    transaction.on_commit(lambda: deliveries_publish([str(delivery.pk)]))
     delivery.refresh_from_db()
     return delivery
 
 
-# --- One attempt ----------------------------------------------------------------------------------------
+# --- Attempts -------------------------------------------------------------------------------------------
 
 
-def _claim(delivery_id: object) -> Delivery | None:
+@dataclass
+class _Outcome:
+    delivery: Delivery
+    started: datetime
+    summary: dict | None
+    error: str
+    verdict: retry.Verdict
+
+
+def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
+    """Claim the due, unclaimed ones of these deliveries in one conditional UPDATE (RETURNING says which this call
+    got: a delivery claimed elsewhere meanwhile is left alone), then load them, in the order given."""
+    pk_field = Delivery._meta.pk
+    wanted = [pk_field.to_python(pk) for pk in delivery_ids]
+    if not wanted:
+        return []
     now = timezone.now()
-    claimed = (
-        Delivery.objects.filter(pk=delivery_id, status__in=CLAIMABLE)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(
-            status=DeliveryStatus.SENDING,
-            claimed_until=now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE),
-            attempts=F("attempts") + 1,
-            updated_at=now,
-        )
+    ops, quote = connection.ops, connection.ops.quote_name
+    column = {name: quote(Delivery._meta.get_field(name).column) for name in
+              ("status", "claimed_until", "attempts", "updated_at", "next_attempt_at", "id")}  # fmt: skip
+    placeholders = ", ".join(["%s"] * len(wanted))
+    c = column
+    # Only quoted identifiers from the model's metadata are formatted in; every value is a parameter.
+    sql = (
+        f"UPDATE {quote(Delivery._meta.db_table)} SET {c['status']} = %s, {c['claimed_until']} = %s, "  # noqa: S608
+        f"{c['attempts']} = {c['attempts']} + 1, {c['updated_at']} = %s "
+        f"WHERE {c['id']} IN ({placeholders}) AND {c['status']} IN (%s, %s) "
+        f"AND ({c['next_attempt_at']} IS NULL OR {c['next_attempt_at']} <= %s) RETURNING {c['id']}"
     )
+    stamp = ops.adapt_datetimefield_value
+    params = [
+        DeliveryStatus.SENDING.value,
+        stamp(now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)),
+        stamp(now),
+        *(pk_field.get_db_prep_value(pk, connection) for pk in wanted),
+        *(status.value for status in CLAIMABLE),
+        stamp(now),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        claimed = {pk_field.to_python(row[0]) for row in cursor.fetchall()}
     if not claimed:
-        return None
-    return Delivery.objects.select_related("event", "team", "webhook").get(pk=delivery_id)
+        return []
+    loaded = Delivery.objects.select_related("event", "team", "webhook").in_bulk(claimed)
+    return [loaded[pk] for pk in wanted if pk in loaded]
 
 
 def delivery_attempt(*, delivery_id: object) -> str | None:
     """Make one attempt if the delivery is due and unclaimed. Returns the resulting status, or None."""
-    delivery = _claim(delivery_id)
-    if delivery is None:
-        return None
+    return deliveries_attempt(delivery_ids=[delivery_id]).get(str(delivery_id))
+
+
+def deliveries_attempt(*, delivery_ids: Iterable[object]) -> dict[str, str]:
+    """One attempt for each of these deliveries that is due and unclaimed, one after another; returns the status
+    each ended in, by id.
+
+    Attempts are recorded together once the batch is sent (one transaction instead of one per delivery), or as soon
+    as a second has passed since the last record, so a slow endpoint's outcomes are not held back; the claims of the
+    rest are then extended, so no lease lapses under a batch that is still working through them.
+    """
+    claimed = _claim(delivery_ids)
+    secrets_of = _SecretsCache()
+    gone: dict[int, str] = {}  # webhooks that answered 410 in this batch: the rest of it is not sent
+    outcomes: list[_Outcome] = []
+    last_record = time.monotonic()
+    for index, delivery in enumerate(claimed):
+        outcome = _attempt(delivery, secrets_of=secrets_of, gone=gone)
+        outcomes.append(outcome)
+        if outcome.verdict is retry.Verdict.GONE and delivery.webhook_id:
+            gone[delivery.webhook_id] = "The endpoint answered 410 Gone."
+        rest = claimed[index + 1 :]
+        if rest and time.monotonic() - last_record >= RECORD_EVERY:
+            _record(outcomes, extend=rest)
+            outcomes, last_record = [], time.monotonic()
+    if outcomes:
+        _record(outcomes)
+    return {str(d.pk): d.status for d in claimed}
+
+
+# Seconds a batch keeps finished attempts unrecorded while it sends the next ones.
+RECORD_EVERY = 1.0
+
+
+class _SecretsCache:
+    """A batch's secrets, decrypted once per team and set of names (batches are of one webhook)."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[int, frozenset[str]], dict[str, str]] = {}
+
+    def __call__(self, *, team: Team, names: Iterable[str]) -> dict[str, str]:
+        key = (team.pk, frozenset(names))
+        if key not in self._values:
+            self._values[key] = secret_values(team=team, names=key[1])
+        return self._values[key]
+
+
+def _attempt(delivery: Delivery, *, secrets_of, gone: dict[int, str]) -> _Outcome:
     started = timezone.now()
     webhook = delivery.webhook
     secrets: dict[str, str] = {}
-    if webhook is not None and not webhook.enabled:
-        response = None
-        error = f"Webhook disabled: {webhook.disabled_reason or 'by an admin'}"
+    response = None
+    if webhook is not None and (not webhook.enabled or webhook.pk in gone):
+        error = f"Webhook disabled: {gone.get(webhook.pk) or webhook.disabled_reason or 'by an admin'}"
         verdict = retry.Verdict.FAILED
     else:
         try:
@@ -227,18 +351,16 @@ def delivery_attempt(*, delivery_id: object) -> str | None:
                 secret_name=delivery.secret_name,
                 access_token_name=delivery.access_token_name,
                 msg_id=str(delivery.pk),
+                secrets_of=secrets_of,
             )
         except RequestError as exc:
-            response, error, verdict = None, str(exc), retry.Verdict.FAILED
+            error, verdict = str(exc), retry.Verdict.FAILED
         except Exception as exc:
             # Not a refusal but a fault of ours: recorded and retried on the schedule instead of leaving the
             # delivery claimed until its lease lapses. Only the type is logged: messages may quote the payload.
             logger.error("delivery %s: %s while preparing the request", delivery.pk, type(exc).__name__)
-            response, error, verdict = (
-                None,
-                f"Internal error while preparing the request ({type(exc).__name__}).",
-                retry.Verdict.RETRY,
-            )
+            error = f"Internal error while preparing the request ({type(exc).__name__})."
+            verdict = retry.Verdict.RETRY
         else:
             secrets = prepared.secrets
             response = http_send(delivery.url, prepared)
@@ -249,63 +371,105 @@ def delivery_attempt(*, delivery_id: object) -> str | None:
                 else retry.classify(response.status_code, network_error=response.status_code is None)
             )
     summary = response_summary(response, secrets) if response else None
-    _record(delivery, started=started, summary=summary, error=redact(error, secrets), verdict=verdict)
-    return delivery.status
+    return _Outcome(delivery, started=started, summary=summary, error=redact(error, secrets), verdict=verdict)
 
 
 @transaction.atomic
-def _record(delivery: Delivery, *, started, summary: dict | None, error: str, verdict: retry.Verdict) -> None:
-    """Record the attempt, settle the delivery and update the webhook's health together: no one sees one without
-    the others."""
+def _record(outcomes: list[_Outcome], *, extend: list[Delivery] = ()) -> None:
+    """Record the attempts, settle the deliveries and update the webhooks' health together: no one sees one
+    without the others. Only the holder of a claim may settle it (a lapsed lease may have been taken over)."""
     now = timezone.now()
-    status_code = summary["status_code"] if summary else None
-    DeliveryAttempt.objects.create(
-        delivery=delivery,
-        number=delivery.attempts,
-        started_at=started,
-        duration_ms=summary["duration_ms"] if summary else 0,
-        status_code=status_code,
-        response_headers=summary["headers"] if summary else {},
-        response_body=summary["body"] if summary else "",
-        error=error,
+    DeliveryAttempt.objects.bulk_create(
+        DeliveryAttempt(
+            delivery=o.delivery,
+            number=o.delivery.attempts,
+            started_at=o.started,
+            duration_ms=o.summary["duration_ms"] if o.summary else 0,
+            status_code=o.summary["status_code"] if o.summary else None,
+            response_headers=o.summary["headers"] if o.summary else {},
+            response_body=o.summary["body"] if o.summary else "",
+            error=o.error,
+        )
+        for o in outcomes
     )
+    succeeded: dict[tuple[int, int | None], list[Delivery]] = {}
+    for outcome in outcomes:
+        delivery = outcome.delivery
+        changes, countdown = _settlement(outcome, now=now)
+        if outcome.verdict is retry.Verdict.SUCCEEDED:
+            succeeded.setdefault((delivery.attempts, changes["last_status_code"]), []).append(delivery)
+            continue
+        settled = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING, attempts=delivery.attempts)
+        if settled.update(**changes):
+            _apply(delivery, changes)
+            if countdown is not None:
+                transaction.on_commit(partial(deliveries_publish, [str(delivery.pk)], countdown=countdown))
+    for (attempts, status_code), group in succeeded.items():
+        changes = _settlement(_Outcome(group[0], now, None, "", retry.Verdict.SUCCEEDED), now=now)[0]
+        changes["last_status_code"] = status_code
+        Delivery.objects.filter(pk__in=[d.pk for d in group], status=DeliveryStatus.SENDING, attempts=attempts).update(
+            **changes
+        )
+        for delivery in group:
+            _apply(delivery, changes)
+    if extend:
+        lease = now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)
+        Delivery.objects.filter(pk__in=[d.pk for d in extend], status=DeliveryStatus.SENDING).update(
+            claimed_until=lease
+        )
+    _webhooks_health(outcomes, now=now)
+
+
+def _apply(delivery: Delivery, changes: dict) -> None:
+    for field, value in changes.items():
+        setattr(delivery, field, value)
+
+
+def _settlement(outcome: _Outcome, *, now: datetime) -> tuple[dict, float | None]:
+    """The delivery's new state after this attempt, and the countdown of a short retry sent with its task."""
+    delivery, summary, verdict = outcome.delivery, outcome.summary, outcome.verdict
+    status_code = summary["status_code"] if summary else None
     changes: dict = {"claimed_until": None, "last_status_code": status_code, "updated_at": now}
-    described = error or f"HTTP {status_code}"
-    countdown = None
+    described = _described(outcome)
     if verdict is retry.Verdict.SUCCEEDED:
         changes.update(status=DeliveryStatus.SUCCEEDED, finished_at=now, last_error="", next_attempt_at=None)
-    elif verdict is retry.Verdict.RETRY:
+        return changes, None
+    if verdict is retry.Verdict.RETRY:
         retry_after = retry.parse_retry_after(_header(summary, "retry-after"), now=now)
         delay = retry.next_attempt_delay(attempts_made=delivery.attempts, retry_after=retry_after)
-        if delay is None:
-            changes.update(
-                status=DeliveryStatus.FAILED, finished_at=now, next_attempt_at=None,
-                last_error=f"{described}; gave up after {delivery.attempts} attempts.",
-            )  # fmt: skip
-        else:
+        if delay is not None:
             changes.update(
                 status=DeliveryStatus.RETRYING, next_attempt_at=now + timedelta(seconds=delay), last_error=described
             )
-            if delay <= settings.DELIVERY_COUNTDOWN_MAX:
-                countdown = delay
-    else:
-        changes.update(status=DeliveryStatus.FAILED, finished_at=now, next_attempt_at=None, last_error=described)
+            return changes, delay if delay <= settings.DELIVERY_COUNTDOWN_MAX else None
+        described = f"{described}; gave up after {delivery.attempts} attempts."
+    changes.update(status=DeliveryStatus.FAILED, finished_at=now, next_attempt_at=None, last_error=described)
+    return changes, None
 
-    # Only the holder of this claim may settle it (a lapsed lease may have been taken over).
-    settled = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING, attempts=delivery.attempts)
-    if settled.update(**changes):
-        for field, value in changes.items():
-            setattr(delivery, field, value)
-        if countdown is not None:
-            transaction.on_commit(lambda: delivery_schedule(delivery.pk, countdown=countdown))
-    if delivery.webhook_id:
-        _webhook_health(delivery.webhook_id, verdict=verdict, error=described, now=now)
+
+def _described(outcome: _Outcome) -> str:
+    return outcome.error or f"HTTP {outcome.summary['status_code'] if outcome.summary else None}"
 
 
 def _header(summary: dict | None, name: str) -> str | None:
     if not summary:
         return None
     return next((v for k, v in summary["headers"].items() if k.lower() == name), None)
+
+
+def _webhooks_health(outcomes: list[_Outcome], *, now: datetime) -> None:
+    """Apply the attempts to each webhook's health as if one after another: only what follows the last success
+    matters, after that success has cleared the webhook."""
+    by_webhook: dict[int, list[_Outcome]] = {}
+    for outcome in outcomes:
+        if outcome.delivery.webhook_id:
+            by_webhook.setdefault(outcome.delivery.webhook_id, []).append(outcome)
+    for webhook_id, seen in by_webhook.items():
+        last_success = max((i for i, o in enumerate(seen) if o.verdict is retry.Verdict.SUCCEEDED), default=None)
+        if last_success is not None:
+            _webhook_health(webhook_id, verdict=retry.Verdict.SUCCEEDED, error="", now=now)
+        for outcome in seen[(last_success + 1 if last_success is not None else 0) :]:
+            _webhook_health(webhook_id, verdict=outcome.verdict, error=_described(outcome), now=now)
 
 
 def _webhook_health(webhook_id: int, *, verdict: retry.Verdict, error: str, now) -> None:

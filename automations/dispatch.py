@@ -2,7 +2,7 @@
 launch automation.
 
 It runs inside the event's dispatch transaction, so deliveries exist exactly when the event is marked dispatched;
-their tasks are sent after commit.
+they are sent after commit (``delivery.deliveries_start``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from registry.models import Event
 
 from . import rendering
 from .choices import ActionType, DeliveryStatus
-from .delivery import delivery_schedule
+from .delivery import deliveries_start
 from .models import Automation, Delivery
 from .selectors import automations_matching
 
@@ -50,9 +50,9 @@ def event_handle(event: Event) -> list[Delivery]:
             delivery.finished_at = now
         deliveries.append(delivery)
     Delivery.objects.bulk_create(deliveries)
-    pending = [d.pk for d in deliveries if d.status == DeliveryStatus.PENDING]
+    pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
     if pending:
-        transaction.on_commit(lambda: [delivery_schedule(pk) for pk in pending])
+        transaction.on_commit(lambda: deliveries_start(pending))
     return deliveries
 
 

@@ -184,6 +184,7 @@ CELERY_TASK_DEFAULT_QUEUE = "events"
 # holds up event dispatch.
 CELERY_TASK_ROUTES = {
     "registry.tasks.*": {"queue": "events"},
+    "automations.tasks.deliveries_send": {"queue": "deliveries"},
     "automations.tasks.delivery_send": {"queue": "deliveries"},
     "automations.tasks.deliveries_sweep": {"queue": "events"},
     "launch.tasks.*": {"queue": "events"},
@@ -265,6 +266,14 @@ DELIVERY_CLAIM_LEASE = env.float("DELIVERY_CLAIM_LEASE", default=120.0)
 DELIVERY_COUNTDOWN_MAX = env.float("DELIVERY_COUNTDOWN_MAX", default=60.0)
 # The sweep leaves deliveries this many seconds past due to their own task first.
 DELIVERY_SWEEP_GRACE = env.float("DELIVERY_SWEEP_GRACE", default=5.0)
+# Deliveries to one webhook travel in batches of at most this many (one task, one claim, one record).
+DELIVERY_BATCH = env.int("DELIVERY_BATCH", default=20)
+# The process that commits an event dispatches it and sends its deliveries in a background thread when one of
+# its DISPATCH_INLINE_THREADS is idle and the event has at most DISPATCH_INLINE_SEND_MAX deliveries; otherwise
+# (or with DISPATCH_INLINE off) the Celery workers do. The outbox rows and sweeps make either way lossless.
+DISPATCH_INLINE = env.bool("DISPATCH_INLINE", default=True)
+DISPATCH_INLINE_THREADS = env.int("DISPATCH_INLINE_THREADS", default=8)
+DISPATCH_INLINE_SEND_MAX = env.int("DISPATCH_INLINE_SEND_MAX", default=20)
 
 # --- Launch ------------------------------------------------------------------------------------------------
 # Seconds an agent's claim lasts without a heartbeat; agents heartbeat well within it.

@@ -1,8 +1,9 @@
 """Events as a transactional outbox: record in the change's transaction, dispatch after commit, sweep.
 
 Recording happens in the same transaction as the change, so an event exists exactly when its change does.
-Dispatch is scheduled with ``transaction.on_commit``; if the broker is unreachable then, the event simply stays
-undispatched and ``events_sweep`` (run by beat) schedules it again.
+Dispatch starts with ``transaction.on_commit``: in a background thread of the committing process when one is idle
+(``registry.inline``), else as a Celery task. If the broker is unreachable then, or the process dies, the event
+simply stays undispatched and ``events_sweep`` (run by beat) schedules it again.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import contextvars
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import inline
 from .choices import LATEST_ALIAS, REGISTRY_PROJECT
 from .events import ADD_ARTIFACT_ALIAS, LINK_ARTIFACT, EventType, event_handlers
 from .models import Alias, Event, ModelVersion
@@ -76,7 +79,7 @@ def _event_create(*, event_type: EventType, model_version: ModelVersion, author,
         depth=cause.depth + 1 if cause else 0,
         context=_event_context(event_type=event_type, model_version=model_version, author=author, alias=alias),
     )
-    transaction.on_commit(lambda: event_dispatch_schedule(event.pk))
+    transaction.on_commit(lambda: event_dispatch_soon(event.pk))
     return event
 
 
@@ -109,6 +112,12 @@ def event_dispatch_schedule(event_id: object) -> bool:
     from .tasks import event_dispatch_task
 
     return task_send(event_dispatch_task, str(event_id))
+
+
+def event_dispatch_soon(event_id: object) -> None:
+    """After commit: dispatch in a background thread of this process if one is idle (see ``registry.inline``),
+    else through the events queue."""
+    inline.run_soon(partial(event_dispatch, event_id=event_id), fallback=partial(event_dispatch_schedule, event_id))
 
 
 def event_dispatch(*, event_id: object) -> bool:

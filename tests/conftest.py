@@ -39,6 +39,8 @@ def _real_services(django_db_setup, django_db_blocker) -> None:
 @pytest.fixture(autouse=True)
 def _test_settings(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Events of the test process go through the broker to the test's workers; inline dispatch has its own tests.
+    settings.DISPATCH_INLINE = False
     # Pages rendered in tests need no collectstatic run (production's manifest storage does).
     settings.STORAGES = {
         **settings.STORAGES,
