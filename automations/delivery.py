@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from registry import inline
 from registry.errors import ApplicationError, Conflict
-from registry.models import Team
+from registry.models import Event, Team
 from registry.outbox import task_send
 from secrets_vault.crypto import DecryptionError
 from secrets_vault.services import secret_values
@@ -148,26 +148,22 @@ def deliveries_publish(delivery_ids: list[str], *, countdown: float | None = Non
     return task_send(deliveries_send, list(delivery_ids), countdown=countdown)
 
 
-def deliveries_start(deliveries: list[Delivery]) -> None:
+def deliveries_start(deliveries: list[Delivery], *, here: bool = False) -> None:
     """Send freshly written deliveries, after their transaction committed.
 
-    In a dispatch running inline (``registry.inline``) a small fan-out is sent from this process: the first batch
-    by this thread, the others by idle inline threads. Anything else goes to the deliveries workers, a task per batch.
+    ``here``: written by a dispatch in the committing process (``registry.inline``): a fan-out of at most
+    ``DISPATCH_INLINE_SEND_MAX`` is sent by its idle threads, a batch each. Anything else goes to the deliveries
+    workers, a task per batch.
     """
     groups = batches((d.pk, d.webhook_id) for d in deliveries)
-    if not groups:
-        return
-    if not inline.in_inline_thread() or len(deliveries) > settings.DISPATCH_INLINE_SEND_MAX:
+    if not here or len(deliveries) > settings.DISPATCH_INLINE_SEND_MAX:
         for group in groups:
             deliveries_publish(group)
         return
-    for group in groups[1:]:
-        inline.run_soon(partial(deliveries_attempt, delivery_ids=group), fallback=partial(deliveries_publish, group))
-    try:
-        deliveries_attempt(delivery_ids=groups[0])
-    except Exception as exc:
-        logger.warning("inline delivery failed (%s); handed to the workers", type(exc).__name__)
-        deliveries_publish(groups[0])
+    loaded = {d.pk: d for d in deliveries}  # as dispatch wrote them, with their event, team and webhook
+    for group in groups:
+        work = partial(deliveries_attempt, delivery_ids=group, loaded=loaded)
+        inline.run_soon(work, fallback=partial(deliveries_publish, group))
 
 
 def deliveries_waiting() -> int | None:
@@ -247,9 +243,10 @@ class _Outcome:
     verdict: retry.Verdict
 
 
-def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
+def _claim(delivery_ids: Iterable[object], *, loaded: dict | None = None) -> list[Delivery]:
     """Claim the due, unclaimed ones of these deliveries in one conditional UPDATE (RETURNING says which this call
-    got: a delivery claimed elsewhere meanwhile is left alone), then load them, in the order given."""
+    got: a delivery claimed elsewhere meanwhile is left alone), then load them, in the order given. ``loaded``
+    (id → Delivery with its event, team and webhook) spares the load for rows the caller just wrote."""
     pk_field = Delivery._meta.pk
     wanted = [pk_field.to_python(pk) for pk in delivery_ids]
     if not wanted:
@@ -265,12 +262,13 @@ def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
         f"UPDATE {quote(Delivery._meta.db_table)} SET {c['status']} = %s, {c['claimed_until']} = %s, "  # noqa: S608
         f"{c['attempts']} = {c['attempts']} + 1, {c['updated_at']} = %s "
         f"WHERE {c['id']} IN ({placeholders}) AND {c['status']} IN (%s, %s) "
-        f"AND ({c['next_attempt_at']} IS NULL OR {c['next_attempt_at']} <= %s) RETURNING {c['id']}"
+        f"AND ({c['next_attempt_at']} IS NULL OR {c['next_attempt_at']} <= %s) RETURNING {c['id']}, {c['attempts']}"
     )
     stamp = ops.adapt_datetimefield_value
+    lease = now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)
     params = [
         DeliveryStatus.SENDING.value,
-        stamp(now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)),
+        stamp(lease),
         stamp(now),
         *(pk_field.get_db_prep_value(pk, connection) for pk in wanted),
         *(status.value for status in CLAIMABLE),
@@ -278,11 +276,20 @@ def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        claimed = {pk_field.to_python(row[0]) for row in cursor.fetchall()}
+        claimed = {pk_field.to_python(pk): attempts for pk, attempts in cursor.fetchall()}
     if not claimed:
         return []
-    loaded = Delivery.objects.select_related("event", "team", "webhook").in_bulk(claimed)
-    return [loaded[pk] for pk in wanted if pk in loaded]
+    if loaded is not None and claimed.keys() <= loaded.keys():
+        rows = {pk: loaded[pk] for pk in claimed}
+        for pk, row in rows.items():
+            row.status, row.attempts, row.claimed_until = DeliveryStatus.SENDING, claimed[pk], lease
+    else:
+        rows = Delivery.objects.select_related("team", "webhook").in_bulk(claimed)
+        # Deliveries of a batch mostly share one event: its context is read once, not once per delivery.
+        events = Event.objects.in_bulk({row.event_id for row in rows.values()})
+        for row in rows.values():
+            row.event = events[row.event_id]
+    return [rows[pk] for pk in wanted if pk in rows]
 
 
 def delivery_attempt(*, delivery_id: object) -> str | None:
@@ -290,7 +297,7 @@ def delivery_attempt(*, delivery_id: object) -> str | None:
     return deliveries_attempt(delivery_ids=[delivery_id]).get(str(delivery_id))
 
 
-def deliveries_attempt(*, delivery_ids: Iterable[object]) -> dict[str, str]:
+def deliveries_attempt(*, delivery_ids: Iterable[object], loaded: dict | None = None) -> dict[str, str]:
     """One attempt for each of these deliveries that is due and unclaimed, one after another; returns the status
     each ended in, by id.
 
@@ -298,7 +305,7 @@ def deliveries_attempt(*, delivery_ids: Iterable[object]) -> dict[str, str]:
     as a second has passed since the last record, so a slow endpoint's outcomes are not held back; the claims of the
     rest are then extended, so no lease lapses under a batch that is still working through them.
     """
-    claimed = _claim(delivery_ids)
+    claimed = _claim(delivery_ids, loaded=loaded)
     secrets_of = _SecretsCache()
     gone: dict[int, str] = {}  # webhooks that answered 410 in this batch: the rest of it is not sent
     outcomes: list[_Outcome] = []

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from launch.services import item_enqueue
+from registry import inline
 from registry.models import Event
 
 from . import rendering
@@ -31,7 +32,7 @@ def event_handle(event: Event) -> list[Delivery]:
             continue
         webhook = automation.webhook
         delivery = Delivery(
-            team_id=event.team_id,
+            team=automation.team,
             event=event,
             automation=automation,
             webhook=webhook,
@@ -52,7 +53,8 @@ def event_handle(event: Event) -> list[Delivery]:
     Delivery.objects.bulk_create(deliveries)
     pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
     if pending:
-        transaction.on_commit(lambda: deliveries_start(pending))
+        here = inline.is_here()
+        transaction.on_commit(lambda: deliveries_start(pending, here=here))
     return deliveries
 
 

@@ -28,8 +28,11 @@ Settings (all optional; ``config.settings`` need not define them):
 from __future__ import annotations
 
 import errno
+import heapq
 import http.client
 import ipaddress
+import itertools
+import os
 import re
 import socket
 import ssl
@@ -279,6 +282,42 @@ def url_check(url: str) -> list[ResolvedAddress]:
 # --- Sending --------------------------------------------------------------------------------------------------
 
 
+class _Deadlines:
+    """One thread per process fires every watchdog whose deadline passed (a timer thread per request cost more
+    than the rest of a loopback request)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Watchdog]] = []
+        self._count = itertools.count()
+        self._pid = 0
+
+    def add(self, watchdog: _Watchdog, at: float) -> None:
+        with self._cond:
+            if self._pid != os.getpid():  # first use in this process (or a fork of one that had the thread)
+                self._pid = os.getpid()
+                self._heap = []
+                threading.Thread(target=self._run, name="webhook-deadlines", daemon=True).start()
+            heapq.heappush(self._heap, (at, next(self._count), watchdog))
+            if self._heap[0][2] is watchdog:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    if self._heap and self._heap[0][2].cancelled:
+                        heapq.heappop(self._heap)
+                        continue
+                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                _, _, due = heapq.heappop(self._heap)
+            if not due.cancelled:
+                due._fire()
+
+
+_deadlines = _Deadlines()
+
+
 class _Watchdog:
     """Shuts the watched socket down when the total deadline passes, waking any read or write blocked on it."""
 
@@ -286,9 +325,8 @@ class _Watchdog:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self.fired = False
-        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        self.cancelled = False
+        _deadlines.add(self, time.monotonic() + max(seconds, 0.0))
 
     def watch(self, fd: int) -> None:
         with self._lock:
@@ -300,11 +338,13 @@ class _Watchdog:
             self._fd = None
 
     def cancel(self) -> None:
-        self._timer.cancel()
+        self.cancelled = True
         self.unwatch()
 
     def _fire(self) -> None:
         with self._lock:
+            if self.cancelled:
+                return
             self.fired = True
             if self._fd is None:
                 return

@@ -1,18 +1,20 @@
 """Work done right after commit in the process that committed, when it has a thread to spare.
 
 The outbox makes every event and delivery durable before anything is sent, so where the work runs is only a matter
-of speed: a web process that just committed an alias change can dispatch its event and send the few deliveries that
-follow in a background thread, without two trips through the broker and two Celery workers (about 15 ms of the
-event → delivery time). When no thread is idle, or this is switched off (``DISPATCH_INLINE``), the caller sends the
-work to Celery as before. If the process dies midway, the rows say what is left: undispatched events and unsent
-deliveries are picked up by the beat sweeps, so an inline failure is late, never lost.
+of speed: a web process that just committed an alias change (and, with it, the event and its deliveries) can send
+those deliveries from a background thread, without two trips through the broker and two Celery workers (about
+15 ms of the event → delivery time). When no thread is idle, or this is switched off (``DISPATCH_INLINE``), the work
+goes to Celery as before. If the process dies midway, the rows say what is left: unsent deliveries are picked up by
+the beat sweep, so an inline failure is late, never lost.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -24,16 +26,25 @@ _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _idle: threading.BoundedSemaphore | None = None
 _size = 0
-_local = threading.local()
+_here: contextvars.ContextVar[bool] = contextvars.ContextVar("inline_here", default=False)
 
 
 def enabled() -> bool:
     return bool(getattr(settings, "DISPATCH_INLINE", False)) and settings.DISPATCH_INLINE_THREADS > 0
 
 
-def in_inline_thread() -> bool:
-    """True inside work started by :func:`run_soon` (so follow-up work may stay in this process)."""
-    return getattr(_local, "active", False)
+@contextlib.contextmanager
+def here() -> Iterator[None]:
+    """Mark work done in the committing process (a dispatch with its change): what it starts may stay here."""
+    token = _here.set(True)
+    try:
+        yield
+    finally:
+        _here.reset(token)
+
+
+def is_here() -> bool:
+    return _here.get()
 
 
 def _pool() -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
@@ -73,7 +84,6 @@ def run_soon(work: Callable[[], None], *, fallback: Callable[[], object]) -> boo
         return False
 
     def run() -> None:
-        _local.active = True
         close_old_connections()
         try:
             work()
@@ -86,7 +96,6 @@ def run_soon(work: Callable[[], None], *, fallback: Callable[[], object]) -> boo
                 logger.warning("inline fallback failed too (%s); the sweep will pick it up", type(again).__name__)
         finally:
             close_old_connections()
-            _local.active = False
             idle.release()
 
     try:

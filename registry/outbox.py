@@ -1,9 +1,10 @@
 """Events as a transactional outbox: record in the change's transaction, dispatch after commit, sweep.
 
 Recording happens in the same transaction as the change, so an event exists exactly when its change does.
-Dispatch starts with ``transaction.on_commit``: in a background thread of the committing process when one is idle
-(``registry.inline``), else as a Celery task. If the broker is unreachable then, or the process dies, the event
-simply stays undispatched and ``events_sweep`` (run by beat) schedules it again.
+With ``DISPATCH_INLINE`` (the default) the event is dispatched in the change's transaction too, so its deliveries
+are written with it and the committing process sends them right after commit (``registry.inline``). Otherwise, or
+if that dispatch fails, dispatch is a Celery task sent with ``transaction.on_commit``; if the broker is unreachable
+then, the event simply stays undispatched and ``events_sweep`` (run by beat) schedules it again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextvars
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
-from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -79,8 +79,26 @@ def _event_create(*, event_type: EventType, model_version: ModelVersion, author,
         depth=cause.depth + 1 if cause else 0,
         context=_event_context(event_type=event_type, model_version=model_version, author=author, alias=alias),
     )
-    transaction.on_commit(lambda: event_dispatch_soon(event.pk))
+    if not (inline.enabled() and _dispatch_with_change(event)):
+        transaction.on_commit(lambda: event_dispatch_schedule(event.pk))
     return event
+
+
+def _dispatch_with_change(event: Event) -> bool:
+    """Dispatch in the change's own transaction, in a savepoint: the deliveries are written with the change, and
+    sent after commit by this process when it has an idle thread (``registry.inline``). A handler that fails rolls
+    back only its savepoint, and the event goes to the workers as usual; the change itself never fails for it."""
+    try:
+        with transaction.atomic(), inline.here():
+            _dispatch(event)
+            event.save(update_fields=["dispatch_attempts", "dispatch_note", "dispatched_at"])
+    except Exception as exc:
+        logger.warning(
+            "event %s: dispatch with the change failed (%s); sent to the workers", event.pk, type(exc).__name__
+        )
+        event.dispatch_attempts, event.dispatch_note, event.dispatched_at = 0, "", None
+        return False
+    return True
 
 
 def event_record_link(*, model_version: ModelVersion) -> Event:
@@ -114,12 +132,6 @@ def event_dispatch_schedule(event_id: object) -> bool:
     return task_send(event_dispatch_task, str(event_id))
 
 
-def event_dispatch_soon(event_id: object) -> None:
-    """After commit: dispatch in a background thread of this process if one is idle (see ``registry.inline``),
-    else through the events queue."""
-    inline.run_soon(partial(event_dispatch, event_id=event_id), fallback=partial(event_dispatch_schedule, event_id))
-
-
 def event_dispatch(*, event_id: object) -> bool:
     """Hand one event to every registered handler, once. Returns False if it was already dispatched.
 
@@ -135,16 +147,7 @@ def event_dispatch(*, event_id: object) -> bool:
             )
             if event is None:
                 return False
-            event.dispatch_attempts += 1
-            if event.depth > settings.EVENT_CHAIN_LIMIT:
-                event.dispatch_note = (
-                    f"Not dispatched: automation chain depth {event.depth} exceeds the limit of "
-                    f"{settings.EVENT_CHAIN_LIMIT} (EVENT_CHAIN_LIMIT)."
-                )
-            else:
-                for handler in event_handlers():
-                    handler(event)
-            event.dispatched_at = timezone.now()
+            _dispatch(event)
             event.save(update_fields=["dispatch_attempts", "dispatch_note", "dispatched_at"])
             return True
     except Exception as exc:
@@ -152,6 +155,19 @@ def event_dispatch(*, event_id: object) -> bool:
             dispatch_note=f"Dispatch failed ({type(exc).__name__}); it will be retried."
         )
         raise
+
+
+def _dispatch(event: Event) -> None:
+    event.dispatch_attempts += 1
+    if event.depth > settings.EVENT_CHAIN_LIMIT:
+        event.dispatch_note = (
+            f"Not dispatched: automation chain depth {event.depth} exceeds the limit of "
+            f"{settings.EVENT_CHAIN_LIMIT} (EVENT_CHAIN_LIMIT)."
+        )
+    else:
+        for handler in event_handlers():
+            handler(event)
+    event.dispatched_at = timezone.now()
 
 
 def events_sweep(*, limit: int = 500) -> int:

@@ -114,6 +114,18 @@ class Process:
 
         wait_for(seen, timeout=timeout, message=f"{self.name} to log {text!r}", details=self.tail)
 
+    def children(self) -> list[int]:
+        """Pids of the processes this one started (gunicorn's workers under its master)."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if self.popen is not None and int(fields[1]) == self.popen.pid:
+                found.append(int(stat.parent.name))
+        return found
+
     def kill(self) -> None:
         """SIGKILL, the way a machine or the OOM killer takes a process: no shutdown code runs."""
         if self.alive:
@@ -274,6 +286,7 @@ class DedupReceiver:
     """
 
     fail_until: float = 0.0
+    delay: float = 0.0  # seconds each request is held before the answer (requests in flight when a fault hits)
     accepted: dict[str, Accepted] = field(default_factory=dict)
     duplicates: int = 0
     refused: int = 0
@@ -289,6 +302,8 @@ class DedupReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 status = receiver._take(self.headers.get("webhook-id") or "", body)
                 reply = b'{"ok":true}' if status == 200 else b'{"error":"down"}'
                 try:

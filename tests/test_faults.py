@@ -9,6 +9,7 @@ line of figures (events, delivered, lost, duplicated, time to recover); bench/fa
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -110,8 +111,11 @@ def test_events_made_while_redis_is_down_are_all_delivered_once_it_is_back(redis
     events = 200
     with DedupReceiver() as receiver:
         # Publishing to a dead broker costs each request its retry policy (~0.2 s): more web workers, as one
-        # would run anyway, keep the burst short.
-        stack = stacks(database_url=database.url, broker_url=redis_server.url, env={"WEB_CONCURRENCY": "4"})
+        # would run anyway, keep the burst short. Inline dispatch is off: this is about the broker path.
+        stack = stacks(
+            database_url=database.url, broker_url=redis_server.url,
+            env={"WEB_CONCURRENCY": "4", "DISPATCH_INLINE": "false"},
+        )  # fmt: skip
         stack.start()
         stack.bootstrap(receiver_url=receiver.url)
 
@@ -173,6 +177,41 @@ def test_a_deliveries_worker_killed_mid_burst_loses_nothing(redis_server, databa
     assert figures.lost == 0
     pairs = {(p["alias"], p["automation"]) for p in receiver.payloads()}
     assert len(pairs) == expected  # one delivery per event and automation, none sent in place of another
+
+
+def test_a_web_worker_killed_while_sending_inline_loses_nothing(redis_server, database, stacks, report):
+    events = 120
+    with DedupReceiver(delay=0.2) as receiver:  # answers held 0.2 s: sends are in flight when the kill comes
+        stack = stacks(database_url=database.url, broker_url=redis_server.url)
+        stack.start()
+        stack.bootstrap(receiver_url=receiver.url)
+        web = next(p for p in stack.processes if p.name == "web-1")
+
+        statuses: dict[str, int] = {}
+        burst = threading.Thread(target=lambda: statuses.update(stack.burst([f"w{n}" for n in range(events)])))
+        burst.start()
+        wait_for(lambda: receiver.delivered >= 20, timeout=60, message="the burst to be under way",
+                 details=stack.describe)  # fmt: skip
+        victim = web.children()[0]
+        os.kill(victim, signal.SIGKILL)  # gunicorn's master starts another worker
+        killed = time.monotonic()
+        at_kill = receiver.delivered
+        burst.join(timeout=120)
+        assert not burst.is_alive(), "the API client never got its answers"
+
+        made = stack.events()[0]
+        settle(stack, receiver, expected=made, timeout=120)
+        figures = Figures(
+            "web worker SIGKILLed while sending inline", events=made, delivered=receiver.delivered, expected=made,
+            duplicated=receiver.duplicates, recover_seconds=receiver.last_new_at - killed,
+            note=f"killed at {at_kill} delivered; {sum(1 for s in statuses.values() if s != 201)} API calls cut",
+            exits=stack.exits,
+        )  # fmt: skip
+    report(figures)
+    assert at_kill < events, "the worker was killed after the burst was over: nothing was tested"
+    assert figures.lost == 0
+    accepted = sorted(name for name, status in statuses.items() if status == 201)
+    assert set(accepted) <= {p["alias"] for p in receiver.payloads()}  # every accepted change was delivered
 
 
 PG_DOWN_SECONDS = 3.0

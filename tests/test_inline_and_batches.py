@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from automations import delivery, services
 from automations.models import Delivery, DeliveryAttempt, Webhook
-from registry import inline
+from registry import events, inline
 from registry.models import Event
 
 from .conftest import wait_until
@@ -103,18 +103,39 @@ def base64_body(message: dict) -> str:
     return base64.b64decode(message["body"]).decode()
 
 
-def test_with_no_idle_inline_thread_the_event_goes_through_the_broker(inline_on, broker):
+def test_with_no_idle_inline_thread_the_deliveries_go_to_the_workers(inline_on, broker):
     inline_on.DISPATCH_INLINE_THREADS = 1
     release = threading.Event()
     assert inline.run_soon(lambda: release.wait(10), fallback=lambda: pytest.fail("the only thread was idle"))
     try:
         _, model, _ = team_with_hooks("http://127.0.0.1:9/hook")
         version = link(model)
-        tasks = broker("events")
-        assert [t["headers"]["task"] for t in tasks] == ["registry.tasks.event_dispatch"]
-        assert json.loads(base64_body(tasks[0]))[0] == [str(Event.objects.get(model_version=version).pk)]
+        tasks = broker("deliveries")
+        assert [t["headers"]["task"] for t in tasks] == ["automations.tasks.deliveries_send"]
+        assert json.loads(base64_body(tasks[0]))[0] == [[str(Delivery.objects.get().pk)]]
+        assert Event.objects.get(model_version=version).dispatched_at is not None
+        assert broker("events") == []
     finally:
         release.set()
+
+
+def test_a_dispatch_that_fails_with_the_change_leaves_the_change_and_goes_to_the_workers(inline_on, broker):
+    def broken(event) -> None:
+        Delivery.objects.filter(pk=event.pk).update(last_error="written, then rolled back")
+        raise RuntimeError("boom")
+
+    events.event_handler_register(broken)
+    try:
+        _, model, _ = team_with_hooks("http://127.0.0.1:9/hook")
+        version = link(model)
+    finally:
+        events._HANDLERS.remove(broken)
+    event = Event.objects.get(model_version=version)
+    assert event.dispatched_at is None and event.dispatch_attempts == 0
+    assert not Delivery.objects.exists()  # the savepoint took the handlers' writes back, not the change
+    tasks = broker("events")
+    assert [t["headers"]["task"] for t in tasks] == ["registry.tasks.event_dispatch"]
+    assert json.loads(base64_body(tasks[0]))[0] == [str(event.pk)]
 
 
 def test_inline_work_that_fails_falls_back_in_its_thread(inline_on):

@@ -207,8 +207,7 @@ class ModelVersionListView(TeamScopedMixin, generics.ListAPIView):
 
 class ModelVersionDetailView(TeamScopedMixin, APIView):
     def _get(self):
-        registered_model = selectors.registered_model_get(team=self.team, name=self.kwargs["name"])
-        return selectors.model_version_get(registered_model=registered_model, version=self.kwargs["version"])
+        return selectors.model_version_find(team=self.team, name=self.kwargs["name"], version=self.kwargs["version"])
 
     @extend_schema(responses=s.ModelVersionSerializer)
     def get(self, request, team, name, version):
@@ -228,8 +227,7 @@ class AliasAddView(TeamScopedMixin, APIView):
     )
     def post(self, request, team, name, version):
         alias = validated(s.AliasAddSerializer, request.data)["alias"]
-        registered_model = selectors.registered_model_get(team=self.team, name=name)
-        model_version = selectors.model_version_get(registered_model=registered_model, version=version, aliases=False)
+        model_version = selectors.model_version_find(team=self.team, name=name, version=version, aliases=False)
         services.alias_add(model_version=model_version, name=alias, user=request.user, caused_by=self.caused_by())
         model_version = selectors.model_version_aliases(model_version)  # as they are after the change
         return Response(s.ModelVersionSerializer(model_version).data, status=status.HTTP_201_CREATED)
