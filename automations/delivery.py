@@ -25,7 +25,7 @@ from registry.errors import ApplicationError, Conflict
 from registry.models import Event, Team
 from registry.outbox import task_send
 from secrets_vault.crypto import DecryptionError
-from secrets_vault.services import secret_values
+from secrets_vault.services import secret_values, secret_values_decrypt
 
 from . import rendering, retry, safe_http, signing
 from .choices import CLAIMABLE, DeliveryStatus
@@ -148,22 +148,20 @@ def deliveries_publish(delivery_ids: list[str], *, countdown: float | None = Non
     return task_send(deliveries_send, list(delivery_ids), countdown=countdown)
 
 
-def deliveries_start(deliveries: list[Delivery], *, here: bool = False) -> None:
-    """Send freshly written deliveries, after their transaction committed.
+def deliveries_start(deliveries: list[Delivery]) -> None:
+    """Send freshly written deliveries, after their transaction committed: claimed on creation ones by idle
+    inline threads of this process (``registry.inline``), a batch each, the rest by the deliveries workers, a task
+    per batch."""
+    for group in _batch_rows(deliveries):
+        if group[0].status == DeliveryStatus.SENDING:
+            inline.run_soon(partial(deliveries_send_claimed, group), fallback=partial(claim_release_and_publish, group))
+        else:
+            deliveries_publish([str(d.pk) for d in group])
 
-    ``here``: written by a dispatch in the committing process (``registry.inline``): a fan-out of at most
-    ``DISPATCH_INLINE_SEND_MAX`` is sent by its idle threads, a batch each. Anything else goes to the deliveries
-    workers, a task per batch.
-    """
-    groups = batches((d.pk, d.webhook_id) for d in deliveries)
-    if not here or len(deliveries) > settings.DISPATCH_INLINE_SEND_MAX:
-        for group in groups:
-            deliveries_publish(group)
-        return
-    loaded = {d.pk: d for d in deliveries}  # as dispatch wrote them, with their event, team and webhook
-    for group in groups:
-        work = partial(deliveries_attempt, delivery_ids=group, loaded=loaded)
-        inline.run_soon(work, fallback=partial(deliveries_publish, group))
+
+def _batch_rows(deliveries: list[Delivery]) -> list[list[Delivery]]:
+    by_pk = {d.pk: d for d in deliveries}
+    return [[by_pk[uuid.UUID(pk)] for pk in group] for group in batches((d.pk, d.webhook_id) for d in deliveries)]
 
 
 def deliveries_waiting() -> int | None:
@@ -243,10 +241,9 @@ class _Outcome:
     verdict: retry.Verdict
 
 
-def _claim(delivery_ids: Iterable[object], *, loaded: dict | None = None) -> list[Delivery]:
+def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
     """Claim the due, unclaimed ones of these deliveries in one conditional UPDATE (RETURNING says which this call
-    got: a delivery claimed elsewhere meanwhile is left alone), then load them, in the order given. ``loaded``
-    (id → Delivery with its event, team and webhook) spares the load for rows the caller just wrote."""
+    got: a delivery claimed elsewhere meanwhile is left alone), then load them, in the order given."""
     pk_field = Delivery._meta.pk
     wanted = [pk_field.to_python(pk) for pk in delivery_ids]
     if not wanted:
@@ -262,13 +259,12 @@ def _claim(delivery_ids: Iterable[object], *, loaded: dict | None = None) -> lis
         f"UPDATE {quote(Delivery._meta.db_table)} SET {c['status']} = %s, {c['claimed_until']} = %s, "  # noqa: S608
         f"{c['attempts']} = {c['attempts']} + 1, {c['updated_at']} = %s "
         f"WHERE {c['id']} IN ({placeholders}) AND {c['status']} IN (%s, %s) "
-        f"AND ({c['next_attempt_at']} IS NULL OR {c['next_attempt_at']} <= %s) RETURNING {c['id']}, {c['attempts']}"
+        f"AND ({c['next_attempt_at']} IS NULL OR {c['next_attempt_at']} <= %s) RETURNING {c['id']}"
     )
     stamp = ops.adapt_datetimefield_value
-    lease = now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)
     params = [
         DeliveryStatus.SENDING.value,
-        stamp(lease),
+        stamp(now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)),
         stamp(now),
         *(pk_field.get_db_prep_value(pk, connection) for pk in wanted),
         *(status.value for status in CLAIMABLE),
@@ -276,20 +272,34 @@ def _claim(delivery_ids: Iterable[object], *, loaded: dict | None = None) -> lis
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        claimed = {pk_field.to_python(pk): attempts for pk, attempts in cursor.fetchall()}
+        claimed = {pk_field.to_python(row[0]) for row in cursor.fetchall()}
     if not claimed:
         return []
-    if loaded is not None and claimed.keys() <= loaded.keys():
-        rows = {pk: loaded[pk] for pk in claimed}
-        for pk, row in rows.items():
-            row.status, row.attempts, row.claimed_until = DeliveryStatus.SENDING, claimed[pk], lease
-    else:
-        rows = Delivery.objects.select_related("team", "webhook").in_bulk(claimed)
-        # Deliveries of a batch mostly share one event: its context is read once, not once per delivery.
-        events = Event.objects.in_bulk({row.event_id for row in rows.values()})
-        for row in rows.values():
-            row.event = events[row.event_id]
+    rows = Delivery.objects.select_related("team", "webhook").in_bulk(claimed)
+    # Deliveries of a batch mostly share one event: its context is read once, not once per delivery.
+    events = Event.objects.in_bulk({row.event_id for row in rows.values()})
+    for row in rows.values():
+        row.event = events[row.event_id]
     return [rows[pk] for pk in wanted if pk in rows]
+
+
+def claimed_on_creation(delivery: Delivery) -> Delivery:
+    """Write a delivery already claimed by the process creating it, which sends it right after commit (inline):
+    no claim query on the way. If that process cannot send it after all, ``claim_release`` hands it back; if it
+    dies, the claim lapses like any other and the sweep takes the delivery back."""
+    delivery.status = DeliveryStatus.SENDING
+    delivery.attempts = 1
+    delivery.claimed_until = timezone.now() + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)
+    return delivery
+
+
+def claim_release_and_publish(deliveries: list[Delivery]) -> None:
+    """Hand claimed-on-creation deliveries not yet attempted back to the workers."""
+    ids = [d.pk for d in deliveries]
+    Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING, attempts=1, attempt_log__isnull=True).update(
+        status=DeliveryStatus.PENDING, attempts=0, claimed_until=None
+    )
+    deliveries_publish([str(pk) for pk in ids])
 
 
 def delivery_attempt(*, delivery_id: object) -> str | None:
@@ -297,15 +307,20 @@ def delivery_attempt(*, delivery_id: object) -> str | None:
     return deliveries_attempt(delivery_ids=[delivery_id]).get(str(delivery_id))
 
 
-def deliveries_attempt(*, delivery_ids: Iterable[object], loaded: dict | None = None) -> dict[str, str]:
+def deliveries_attempt(*, delivery_ids: Iterable[object]) -> dict[str, str]:
     """One attempt for each of these deliveries that is due and unclaimed, one after another; returns the status
-    each ended in, by id.
+    each ended in, by id."""
+    return deliveries_send_claimed(_claim(delivery_ids))
+
+
+def deliveries_send_claimed(claimed: list[Delivery]) -> dict[str, str]:
+    """One attempt for each of these deliveries, claimed by the caller, one after another.
 
     Attempts are recorded together once the batch is sent (one transaction instead of one per delivery), or as soon
-    as a second has passed since the last record, so a slow endpoint's outcomes are not held back; the claims of the
-    rest are then extended, so no lease lapses under a batch that is still working through them.
+    as ``RECORD_EVERY`` has passed since the last record, so a slow endpoint's outcomes are not held back (nor resent
+    in numbers should the process die); the claims of the rest are then extended, so no lease lapses under a batch
+    that is still working through them.
     """
-    claimed = _claim(delivery_ids, loaded=loaded)
     secrets_of = _SecretsCache()
     gone: dict[int, str] = {}  # webhooks that answered 410 in this batch: the rest of it is not sent
     outcomes: list[_Outcome] = []
@@ -325,20 +340,34 @@ def deliveries_attempt(*, delivery_ids: Iterable[object], loaded: dict | None = 
 
 
 # Seconds a batch keeps finished attempts unrecorded while it sends the next ones.
-RECORD_EVERY = 1.0
+RECORD_EVERY = 0.25
 
 
 class _SecretsCache:
-    """A batch's secrets, decrypted once per team and set of names (batches are of one webhook)."""
+    """A batch's secrets, decrypted once per team and set of names (batches are of one webhook). A webhook loaded
+    with its signing secret and access token rows (as dispatch loads it) lends their ciphertexts: no query."""
 
     def __init__(self) -> None:
         self._values: dict[tuple[int, frozenset[str]], dict[str, str]] = {}
 
-    def __call__(self, *, team: Team, names: Iterable[str]) -> dict[str, str]:
+    def __call__(self, *, team: Team, names: Iterable[str], webhook: Webhook | None = None) -> dict[str, str]:
         key = (team.pk, frozenset(names))
         if key not in self._values:
-            self._values[key] = secret_values(team=team, names=key[1])
+            at_hand = _webhook_secrets(webhook)
+            if key[1] <= at_hand.keys():
+                self._values[key] = secret_values_decrypt({name: at_hand[name] for name in key[1]})
+            else:
+                self._values[key] = secret_values(team=team, names=key[1])
         return self._values[key]
+
+
+def _webhook_secrets(webhook: Webhook | None) -> dict[str, bytes | str]:
+    found: dict[str, bytes | str] = {}
+    for field in ("secret", "access_token"):
+        cached = webhook is not None and Webhook._meta.get_field(field).is_cached(webhook)
+        if cached and (row := getattr(webhook, field)):
+            found[row.name] = row.ciphertext
+    return found
 
 
 def _attempt(delivery: Delivery, *, secrets_of, gone: dict[int, str]) -> _Outcome:
@@ -358,7 +387,7 @@ def _attempt(delivery: Delivery, *, secrets_of, gone: dict[int, str]) -> _Outcom
                 secret_name=delivery.secret_name,
                 access_token_name=delivery.access_token_name,
                 msg_id=str(delivery.pk),
-                secrets_of=secrets_of,
+                secrets_of=partial(secrets_of, webhook=webhook),
             )
         except RequestError as exc:
             error, verdict = str(exc), retry.Verdict.FAILED

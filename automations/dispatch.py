@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -18,7 +19,7 @@ from registry.models import Event
 
 from . import rendering
 from .choices import ActionType, DeliveryStatus
-from .delivery import deliveries_start
+from .delivery import claimed_on_creation, deliveries_start
 from .models import Automation, Delivery
 from .selectors import automations_matching
 
@@ -50,11 +51,13 @@ def event_handle(event: Event) -> list[Delivery]:
             delivery.last_error = f"Webhook disabled: {webhook.disabled_reason or 'by an admin'}"
             delivery.finished_at = now
         deliveries.append(delivery)
-    Delivery.objects.bulk_create(deliveries)
     pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
+    if inline.is_here() and len(pending) <= settings.DISPATCH_INLINE_SEND_MAX:
+        # Dispatched with its change: this process sends them right after commit (``deliveries_start``).
+        pending = [claimed_on_creation(d) for d in pending]
+    Delivery.objects.bulk_create(deliveries)
     if pending:
-        here = inline.is_here()
-        transaction.on_commit(lambda: deliveries_start(pending, here=here))
+        transaction.on_commit(lambda: deliveries_start(pending))
     return deliveries
 
 

@@ -75,7 +75,12 @@ def secret_values(*, team: Team, names: Iterable[str]) -> dict[str, str]:
     if not wanted:
         return {}
     rows = Secret.objects.filter(team=team, name__in=wanted).values_list("name", "ciphertext")
-    return {name: crypto.decrypt(ciphertext) for name, ciphertext in rows}
+    return secret_values_decrypt(dict(rows))
+
+
+def secret_values_decrypt(ciphertexts: dict[str, bytes | str]) -> dict[str, str]:
+    """Decrypt secrets whose rows the caller already read (name → ciphertext), at send time only."""
+    return {name: crypto.decrypt(ciphertext) for name, ciphertext in ciphertexts.items()}
 
 
 def secrets_reencrypt(*, batch_size: int = 200) -> int:

@@ -112,7 +112,10 @@ def test_with_no_idle_inline_thread_the_deliveries_go_to_the_workers(inline_on, 
         version = link(model)
         tasks = broker("deliveries")
         assert [t["headers"]["task"] for t in tasks] == ["automations.tasks.deliveries_send"]
-        assert json.loads(base64_body(tasks[0]))[0] == [[str(Delivery.objects.get().pk)]]
+        handed_back = Delivery.objects.get()
+        assert json.loads(base64_body(tasks[0]))[0] == [[str(handed_back.pk)]]
+        # Written claimed for this process to send, then handed back unclaimed for a worker to claim.
+        assert (handed_back.status, handed_back.attempts, handed_back.claimed_until) == ("pending", 0, None)
         assert Event.objects.get(model_version=version).dispatched_at is not None
         assert broker("events") == []
     finally:
