@@ -100,11 +100,12 @@ def redact(text: str, secrets: dict[str, str]) -> str:
     return text
 
 
-def http_send(url: str, prepared: PreparedRequest) -> safe_http.HttpResponse:
+def http_send(url: str, prepared: PreparedRequest, *, reuse: safe_http.Reuse | None = None) -> safe_http.HttpResponse:
     return safe_http.post(
         url,
         body=prepared.body,
         headers=prepared.headers,
+        reuse=reuse,
         connect_timeout=settings.WEBHOOK_CONNECT_TIMEOUT,
         read_timeout=settings.WEBHOOK_READ_TIMEOUT,
         deadline=settings.WEBHOOK_DEADLINE,
@@ -325,15 +326,16 @@ def deliveries_send_claimed(claimed: list[Delivery]) -> dict[str, str]:
     gone: dict[int, str] = {}  # webhooks that answered 410 in this batch: the rest of it is not sent
     outcomes: list[_Outcome] = []
     last_record = time.monotonic()
-    for index, delivery in enumerate(claimed):
-        outcome = _attempt(delivery, secrets_of=secrets_of, gone=gone)
-        outcomes.append(outcome)
-        if outcome.verdict is retry.Verdict.GONE and delivery.webhook_id:
-            gone[delivery.webhook_id] = "The endpoint answered 410 Gone."
-        rest = claimed[index + 1 :]
-        if rest and time.monotonic() - last_record >= RECORD_EVERY:
-            _record(outcomes, extend=rest)
-            outcomes, last_record = [], time.monotonic()
+    with safe_http.Reuse() as connection_kept:  # one connection for the batch, while the endpoint keeps it open
+        for index, delivery in enumerate(claimed):
+            outcome = _attempt(delivery, secrets_of=secrets_of, gone=gone, reuse=connection_kept)
+            outcomes.append(outcome)
+            if outcome.verdict is retry.Verdict.GONE and delivery.webhook_id:
+                gone[delivery.webhook_id] = "The endpoint answered 410 Gone."
+            rest = claimed[index + 1 :]
+            if rest and time.monotonic() - last_record >= RECORD_EVERY:
+                _record(outcomes, extend=rest)
+                outcomes, last_record = [], time.monotonic()
     if outcomes:
         _record(outcomes)
     return {str(d.pk): d.status for d in claimed}
@@ -370,7 +372,7 @@ def _webhook_secrets(webhook: Webhook | None) -> dict[str, bytes | str]:
     return found
 
 
-def _attempt(delivery: Delivery, *, secrets_of, gone: dict[int, str]) -> _Outcome:
+def _attempt(delivery: Delivery, *, secrets_of, gone: dict[int, str], reuse: safe_http.Reuse) -> _Outcome:
     started = timezone.now()
     webhook = delivery.webhook
     secrets: dict[str, str] = {}
@@ -399,7 +401,7 @@ def _attempt(delivery: Delivery, *, secrets_of, gone: dict[int, str]) -> _Outcom
             verdict = retry.Verdict.RETRY
         else:
             secrets = prepared.secrets
-            response = http_send(delivery.url, prepared)
+            response = http_send(delivery.url, prepared, reuse=reuse)
             error = response.error
             verdict = (
                 retry.Verdict.FAILED

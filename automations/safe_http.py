@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,7 +51,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util import SKIP_HEADER
 
-__all__ = ["HttpResponse", "ResolvedAddress", "UnsafeURL", "post", "url_check"]
+__all__ = ["HttpResponse", "ResolvedAddress", "Reuse", "UnsafeURL", "post", "url_check"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -448,6 +449,44 @@ def _setting(value: float | None, name: str, default: float) -> float:
     return float(value if value is not None else getattr(settings, name, default))
 
 
+class Reuse:
+    """Keeps the connection of one :func:`post` open for the next, in a series of requests to one endpoint (a batch
+    of deliveries to one webhook): no new TCP and TLS handshake per request, for us or for the endpoint.
+
+    A connection is reused only for the same scheme, host and port, when the host still resolves to (and passed the
+    checks for) the address the connection is pinned to, and when the last response was read to its end without
+    the endpoint asking to close. Use it as a context manager, so the last connection is closed.
+    """
+
+    def __init__(self) -> None:
+        self._conn: _PinnedHTTPConnection | _PinnedHTTPSConnection | None = None
+        self._key: tuple[str, str, int] | None = None
+
+    def _take(self, target: _Target, addresses: list[ResolvedAddress]):
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return None
+        if self._key == (target.scheme, target.host, target.port) and conn.pinned in addresses and conn.is_connected:
+            return conn
+        conn.close()
+        return None
+
+    def _keep(self, conn, target: _Target) -> None:
+        self.close()
+        self._conn, self._key = conn, (target.scheme, target.host, target.port)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Reuse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def post(
     url: str,
     *,
@@ -457,6 +496,7 @@ def post(
     read_timeout: float | None = None,
     deadline: float | None = None,
     max_response_bytes: int | None = None,
+    reuse: Reuse | None = None,
 ) -> HttpResponse:
     """POST exactly ``body`` to ``url`` through the outbound safety checks, and describe what came back.
 
@@ -506,7 +546,19 @@ def post(
     deadline_text = f"deadline of {deadline:.1f} s exceeded"
 
     watchdog = _Watchdog(deadline_at - time.monotonic())
+    exchange = partial(
+        _exchange, target=target, body=body, headers=request_headers, read_timeout=read_timeout, cap=cap,
+        deadline_at=deadline_at, watchdog=watchdog, deadline_text=deadline_text, reuse=reuse,
+    )  # fmt: skip
     try:
+        kept = reuse._take(target, addresses) if reuse is not None else None
+        if kept is not None:
+            kept.watchdog = watchdog
+            watchdog.watch(kept.sock.fileno())
+            result, closed_early = exchange(kept)
+            if not closed_early or watchdog.fired or time.monotonic() >= deadline_at:
+                return finish(result)
+            # The endpoint let the kept connection go as it was reused (an idle timeout): once more, on a new one.
         connect_errors: list[str] = []
         conn = None
         for address in addresses:
@@ -536,27 +588,15 @@ def post(
         if conn is None:
             return finish(HttpResponse(status_code=None, error="; ".join(connect_errors)))
 
-        return finish(
-            _exchange(
-                conn,
-                target,
-                body=body,
-                headers=request_headers,
-                read_timeout=read_timeout,
-                cap=cap,
-                deadline_at=deadline_at,
-                watchdog=watchdog,
-                deadline_text=deadline_text,
-            )
-        )
+        return finish(exchange(conn)[0])
     finally:
         watchdog.cancel()
 
 
 def _exchange(
     conn: _PinnedHTTPConnection | _PinnedHTTPSConnection,
-    target: _Target,
     *,
+    target: _Target,
     body: bytes,
     headers: dict[str, str],
     read_timeout: float,
@@ -564,11 +604,13 @@ def _exchange(
     deadline_at: float,
     watchdog: _Watchdog,
     deadline_text: str,
-) -> HttpResponse:
+    reuse: Reuse | None,
+) -> tuple[HttpResponse, bool]:
     result = HttpResponse(status_code=None)
     received = bytearray()
     stage = "sending the request"
     response = None
+    closed_early = False  # the endpoint closed the connection before any response: a kept one it had let go
     try:
         conn.timeout = read_timeout  # applied to the socket by request() and getresponse()
         conn.request(
@@ -597,14 +639,36 @@ def _exchange(
     except (OSError, ProtocolError, http.client.HTTPException) as exc:
         expired = watchdog.fired or time.monotonic() >= deadline_at
         result.error = f"{deadline_text} {stage}" if expired else f"connection failed {stage}: {_describe(exc)}"
+        # Before any status line, on a connection kept from an earlier request, a reset or garbage means the kept
+        # connection had gone stale (closed by the endpoint, or bytes left over from a malformed answer).
+        closed_early = result.status_code is None and _stale_connection(exc)
     finally:
         watchdog.unwatch()
+        reusable = (
+            reuse is not None
+            and response is not None
+            and not result.error
+            and not watchdog.fired
+            and len(received) <= cap
+            and not response._original_response.will_close  # HTTP/1.1 and no "Connection: close"
+            # A 204 or 304 has no body: one announced anyway would be left in the stream, ahead of the next answer.
+            and not (result.status_code in (204, 304) and response.headers.get("Content-Length", "0") != "0")
+        )
         if response is not None:
             response.close()
-        conn.close()
+        if reusable:
+            reuse._keep(conn, target)
+        else:
+            conn.close()
     result.truncated = len(received) > cap
     result.body = bytes(received[:cap])
-    return result
+    return result, closed_early
+
+
+def _stale_connection(exc: BaseException) -> bool:
+    while isinstance(exc, ProtocolError) and exc.args and isinstance(exc.args[-1], BaseException):
+        exc = exc.args[-1]
+    return isinstance(exc, http.client.HTTPException | ConnectionResetError | BrokenPipeError)
 
 
 def _describe(exc: BaseException) -> str:

@@ -48,9 +48,9 @@ def automations_matching(*, event: Event) -> list[Automation]:
     candidates = (
         Automation.objects.filter(team_id=event.team_id, enabled=True, event_type=event.type)
         .filter(Q(registered_model_id=event.registered_model_id) | Q(registered_model__isnull=True))
-        .select_related(
-            "team", "webhook__secret", "webhook__access_token", "job_version__job", "queue", "destination_project"
-        )
+        .select_related("team", "webhook__secret", "webhook__access_token")
+        # Launch automations are the rarer kind: their rows come in queries of their own, only when there are any.
+        .prefetch_related("job_version__job", "queue", "destination_project")
         .order_by("pk")
     )
     # The filter must match the whole alias: "prod" does not match "production-old".

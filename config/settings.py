@@ -87,6 +87,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+elif env.bool("DB_SERVER_SIDE_BINDING", default=True):
+    # Parameters travel apart from the SQL, so psycopg prepares queries a connection repeats: PostgreSQL then skips
+    # planning them, which for the registry's many-table joins took longer than running them.
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Staff users get the admin's model permissions from their team roles (registry.scoping).

@@ -18,7 +18,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from registry.errors import ApplicationError, Conflict
+from registry.errors import ApplicationError, Conflict, NotFound
 from registry.json_checks import json_problem
 from registry.models import Event, Project, Team
 from registry.validators import NAME_RE
@@ -187,11 +187,15 @@ def _lease() -> timedelta:
     return timedelta(seconds=settings.LAUNCH_LEASE_SECONDS)
 
 
-def item_claim(*, agent: Agent, queue: RunQueue) -> RunQueueItem | None:
-    """Give the agent the oldest pending item of the queue, or None. Never the same item to two agents."""
-    if queue.team_id != agent.team_id or not agent.queues.filter(pk=queue.pk).exists():
+def item_claim(*, agent: Agent, queue_name: str) -> RunQueueItem | None:
+    """Give the agent the oldest pending item of its queue named ``queue_name``, or None. Never the same item to two
+    agents. The queue is looked up among the agent's own (one query on the hot path of every agent's poll)."""
+    queue = agent.queues.filter(name=queue_name).first()
+    if queue is None:
+        if not RunQueue.objects.filter(team_id=agent.team_id, name=queue_name).exists():
+            raise NotFound(f"No queue {queue_name!r} in {agent.team.name}.")
         raise ApplicationError(
-            f"Agent {agent.name} does not serve queue {queue.name}.", field="queue", code="forbidden"
+            f"Agent {agent.name} does not serve queue {queue_name}.", field="queue", code="forbidden"
         )
     with transaction.atomic():
         item = (

@@ -14,6 +14,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from automations.safe_http import HttpResponse, UnsafeURL, post, url_check
+from automations.safe_http import HttpResponse, Reuse, UnsafeURL, post, url_check
 
 LOOPBACK = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"), ipaddress.ip_address("::ffff:127.0.0.1")}
 
@@ -142,10 +143,12 @@ class _Server(ThreadingHTTPServer):
         self.server_name, self.server_port = "receiver", self.server_address[1]
 
 
-def _start(respond: Respond, *, host: str, tls: ssl.SSLContext | None = None) -> Receiver:
+def _start(respond: Respond, *, host: str, tls: ssl.SSLContext | None = None, http11: bool = False) -> Receiver:
     holder: dict[str, Receiver] = {}
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if http11 else "HTTP/1.0"  # 1.1 keeps connections open between requests
+
         def do_POST(self) -> None:
             receiver = holder["receiver"]
             length = int(self.headers.get("Content-Length") or 0)
@@ -173,8 +176,10 @@ def _start(respond: Respond, *, host: str, tls: ssl.SSLContext | None = None) ->
 def receiver_factory() -> Iterator[Callable[..., Receiver]]:
     started: list[Receiver] = []
 
-    def start(respond: Respond = respond_ok, *, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None):
-        receiver = _start(respond, host=host, tls=tls)
+    def start(
+        respond: Respond = respond_ok, *, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None, http11=False
+    ):
+        receiver = _start(respond, host=host, tls=tls, http11=http11)
         started.append(receiver)
         return receiver
 
@@ -684,3 +689,69 @@ def test_https_certificate_for_another_host_fails_verification(settings, network
     assert response.error.startswith("TLS certificate verification failed for other.test:")
     assert "mismatch" in response.error
     assert tls_receiver.requests == []
+
+
+# --- Kept connections ---------------------------------------------------------------------------------------
+
+
+def test_a_kept_connection_carries_the_next_requests_to_the_same_endpoint(settings, network, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    receiver = receiver_factory(http11=True)
+    with Reuse() as reuse:
+        answers = [send(f"http://127.0.0.1:{receiver.port}/hook/{n}", reuse=reuse) for n in range(3)]
+    assert [(a.status_code, a.error) for a in answers] == [(200, "")] * 3
+    assert network.connects == [("127.0.0.1", receiver.port)]  # one connection for the three
+    assert [r.path for r in receiver.requests] == ["/hook/0", "/hook/1", "/hook/2"]
+
+
+def test_an_endpoint_that_closes_after_each_answer_gets_a_new_connection_each_time(settings, network, receiver):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    with Reuse() as reuse:  # the receiver speaks HTTP/1.0: every answer ends its connection
+        answers = [send(f"http://127.0.0.1:{receiver.port}/hook", reuse=reuse) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert len(network.connects) == 2
+
+
+def test_a_kept_connection_is_never_used_once_the_name_resolves_elsewhere(settings, network, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    receiver = receiver_factory(http11=True)
+    network.answer("rebind.example", "127.0.0.1", later=("10.0.0.1",))
+    with Reuse() as reuse:
+        first = send(f"http://rebind.example:{receiver.port}/hook", reuse=reuse)
+        second = send(f"http://rebind.example:{receiver.port}/hook", reuse=reuse)
+    assert first.status_code == 200
+    assert second.status_code is None and second.error.startswith("refused: ")
+    assert len(receiver.requests) == 1  # the open connection to the old address carried nothing more
+
+
+def test_a_kept_connection_the_endpoint_dropped_is_replaced(settings, network, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+
+    def answer_then_hang_up(handler, receiver) -> None:
+        respond_ok(handler, receiver)
+        handler.close_connection = True  # without saying so: the client only sees the socket close
+
+    receiver = receiver_factory(answer_then_hang_up, http11=True)
+    with Reuse() as reuse:
+        first = send(f"http://127.0.0.1:{receiver.port}/hook", reuse=reuse)
+        time.sleep(0.2)
+        second = send(f"http://127.0.0.1:{receiver.port}/hook", reuse=reuse)
+    assert [(a.status_code, a.error) for a in (first, second)] == [(200, ""), (200, "")]
+    assert len(network.connects) == 2 and len(receiver.requests) == 2
+
+
+def test_a_204_that_carries_a_body_anyway_does_not_spoil_the_next_answer(settings, network, receiver_factory):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+
+    def malformed_204(handler, receiver) -> None:
+        body = b'{"ok": true}'  # a 204 has no body; these bytes would sit in the stream before the next answer
+        handler.send_response(204 if len(receiver.requests) == 1 else 200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    receiver = receiver_factory(malformed_204, http11=True)
+    with Reuse() as reuse:
+        answers = [send(f"http://127.0.0.1:{receiver.port}/hook", reuse=reuse) for _ in range(2)]
+    assert [(a.status_code, a.error) for a in answers] == [(204, ""), (200, "")]
+    assert len(network.connects) == 2  # the connection after the 204 was not kept

@@ -151,8 +151,8 @@ class AgentIdentityView(AgentScopedMixin, APIView):
 class ClaimView(AgentScopedMixin, APIView):
     @extend_schema(request=None, responses={200: s.ItemSerializer, 204: None})
     def post(self, request, team, name):
-        queue = selectors.queue_get(team=self.agent_team(), name=name)
-        item = services.item_claim(agent=self.agent, queue=queue)
+        self.agent_team()  # 404 for another team's route
+        item = services.item_claim(agent=self.agent, queue_name=name)
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(s.ItemSerializer(item).data)  # the claim loaded everything the answer shows
