@@ -21,6 +21,7 @@ from django.utils import timezone
 from registry.errors import ApplicationError, Conflict, NotFound
 from registry.json_checks import json_problem
 from registry.models import Event, Project, Team
+from registry.queries import unique_or_none
 from registry.validators import NAME_RE
 
 from .choices import ACTIVE_STATES, AGENT_TRANSITIONS, FINAL_STATES, ItemState, ResourceType
@@ -141,7 +142,9 @@ def agent_create(*, team: Team, name: str, queues: list[str]) -> tuple[Agent, st
 
 
 def agent_authenticate(*, raw: str) -> Agent | None:
-    agent = Agent.objects.select_related("team").filter(token_hash=agent_token_hash(raw), disabled=False).first()
+    agent = unique_or_none(
+        Agent.objects.select_related("team").filter(token_hash=agent_token_hash(raw), disabled=False)
+    )
     if agent is not None:
         now = timezone.now()
         if agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > 5:
@@ -190,7 +193,7 @@ def _lease() -> timedelta:
 def item_claim(*, agent: Agent, queue_name: str) -> RunQueueItem | None:
     """Give the agent the oldest pending item of its queue named ``queue_name``, or None. Never the same item to two
     agents. The queue is looked up among the agent's own (one query on the hot path of every agent's poll)."""
-    queue = agent.queues.filter(name=queue_name).first()
+    queue = unique_or_none(agent.queues.filter(name=queue_name))
     if queue is None:
         if not RunQueue.objects.filter(team_id=agent.team_id, name=queue_name).exists():
             raise NotFound(f"No queue {queue_name!r} in {agent.team.name}.")

@@ -20,6 +20,7 @@ from .models import (
     RegisteredModel,
     Team,
 )
+from .queries import unique_or_none
 
 REFERENCE_RE = re.compile(r"^(?P<team>[^/:\s]+)/(?P<project>[^/:\s]+)/(?P<collection>[^/:\s]+):(?P<tag>[^/:\s]+)$")
 VERSION_TAG_RE = re.compile(r"^v(\d+)$")
@@ -116,7 +117,7 @@ def registered_models_for_team(*, team: Team) -> QuerySet[RegisteredModel]:
 
 
 def registered_model_get(*, team: Team, name: str) -> RegisteredModel:
-    registered_model = RegisteredModel.objects.filter(team=team, name=name).select_related("team").first()
+    registered_model = unique_or_none(RegisteredModel.objects.filter(team=team, name=name).select_related("team"))
     if registered_model is None:
         raise NotFound(f"No registered model {name!r} in {team.name}.")
     return registered_model

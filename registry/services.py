@@ -32,6 +32,7 @@ from .models import (
     Team,
 )
 from .outbox import event_cause
+from .queries import unique_or_none
 from .validators import ALIAS_RE, NAME_RE, SLUG_RE, VERSION_LIKE_RE
 
 User = get_user_model()
@@ -85,7 +86,7 @@ def api_token_create(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiToke
 
 
 def api_token_use(*, raw: str) -> ApiToken | None:
-    token = ApiToken.objects.select_related("user").filter(key_hash=token_hash(raw)).first()
+    token = unique_or_none(ApiToken.objects.select_related("user").filter(key_hash=token_hash(raw)))
     if token is None or not token.user.is_active:
         return None
     now = timezone.now()
@@ -320,7 +321,7 @@ def alias_add(
 
 
 def _alias_put(*, model_version: ModelVersion, name: str, user: AbstractBaseUser | None) -> Alias:
-    current = Alias.objects.filter(registered_model_id=model_version.registered_model_id, name=name).first()
+    current = unique_or_none(Alias.objects.filter(registered_model_id=model_version.registered_model_id, name=name))
     if current is not None:
         if current.model_version_id == model_version.pk:
             return current

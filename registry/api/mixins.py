@@ -6,6 +6,7 @@ from rest_framework import exceptions, permissions
 
 from registry.choices import Role
 from registry.models import Event, Team
+from registry.queries import unique_or_none
 from registry.selectors import event_get, team_role
 
 from .parsers import JSONParser
@@ -40,7 +41,7 @@ class TeamScopedMixin:
         if getattr(self.request.user, "is_agent", False):
             # Agents reach only the routes made for them (claim, heartbeat, report), never member routes.
             raise exceptions.NotFound(f"No team {name!r}.")
-        team = Team.objects.filter(name=name).first()
+        team = unique_or_none(Team.objects.filter(name=name))
         role = team_role(team=team, user=self.request.user) if team else None
         if role is None:
             raise exceptions.NotFound(f"No team {name!r}.")
