@@ -284,6 +284,33 @@ def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
     return [rows[pk] for pk in wanted if pk in rows]
 
 
+class SlowEndpoints:
+    """Webhooks this process saw answer slowly lately. Their deliveries are left to the deliveries workers rather
+    than sent inline, so an endpoint taking seconds holds no thread of a web process: each process learns it from
+    one slow answer, and forgets it after ``MEMORY`` seconds (or at its next fast answer)."""
+
+    SLOW_AFTER = 1.0  # seconds an answer took
+    MEMORY = 300.0
+
+    def __init__(self) -> None:
+        self._until: dict[int, float] = {}
+
+    def saw(self, webhook_id: int | None, seconds: float) -> None:
+        if webhook_id is None:
+            return
+        if seconds >= self.SLOW_AFTER:
+            self._until[webhook_id] = time.monotonic() + self.MEMORY
+        else:
+            self._until.pop(webhook_id, None)
+
+    def __contains__(self, webhook_id: object) -> bool:
+        until = self._until.get(webhook_id)  # type: ignore[arg-type]
+        return until is not None and time.monotonic() < until
+
+
+slow_endpoints = SlowEndpoints()
+
+
 def claimed_on_creation(delivery: Delivery) -> Delivery:
     """Write a delivery already claimed by the process creating it, which sends it right after commit (inline):
     no claim query on the way. If that process cannot send it after all, ``claim_release`` hands it back; if it
@@ -402,6 +429,7 @@ def _attempt(delivery: Delivery, *, secrets_of, gone: dict[int, str], reuse: saf
         else:
             secrets = prepared.secrets
             response = http_send(delivery.url, prepared, reuse=reuse)
+            slow_endpoints.saw(delivery.webhook_id, response.duration_ms / 1000)
             error = response.error
             verdict = (
                 retry.Verdict.FAILED

@@ -19,7 +19,7 @@ from registry.models import Event
 
 from . import rendering
 from .choices import ActionType, DeliveryStatus
-from .delivery import claimed_on_creation, deliveries_start
+from .delivery import claimed_on_creation, deliveries_start, slow_endpoints
 from .models import Automation, Delivery
 from .selectors import automations_matching
 
@@ -53,8 +53,9 @@ def event_handle(event: Event) -> list[Delivery]:
         deliveries.append(delivery)
     pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
     if inline.is_here() and len(pending) <= settings.DISPATCH_INLINE_SEND_MAX:
-        # Dispatched with its change: this process sends them right after commit (``deliveries_start``).
-        pending = [claimed_on_creation(d) for d in pending]
+        # Dispatched with its change: this process sends them right after commit (``deliveries_start``), except
+        # to endpoints it saw answer slowly, which the workers send.
+        pending = [d if d.webhook_id in slow_endpoints else claimed_on_creation(d) for d in pending]
     Delivery.objects.bulk_create(deliveries)
     if pending:
         transaction.on_commit(lambda: deliveries_start(pending))

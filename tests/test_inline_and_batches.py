@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from automations import delivery, services
+from automations import delivery, dispatch, services
 from automations.models import Delivery, DeliveryAttempt, Webhook
 from registry import events, inline
 from registry.models import Event
@@ -139,6 +139,23 @@ def test_a_dispatch_that_fails_with_the_change_leaves_the_change_and_goes_to_the
     tasks = broker("events")
     assert [t["headers"]["task"] for t in tasks] == ["registry.tasks.event_dispatch"]
     assert json.loads(base64_body(tasks[0]))[0] == [str(event.pk)]
+
+
+def test_an_endpoint_seen_answering_slowly_is_left_to_the_workers(inline_on, broker, monkeypatch):
+    monkeypatch.setattr(delivery.SlowEndpoints, "SLOW_AFTER", 0.1)
+    monkeypatch.setattr(delivery, "slow_endpoints", delivery.SlowEndpoints())
+    monkeypatch.setattr(dispatch, "slow_endpoints", delivery.slow_endpoints)
+    with Receiver(Reply(200, delay=0.3)) as receiver:
+        _, model, (webhook,) = team_with_hooks(receiver.url)
+        link(model)
+        wait_until(lambda: Delivery.objects.filter(status="succeeded").exists(), message="the first, inline")
+        assert webhook.pk in delivery.slow_endpoints
+        second = link(model)
+        tasks = broker("deliveries")  # the second goes to the workers: no web thread waits on this endpoint
+        assert [t["headers"]["task"] for t in tasks] == ["automations.tasks.deliveries_send"]
+        left = Delivery.objects.get(event__model_version=second)
+        assert (left.status, left.attempts) == ("pending", 0)
+        assert len(receiver.requests) == 1
 
 
 def test_inline_work_that_fails_falls_back_in_its_thread(inline_on):
