@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _idle: threading.BoundedSemaphore | None = None
 _size = 0
+_pid = 0
 _here: contextvars.ContextVar[bool] = contextvars.ContextVar("inline_here", default=False)
 
 
@@ -49,12 +51,13 @@ def is_here() -> bool:
 
 
 def _pool() -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
-    global _executor, _idle, _size
+    global _executor, _idle, _size, _pid
     with _lock:
-        if _executor is None or _size != settings.DISPATCH_INLINE_THREADS:
-            if _executor is not None:
+        if _executor is None or _size != settings.DISPATCH_INLINE_THREADS or _pid != os.getpid():
+            if _executor is not None and _pid == os.getpid():
                 _executor.shutdown(wait=False)
-            _size = settings.DISPATCH_INLINE_THREADS
+            # A forked child (a prefork worker, gunicorn --preload) inherits the pool without its threads.
+            _pid, _size = os.getpid(), settings.DISPATCH_INLINE_THREADS
             _executor = ThreadPoolExecutor(max_workers=_size, thread_name_prefix="inline")
             _idle = threading.BoundedSemaphore(_size)
         return _executor, _idle

@@ -89,7 +89,7 @@ STAGES = (
     ("API call starts → event recorded", "start", "event_recorded"),
     ("→ dispatch writes the delivery", "event_recorded", "deliveries_written"),
     ("→ dispatch done", "deliveries_written", "event_dispatched"),
-    ("→ delivery claimed", "event_dispatched", "attempt_started"),
+    ("→ attempt starts (claimed, secrets read)", "event_dispatched", "attempt_started"),
     ("→ receiver has it", "attempt_started", "arrived"),
 )
 
