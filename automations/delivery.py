@@ -276,7 +276,8 @@ def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
         claimed = {pk_field.to_python(row[0]) for row in cursor.fetchall()}
     if not claimed:
         return []
-    rows = Delivery.objects.select_related("team", "webhook").in_bulk(claimed)
+    # With the webhook's signing-secret and access-token rows: a batch that needs only those reads no secrets.
+    rows = Delivery.objects.select_related("team", "webhook__secret", "webhook__access_token").in_bulk(claimed)
     # Deliveries of a batch mostly share one event: its context is read once, not once per delivery.
     events = Event.objects.in_bulk({row.event_id for row in rows.values()})
     for row in rows.values():
