@@ -107,6 +107,19 @@ def settle(stack: Stack, receiver: DedupReceiver, *, expected: int, timeout: flo
     wait_for(done, timeout=timeout, interval=0.5, message=f"{expected} deliveries", details=details)
 
 
+def burst_under_way(
+    stack: Stack, receiver: DedupReceiver, names: list[str], *, delivered: int, **options
+) -> tuple[threading.Thread, dict[str, int]]:
+    """Make one event per name in a background thread (``Stack.burst``), and return once the receiver has
+    ``delivered`` of them: the fault then lands mid-burst. The statuses fill in as the burst ends."""
+    statuses: dict[str, int] = {}
+    burst = threading.Thread(target=lambda: statuses.update(stack.burst(names, **options)))
+    burst.start()
+    wait_for(lambda: receiver.delivered >= delivered, timeout=60, message="the burst to be under way",
+             details=stack.describe)  # fmt: skip
+    return burst, statuses
+
+
 def test_events_made_while_redis_is_down_are_all_delivered_once_it_is_back(redis_server, database, stacks, report):
     events = 200
     with DedupReceiver() as receiver:
@@ -119,13 +132,7 @@ def test_events_made_while_redis_is_down_are_all_delivered_once_it_is_back(redis
         stack.start()
         stack.bootstrap(receiver_url=receiver.url)
 
-        statuses: dict[str, int] = {}
-        burst = threading.Thread(
-            target=lambda: statuses.update(stack.burst([f"r{n}" for n in range(events)], threads=8))
-        )
-        burst.start()
-        wait_for(lambda: receiver.delivered >= 20, timeout=60, message="the burst to be under way",
-                 details=stack.describe)  # fmt: skip
+        burst, statuses = burst_under_way(stack, receiver, [f"r{n}" for n in range(events)], delivered=20, threads=8)
         redis_server.stop()  # with whatever was queued in it: no persistence
         stopped = time.monotonic()
         made_before = stack.events()[0]
@@ -188,11 +195,7 @@ def test_a_web_worker_killed_while_sending_inline_loses_nothing(redis_server, da
         stack.bootstrap(receiver_url=receiver.url)
         web = next(p for p in stack.processes if p.name == "web-1")
 
-        statuses: dict[str, int] = {}
-        burst = threading.Thread(target=lambda: statuses.update(stack.burst([f"w{n}" for n in range(events)])))
-        burst.start()
-        wait_for(lambda: receiver.delivered >= 20, timeout=60, message="the burst to be under way",
-                 details=stack.describe)  # fmt: skip
+        burst, statuses = burst_under_way(stack, receiver, [f"w{n}" for n in range(events)], delivered=20)
         victim = web.children()[0]
         os.kill(victim, signal.SIGKILL)  # gunicorn's master starts another worker
         killed = time.monotonic()
@@ -225,13 +228,7 @@ def test_postgres_restarted_mid_burst_recovers_by_itself(postgres, redis_server,
         stack.start()
         stack.bootstrap(receiver_url=receiver.url)
 
-        statuses: dict[str, int] = {}
-        burst = threading.Thread(
-            target=lambda: statuses.update(stack.burst([f"p{n}" for n in range(events)], retry_for=60))
-        )
-        burst.start()
-        wait_for(lambda: receiver.delivered >= 30, timeout=60, message="the burst to be under way",
-                 details=stack.describe)  # fmt: skip
+        burst, statuses = burst_under_way(stack, receiver, [f"p{n}" for n in range(events)], delivered=30, retry_for=60)
         made_before = stack.events()[0]
         postgres.stop()
         time.sleep(PG_DOWN_SECONDS)
