@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from operator import attrgetter, itemgetter
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -34,6 +36,7 @@ from .selectors import sample_context
 from .services import payload_validate, webhook_disable
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 USER_AGENT = "registry-automations-webhooks/0.1"
 STORED_BODY_CHARS = 4096
@@ -128,17 +131,19 @@ def response_summary(response: safe_http.HttpResponse, secrets: dict[str, str]) 
 # --- Scheduling -----------------------------------------------------------------------------------------
 
 
-def batches(rows: Iterable[tuple[object, int | None]]) -> list[list[str]]:
-    """Group (delivery id, webhook id) pairs into batches of one webhook each, at most ``DELIVERY_BATCH`` long, in
-    order: a batch is sent one request after another, so a slow endpoint delays only its own deliveries."""
-    open_batches: dict[int | None, list[str]] = {}
-    result: list[list[str]] = []
-    for pk, webhook_id in rows:
+def batches(items: Iterable[T], webhook_of: Callable[[T], int | None]) -> list[list[T]]:
+    """Group deliveries (rows, or (id, webhook id) pairs) into batches of one webhook each, at most
+    ``DELIVERY_BATCH`` long, in order: a batch is sent one request after another, so a slow endpoint delays only its
+    own deliveries."""
+    open_batches: dict[int | None, list[T]] = {}
+    result: list[list[T]] = []
+    for item in items:
+        webhook_id = webhook_of(item)
         batch = open_batches.get(webhook_id)
         if batch is None or len(batch) >= settings.DELIVERY_BATCH:
             batch = open_batches[webhook_id] = []
             result.append(batch)
-        batch.append(str(pk))
+        batch.append(item)
     return result
 
 
@@ -153,16 +158,11 @@ def deliveries_start(deliveries: list[Delivery]) -> None:
     """Send freshly written deliveries, after their transaction committed: claimed on creation ones by idle
     inline threads of this process (``registry.inline``), a batch each, the rest by the deliveries workers, a task
     per batch."""
-    for group in _batch_rows(deliveries):
+    for group in batches(deliveries, webhook_of=attrgetter("webhook_id")):
         if group[0].status == DeliveryStatus.SENDING:
             inline.run_soon(partial(deliveries_send_claimed, group), fallback=partial(claim_release_and_publish, group))
         else:
             deliveries_publish([str(d.pk) for d in group])
-
-
-def _batch_rows(deliveries: list[Delivery]) -> list[list[Delivery]]:
-    by_pk = {d.pk: d for d in deliveries}
-    return [[by_pk[uuid.UUID(pk)] for pk in group] for group in batches((d.pk, d.webhook_id) for d in deliveries)]
 
 
 def deliveries_waiting() -> int | None:
@@ -207,9 +207,9 @@ def deliveries_sweep(*, limit: int = 1000) -> int:
         .order_by("next_attempt_at")
         .values_list("pk", "webhook_id")[: room * settings.DELIVERY_BATCH]
     )
-    groups = batches(due)[:room]
+    groups = batches(due, webhook_of=itemgetter(1))[:room]
     for group in groups:
-        deliveries_publish(group)
+        deliveries_publish([str(pk) for pk, _ in group])
     sent = sum(len(group) for group in groups)
     if sent:
         logger.info("deliveries sweep: %d due deliveries sent to the workers in %d tasks", sent, len(groups))
@@ -251,10 +251,9 @@ def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
         return []
     now = timezone.now()
     ops, quote = connection.ops, connection.ops.quote_name
-    column = {name: quote(Delivery._meta.get_field(name).column) for name in
-              ("status", "claimed_until", "attempts", "updated_at", "next_attempt_at", "id")}  # fmt: skip
+    c = {name: quote(Delivery._meta.get_field(name).column) for name in
+         ("status", "claimed_until", "attempts", "updated_at", "next_attempt_at", "id")}  # fmt: skip
     placeholders = ", ".join(["%s"] * len(wanted))
-    c = column
     # Only quoted identifiers from the model's metadata are formatted in; every value is a parameter.
     sql = (
         f"UPDATE {quote(Delivery._meta.db_table)} SET {c['status']} = %s, {c['claimed_until']} = %s, "  # noqa: S608
@@ -314,7 +313,8 @@ slow_endpoints = SlowEndpoints()
 
 def claimed_on_creation(delivery: Delivery) -> Delivery:
     """Write a delivery already claimed by the process creating it, which sends it right after commit (inline):
-    no claim query on the way. If that process cannot send it after all, ``claim_release`` hands it back; if it
+    no claim query on the way. If that process cannot send it after all, ``claim_release_and_publish`` hands it
+    back; if it
     dies, the claim lapses like any other and the sweep takes the delivery back."""
     delivery.status = DeliveryStatus.SENDING
     delivery.attempts = 1
@@ -351,7 +351,7 @@ def deliveries_send_claimed(claimed: list[Delivery]) -> dict[str, str]:
     that is still working through them.
     """
     secrets_of = _SecretsCache()
-    gone: dict[int, str] = {}  # webhooks that answered 410 in this batch: the rest of it is not sent
+    gone: set[int] = set()  # webhooks that answered 410 in this batch: the rest of it is not sent
     outcomes: list[_Outcome] = []
     last_record = time.monotonic()
     with safe_http.Reuse() as connection_kept:  # one connection for the batch, while the endpoint keeps it open
@@ -359,7 +359,7 @@ def deliveries_send_claimed(claimed: list[Delivery]) -> dict[str, str]:
             outcome = _attempt(delivery, secrets_of=secrets_of, gone=gone, reuse=connection_kept)
             outcomes.append(outcome)
             if outcome.verdict is retry.Verdict.GONE and delivery.webhook_id:
-                gone[delivery.webhook_id] = "The endpoint answered 410 Gone."
+                gone.add(delivery.webhook_id)
             rest = claimed[index + 1 :]
             if rest and time.monotonic() - last_record >= RECORD_EVERY:
                 _record(outcomes, extend=rest)
@@ -400,13 +400,14 @@ def _webhook_secrets(webhook: Webhook | None) -> dict[str, bytes | str]:
     return found
 
 
-def _attempt(delivery: Delivery, *, secrets_of, gone: dict[int, str], reuse: safe_http.Reuse) -> _Outcome:
+def _attempt(delivery: Delivery, *, secrets_of, gone: set[int], reuse: safe_http.Reuse) -> _Outcome:
     started = timezone.now()
     webhook = delivery.webhook
     secrets: dict[str, str] = {}
     response = None
     if webhook is not None and (not webhook.enabled or webhook.pk in gone):
-        error = f"Webhook disabled: {gone.get(webhook.pk) or webhook.disabled_reason or 'by an admin'}"
+        why = "The endpoint answered 410 Gone." if webhook.pk in gone else webhook.disabled_reason or "by an admin"
+        error = f"Webhook disabled: {why}"
         verdict = retry.Verdict.FAILED
     else:
         try:
@@ -459,21 +460,20 @@ def _record(outcomes: list[_Outcome], *, extend: list[Delivery] = ()) -> None:
         )
         for o in outcomes
     )
-    succeeded: dict[tuple[int, int | None], list[Delivery]] = {}
+    # Successes settle alike but for their status code: one UPDATE per (attempt number, status code).
+    succeeded: dict[tuple[int, int | None], tuple[dict, list[Delivery]]] = {}
     for outcome in outcomes:
         delivery = outcome.delivery
         changes, countdown = _settlement(outcome, now=now)
         if outcome.verdict is retry.Verdict.SUCCEEDED:
-            succeeded.setdefault((delivery.attempts, changes["last_status_code"]), []).append(delivery)
+            succeeded.setdefault((delivery.attempts, changes["last_status_code"]), (changes, []))[1].append(delivery)
             continue
         settled = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING, attempts=delivery.attempts)
         if settled.update(**changes):
             _apply(delivery, changes)
             if countdown is not None:
                 transaction.on_commit(partial(deliveries_publish, [str(delivery.pk)], countdown=countdown))
-    for (attempts, status_code), group in succeeded.items():
-        changes = _settlement(_Outcome(group[0], now, None, "", retry.Verdict.SUCCEEDED), now=now)[0]
-        changes["last_status_code"] = status_code
+    for (attempts, _), (changes, group) in succeeded.items():
         Delivery.objects.filter(pk__in=[d.pk for d in group], status=DeliveryStatus.SENDING, attempts=attempts).update(
             **changes
         )

@@ -123,13 +123,12 @@ def registered_model_get(*, team: Team, name: str) -> RegisteredModel:
     return registered_model
 
 
-def model_versions_for(*, registered_model: RegisteredModel | None) -> QuerySet[ModelVersion]:
-    """The versions of a registered model (``None``: of every registered model, to be filtered further)."""
-    versions = (
-        ModelVersion.objects.all()
-        if registered_model is None
-        else ModelVersion.objects.filter(registered_model=registered_model)
-    )
+def model_versions_for(*, registered_model: RegisteredModel) -> QuerySet[ModelVersion]:
+    return _with_related(ModelVersion.objects.filter(registered_model=registered_model))
+
+
+def _with_related(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersion]:
+    """What a version's representation reads: its artifact's reference, its linker, its aliases."""
     return versions.select_related(
         "artifact_version__collection__project__team", "linked_by", "registered_model__team"
     ).prefetch_related("aliases")
@@ -138,34 +137,29 @@ def model_versions_for(*, registered_model: RegisteredModel | None) -> QuerySet[
 def model_version_get(*, registered_model: RegisteredModel, version: str, aliases: bool = True) -> ModelVersion:
     """The version ``vN``; ``aliases=False`` leaves its aliases unloaded (load them with ``model_version_aliases``
     once they are final, e.g. after adding one)."""
-    return _model_version(registered_model=registered_model, team=None, name="", version=version, aliases=aliases)
+    found = _version_in(model_versions_for(registered_model=registered_model), version=version, aliases=aliases)
+    if found is None:
+        raise NotFound(f"{registered_model.name} has no version {version!r}.")
+    return found
 
 
 def model_version_find(*, team: Team, name: str, version: str, aliases: bool = True) -> ModelVersion:
     """``model_version_get`` by the registered model's name, in one query when the version exists."""
-    return _model_version(registered_model=None, team=team, name=name, version=version, aliases=aliases)
-
-
-def _model_version(
-    *, registered_model: RegisteredModel | None, team: Team | None, name: str, version: str, aliases: bool
-) -> ModelVersion:
-    match = VERSION_TAG_RE.match(version)
-    found = None
-    if match:
-        if registered_model is not None:
-            versions = model_versions_for(registered_model=registered_model)
-        else:
-            versions = model_versions_for(registered_model=None).filter(
-                registered_model__team=team, registered_model__name=name
-            )
-        if not aliases:
-            versions = versions.prefetch_related(None)
-        found = next(iter(versions.filter(index=int(match.group(1))).order_by()[:1]), None)
+    versions = ModelVersion.objects.filter(registered_model__team=team, registered_model__name=name)
+    found = _version_in(_with_related(versions), version=version, aliases=aliases)
     if found is None:
-        if registered_model is None:
-            registered_model = registered_model_get(team=team, name=name)  # says which of the two is missing
+        registered_model = registered_model_get(team=team, name=name)  # says which of the two is missing
         raise NotFound(f"{registered_model.name} has no version {version!r}.")
     return found
+
+
+def _version_in(versions: QuerySet[ModelVersion], *, version: str, aliases: bool) -> ModelVersion | None:
+    match = VERSION_TAG_RE.match(version)
+    if not match:
+        return None
+    if not aliases:
+        versions = versions.prefetch_related(None)
+    return unique_or_none(versions.filter(index=int(match.group(1))))
 
 
 def model_version_aliases(model_version: ModelVersion) -> ModelVersion:

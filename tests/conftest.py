@@ -117,14 +117,17 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def wait_until(predicate, *, timeout: float = 20, interval: float = 0.05, message: str = "condition"):
+def wait_until(predicate, *, timeout: float = 20, interval: float = 0.05, message: str = "condition", details=None):
+    """Poll ``predicate`` until it returns something true (returned), or fail naming ``message`` and, when given,
+    what ``details()`` says of the state."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = predicate()
         if result:
             return result
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+    extra = f"\n{details()}" if details else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}{extra}")
 
 
 @pytest.fixture

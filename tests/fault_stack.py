@@ -35,6 +35,8 @@ from cryptography.fernet import Fernet
 
 from bench.processes import free_port, procfile
 
+from .conftest import wait_until
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -71,17 +73,6 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def wait_for(predicate, *, timeout: float, interval: float = 0.1, message: str = "condition", details=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    extra = f"\n{details()}" if details else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}{extra}")
-
-
 # --- Processes ------------------------------------------------------------------------------------------
 
 
@@ -112,7 +103,7 @@ class Process:
                 raise AssertionError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
             return text in self.log()
 
-        wait_for(seen, timeout=timeout, message=f"{self.name} to log {text!r}", details=self.tail)
+        wait_until(seen, timeout=timeout, message=f"{self.name} to log {text!r}", details=self.tail)
 
     def children(self) -> list[int]:
         """Pids of the processes this one started (gunicorn's workers under its master)."""
@@ -189,13 +180,13 @@ class PrivateRedis:
             "--daemonize", "no", "--dir", str(self.workdir),
         ]  # fmt: skip
         self.process = Process("redis", args, env=dict(os.environ), log_dir=self.workdir).start()
-        wait_for(lambda: port_open(self.port), timeout=10, message="the private redis", details=self.process.tail)
+        wait_until(lambda: port_open(self.port), timeout=10, message="the private redis", details=self.process.tail)
         return self
 
     def stop(self) -> None:
         if self.process:
             self.process.stop()
-            wait_for(lambda: not port_open(self.port), timeout=10, message="the private redis to stop")
+            wait_until(lambda: not port_open(self.port), timeout=10, message="the private redis to stop")
 
 
 class PrivatePostgres:
@@ -485,7 +476,7 @@ class Stack:
 
     def start_web(self) -> Process:
         web = self.run("web")
-        wait_for(lambda: port_open(self.port), timeout=40, message="gunicorn", details=web.tail)
+        wait_until(lambda: port_open(self.port), timeout=40, message="gunicorn", details=web.tail)
         return web
 
     def start_worker(self, kind: str, **env: str) -> Process:
