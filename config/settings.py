@@ -154,6 +154,8 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("queue", "processed", "control"):
         (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
+    # kombu's transport with whole-file writes and claims (config/filesystem_broker.py).
+    CELERY_BROKER_TRANSPORT = "config.filesystem_broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
@@ -161,6 +163,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
         "polling_interval": env.float("BROKER_POLLING_INTERVAL", default=0.1),
+        "bad_message_grace": env.float("BROKER_BAD_MESSAGE_GRACE", default=30.0),
     }
 else:
     # The visibility timeout bounds how long an unacknowledged task stays invisible after its worker died;
