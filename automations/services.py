@@ -6,7 +6,6 @@ Validation happens here (not in serializers or forms) so the API and the admin r
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -19,6 +18,7 @@ from registry.events import ADD_ARTIFACT_ALIAS, event_types
 from registry.json_checks import json_problem
 from registry.models import Project, RegisteredModel, Team
 from registry.selectors import registered_model_get
+from registry.validators import label_validate
 from secrets_vault.models import Secret
 from secrets_vault.selectors import secret_names
 
@@ -27,17 +27,8 @@ from .alias_filter import AliasFilterError, alias_filter_validate
 from .choices import ActionType
 from .models import Automation, Webhook
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$")
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_PAYLOAD_DEPTH = 64  # as the API's JSON parser allows
-
-
-def _name_validate(name: object, *, what: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name) or name != name.strip():
-        raise ApplicationError(
-            f"Invalid {what} name {name!r}: use 1-128 letters, digits, spaces, '.', '-' or '_'.", field="name"
-        )
-    return name
 
 
 def url_validate(url: object) -> str:
@@ -75,7 +66,7 @@ def webhook_create(
 ) -> Webhook:
     webhook = Webhook(
         team=team,
-        name=_name_validate(name, what="webhook"),
+        name=label_validate(name, what="webhook"),
         url=url_validate(url),
         secret=_secret_get(team=team, name=secret, field="secret"),
         access_token=_secret_get(team=team, name=access_token, field="access_token"),
@@ -103,7 +94,7 @@ def webhook_update(
     enabled: bool = _UNSET,
 ) -> Webhook:
     if name is not _UNSET:
-        webhook.name = _name_validate(name, what="webhook")
+        webhook.name = label_validate(name, what="webhook")
     if url is not _UNSET:
         webhook.url = url_validate(url)
     if secret is not _UNSET:
@@ -211,7 +202,7 @@ def payload_validate(
 def automation_validate(automation: Automation) -> Automation:
     """Check an automation as a whole (after a create or any partial update)."""
     team = automation.team
-    _name_validate(automation.name, what="automation")
+    label_validate(automation.name, what="automation")
     _event_type_validate(automation.event_type)
     automation.alias_regex = _alias_regex_validate(automation.alias_regex, event_type=automation.event_type)
     if automation.registered_model is not None and automation.registered_model.team_id != team.pk:

@@ -4,12 +4,13 @@ from automations.choices import ActionType, DeliveryStatus
 from automations.models import Automation, Delivery, DeliveryAttempt, Webhook
 from automations.presets import PRESETS, preset_payload
 from automations.rendering import render_preview
+from registry.validators import LABEL_MAX_LENGTH
 
 # --- Inputs ---------------------------------------------------------------------------------------------
 
 
 class WebhookWriteSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=128, trim_whitespace=False)
+    name = serializers.CharField(max_length=LABEL_MAX_LENGTH, trim_whitespace=False)
     url = serializers.CharField(max_length=2048)
     secret = serializers.CharField(max_length=64, allow_null=True, allow_blank=True, required=False, default=None)
     access_token = serializers.CharField(max_length=64, allow_null=True, allow_blank=True, required=False, default=None)
@@ -21,7 +22,7 @@ class WebhookTestSerializer(serializers.Serializer):
 
 
 class AutomationWriteSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=128, trim_whitespace=False)
+    name = serializers.CharField(max_length=LABEL_MAX_LENGTH, trim_whitespace=False)
     description = serializers.CharField(max_length=10000, allow_blank=True, required=False, default="")
     enabled = serializers.BooleanField(required=False, default=True)
     event_type = serializers.CharField(max_length=64)
