@@ -312,27 +312,29 @@ def model_version_unlink(*, model_version: ModelVersion) -> None:
 
 def alias_add(
     *, model_version: ModelVersion, name: str, user: AbstractBaseUser | None, caused_by: Event | None = None
-) -> Alias:
-    """Put an alias on a version, moving it off whichever version had it. A no-op if it is already there."""
+) -> tuple[Alias, bool]:
+    """Put an alias on a version, moving it off whichever version had it. Returns the alias and whether it was
+    added: if the version already has it, nothing is written and no event fires."""
     name = alias_validate(name)
     with transaction.atomic(), event_cause(caused_by):
         _lock(model_version.registered_model)
         return _alias_put(model_version=model_version, name=name, user=user)
 
 
-def _alias_put(*, model_version: ModelVersion, name: str, user: AbstractBaseUser | None) -> Alias:
+def _alias_put(*, model_version: ModelVersion, name: str, user: AbstractBaseUser | None) -> tuple[Alias, bool]:
     current = unique_or_none(Alias.objects.filter(registered_model_id=model_version.registered_model_id, name=name))
     if current is not None:
         if current.model_version_id == model_version.pk:
-            return current
+            return current, False
         # A move is a removal and a fresh add, so the add fires its event like any other.
         current.delete()
-    return Alias.objects.create(
+    alias = Alias.objects.create(
         registered_model_id=model_version.registered_model_id,
         model_version=model_version,
         name=name,
         added_by=user,
     )
+    return alias, True
 
 
 def alias_remove(*, registered_model: RegisteredModel, name: str) -> None:

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from registry.choices import Role
-from registry.models import Event, ModelVersion
+from registry.models import Event, ModelVersion, RegisteredModel
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -555,6 +555,41 @@ def test_alias_add_refuses_bad_aliases(client, body):
     response = client.post(url("model-version-aliases", name="classifier", version="v0"), body, format="json")
 
     assert_refused(response, 400, "alias", before)
+
+
+def test_adding_an_alias_the_version_already_has_is_200_and_fires_no_event(client):
+    before = f.registry_snapshot()
+    events = Event.objects.count()
+
+    response = client.post(
+        url("model-version-aliases", name="classifier", version="v0"), {"alias": "production"}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["aliases"] == ["latest", "production"]
+    assert Event.objects.count() == events
+    assert f.registry_snapshot() == before
+
+
+def test_adding_a_new_alias_is_201_with_one_event_and_moving_one_is_201_too(client):
+    assert f.link(RegisteredModel.objects.get(name="classifier")).version == "v1"  # now "latest"
+    events = Event.objects.count()
+
+    added = client.post(
+        url("model-version-aliases", name="classifier", version="v0"), {"alias": "staging"}, format="json"
+    )
+    moved = client.post(
+        url("model-version-aliases", name="classifier", version="v1"), {"alias": "production"}, format="json"
+    )
+
+    assert (added.status_code, moved.status_code) == (201, 201), (added.content, moved.content)
+    assert added.json()["aliases"] == ["production", "staging"]
+    assert moved.json()["aliases"] == ["latest", "production"]
+    fired = Event.objects.order_by("created_at")[events:]
+    assert [(e.type, e.alias, e.model_version.version) for e in fired] == [
+        ("ADD_ARTIFACT_ALIAS", "staging", "v0"),
+        ("ADD_ARTIFACT_ALIAS", "production", "v1"),
+    ]
 
 
 @pytest.mark.parametrize(("name", "version"), [("classifier", "v9"), ("classifier", "latest"), ("nope", "v0")])

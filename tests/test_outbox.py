@@ -82,7 +82,7 @@ def test_events_deeper_than_the_chain_limit_are_recorded_but_not_dispatched(sett
     chain = [first]
     for _ in range(3):  # an automation's job aliasing again, and again...
         mv = link(model)
-        alias = services.alias_add(model_version=mv, name="candidate", user=None, caused_by=cause)
+        alias, _ = services.alias_add(model_version=mv, name="candidate", user=None, caused_by=cause)
         cause = Event.objects.get(model_version=alias.model_version, alias="candidate")
         chain.append(cause)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
@@ -222,15 +222,21 @@ class ModelVersionDetailView(TeamScopedMixin, APIView):
 class AliasAddView(TeamScopedMixin, APIView):
     @extend_schema(
         request=s.AliasAddSerializer,
-        responses={201: s.ModelVersionSerializer},
+        responses={
+            201: OpenApiResponse(s.ModelVersionSerializer, description="The alias was added (an event fired)."),
+            200: OpenApiResponse(s.ModelVersionSerializer, description="The version already had the alias."),
+        },
         parameters=[OpenApiParameter("X-Registry-Caused-By", str, OpenApiParameter.HEADER, required=False)],
     )
     def post(self, request, team, name, version):
         alias = validated(s.AliasAddSerializer, request.data)["alias"]
         model_version = selectors.model_version_find(team=self.team, name=name, version=version, aliases=False)
-        services.alias_add(model_version=model_version, name=alias, user=request.user, caused_by=self.caused_by())
+        _, added = services.alias_add(
+            model_version=model_version, name=alias, user=request.user, caused_by=self.caused_by()
+        )
         model_version = selectors.model_version_aliases(model_version)  # as they are after the change
-        return Response(s.ModelVersionSerializer(model_version).data, status=status.HTTP_201_CREATED)
+        answer = status.HTTP_201_CREATED if added else status.HTTP_200_OK
+        return Response(s.ModelVersionSerializer(model_version).data, status=answer)
 
 
 class AliasDetailView(TeamScopedMixin, APIView):
