@@ -17,13 +17,3 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
-    """The Procfile's processes: name → command line."""
-    commands = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and ":" in line:
-            name, command = line.split(":", 1)
-            commands[name.strip()] = command.strip()
-    return commands

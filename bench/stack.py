@@ -21,7 +21,9 @@ from pathlib import Path
 import psutil
 import requests
 
-from .processes import ROOT, free_port, procfile
+from config.procfile import procfile
+
+from .processes import ROOT, free_port
 
 VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python")

@@ -79,7 +79,7 @@ class Channel(filesystem.Channel):
 
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
         # kombu's name: ordered by a millisecond clock, then unique; the queue's name after the first dot.
-        name = f"{int(round(time.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         try:
             write_atomically(Path(self.data_folder_out) / name, str_to_bytes(dumps(payload)))
         except OSError as exc:
@@ -188,3 +188,5 @@ class Transport(filesystem.Transport):
     """``filesystem://`` with whole messages only (see the module's docstring)."""
 
     Channel = Channel
+    # No host to connect to: without this kombu warns at every start that it fell back to "localhost".
+    default_connection_params = {"port": None, "hostname": None}

@@ -33,7 +33,8 @@ from urllib.parse import urlsplit
 import requests
 from cryptography.fernet import Fernet
 
-from bench.processes import free_port, procfile
+from bench.processes import free_port
+from config.procfile import procfile
 
 from .conftest import wait_until
 
