@@ -23,6 +23,7 @@ SCENARIOS = {
     "throughput": "bench.scenarios.throughput",
     "slow": "bench.scenarios.slow",
     "claims": "bench.scenarios.claims",
+    "embedded": "bench.scenarios.embedded",
 }
 TIME_LIMIT = 90 * 60  # the whole run stops by itself after this many seconds
 

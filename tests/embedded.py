@@ -123,6 +123,12 @@ class EmbeddedStack:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def roots(self) -> dict[str, int]:
+        """Each Procfile process's pid, as the supervisor last reported it."""
+        return {
+            m["name"]: int(m["pid"]) for m in re.finditer(r"\| (?P<name>\w+) started \(pid (?P<pid>\d+)\)", self.log())
+        }
+
     def trouble(self) -> list[str]:
         return [line for line in self.log().splitlines() if TROUBLE.search(line)]
 
