@@ -1,13 +1,26 @@
-"""One exception handler: every error is JSON ``{"detail", "code", "errors": {field: [reasons]}}``."""
+"""Every error under ``/api/`` is JSON ``{"detail", "code", "errors": {field: [reasons]}}``.
+
+Errors raised in an API view pass through ``exception_handler`` (DRF's hook). What no API view sees — a path no
+route claims, and the 400/403/500 pages Django itself answers — comes from the error views at the end, which
+answer JSON under ``/api/`` and leave every other path to Django's own pages.
+"""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.urls import Resolver404, resolve
+from django.utils.http import escape_leading_slashes
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -36,6 +49,15 @@ def _body(message: str, code: str, errors: dict[str, list[str]] | None = None) -
 
 
 def exception_handler(exc, context):
+    response = _error_response(exc, context)
+    if response is not None and context.get("request") is not None:
+        # Views that answer YAML (the schema) or HTML (the docs) on success still answer errors in JSON.
+        context["request"].accepted_renderer = JSONRenderer()
+        context["request"].accepted_media_type = JSONRenderer.media_type
+    return response
+
+
+def _error_response(exc, context) -> Response | None:
     if isinstance(exc, ApplicationError):
         errors = {exc.field: [exc.message]} if exc.field else {}
         return Response(_body(exc.message, exc.code, errors), status=exc.status_code)
@@ -64,3 +86,62 @@ def exception_handler(exc, context):
         code = getattr(getattr(exc, "detail", None), "code", None) or getattr(exc, "default_code", "error")
         response.data = _body(str(detail), str(code))
     return response
+
+
+# --- What Django answers itself, under /api/ ------------------------------------------------------------
+
+
+# The URL pattern (config.urls) that sends every /api/ path no route claims to ``api_not_found``.
+API_PATHS = r"^api(?:/|$)"
+
+
+def is_api_path(path: str) -> bool:
+    """Whether ``path`` (a request's ``path_info``, starting with a slash) is under /api/."""
+    return re.match(API_PATHS, path.removeprefix("/")) is not None
+
+
+@csrf_exempt  # a refused CSRF check would answer an HTML 403 before this view could say "not found"
+def api_not_found(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    """Any ``/api/`` path no route claims, with any method: a JSON 404.
+
+    Without the trailing slash every API path has, a GET or HEAD is redirected as Django does for other pages;
+    other methods are told the right path instead, since following a redirect would drop their body.
+    """
+    path = request.path_info
+    if not path.endswith("/") and _is_route(f"{path}/", getattr(request, "urlconf", None)):
+        if request.method in ("GET", "HEAD"):
+            return HttpResponsePermanentRedirect(escape_leading_slashes(request.get_full_path(force_append_slash=True)))
+        message = f"No API endpoint at {path}: API paths end with a slash ({path}/)."
+    else:
+        message = f"No API endpoint at {path}. The endpoints are listed at /api/docs/."
+    return _json_error(message, "not_found", status.HTTP_404_NOT_FOUND)
+
+
+def _json_error(message: str, code: str, status_code: int) -> JsonResponse:
+    # Compact, as DRF's renderer writes the errors of the API views.
+    return JsonResponse(_body(message, code), status=status_code, json_dumps_params={"separators": (",", ":")})
+
+
+def _is_route(path: str, urlconf) -> bool:
+    try:
+        return resolve(path, urlconf).func is not api_not_found
+    except Resolver404:
+        return False
+
+
+def _json_under_api(django_view: Callable[..., HttpResponse], status_code: int, code: str, message: str):
+    """Django's error view ``django_view``, answering ``message`` as JSON for paths under ``/api/``."""
+
+    def view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if is_api_path(request.path_info):
+            return _json_error(message, code, status_code)
+        return django_view(request, *args, **kwargs)
+
+    return view
+
+
+# Named by config.urls as handler400, handler403 and handler500. Their messages say no more than the status: the
+# exception (a refused Host header, say) is logged, not shown.
+bad_request = _json_under_api(defaults.bad_request, 400, "bad_request", "Bad request.")
+permission_denied = _json_under_api(defaults.permission_denied, 403, "permission_denied", "Permission denied.")
+server_error = _json_under_api(defaults.server_error, 500, "server_error", "Server error; the details are logged.")
