@@ -25,6 +25,8 @@ import pytest
 from launch.agent.client import AgentAuthError, AgentClient, Item, LostItem, ServerUnreachable
 from launch.agent.runner import LOG_TAIL_CHARS, LOG_TAIL_LINES, LocalProcessRunner, LogBuffer, RunnerError
 
+pytestmark = pytest.mark.e2e  # jobs, and the agent itself, run as processes
+
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "agt_test-" + uuid.uuid4().hex
 

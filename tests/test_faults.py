@@ -39,13 +39,13 @@ OUTAGE_SECONDS = float(os.environ.get("FAULT_OUTAGE_SECONDS", "30"))
 
 
 @pytest.fixture
-def report(capsys):
-    """Print a test's figures on the terminal, captured output or not (and append them to $FAULT_FIGURES_FILE)."""
+def report(request):
+    """Record a test's figures: the run's summary lists them ("fault figures", also from xdist workers), and they
+    are appended to $FAULT_FIGURES_FILE."""
 
     def emit(figures: Figures | str) -> None:
         line = figures if isinstance(figures, str) else figures.line()
-        with capsys.disabled():
-            print(f"\n{line}")
+        request.node.user_properties.append(("figures", line))
         if path := os.environ.get("FAULT_FIGURES_FILE"):
             with open(path, "a") as out:
                 out.write(line + "\n")

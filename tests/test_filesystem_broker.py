@@ -124,6 +124,7 @@ with Connection("filesystem://", transport="config.filesystem_broker:Transport",
 """
 
 
+@pytest.mark.e2e
 def test_concurrent_producers_and_consumers_deliver_every_message_exactly_once(tmp_path):
     options(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -168,6 +169,7 @@ with Connection("filesystem://", transport="config.filesystem_broker:Transport",
 """
 
 
+@pytest.mark.e2e
 def test_exchange_tables_bound_from_many_processes_keep_every_queue(tmp_path, channel):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     binders = [

@@ -130,6 +130,7 @@ def test_rotation_reencrypts_every_secret_with_the_newest_key(team_admin, settin
     assert "alpha" not in str(exc.value)
 
 
+@pytest.mark.e2e
 def test_a_server_database_without_keys_refuses_to_start():
     env = {
         **os.environ,

@@ -43,12 +43,14 @@ def openssl_signature(secret: str, body: bytes) -> str:
 # --- X-Wandb-Signature ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 @pytest.mark.parametrize("secret", [SECRET, "your_api_secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
 def test_wandb_signature_is_byte_for_byte_what_openssl_prints(secret):
     assert wandb_signature(secret, BODY) == openssl_signature(secret, BODY)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_wandb_signature_of_the_troubleshooting_script_payload_matches_openssl():
     body = b'{"key1": "value1", "key2": "value2"}'

@@ -15,7 +15,7 @@ from secrets_vault import services as vault
 
 from .factories import make_team, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
 
 
 def start_receiver(*args: str) -> tuple[subprocess.Popen, int]:
