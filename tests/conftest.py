@@ -20,6 +20,17 @@ from django.conf import settings
 from django.db import connection
 
 
+def pytest_report_header(config) -> list[str]:
+    db = settings.DATABASES["default"]
+    header = [
+        f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or ''}:{db.get('PORT') or ''}/{db['NAME']}",
+        f"broker: {settings.CELERY_BROKER_URL.split('@')[-1]}",
+    ]
+    if config.getoption("numprocesses", None):
+        header.append(f"xdist worker gwK: test database test_{db['NAME']}_gwK, broker database {{broker's}} + K")
+    return header
+
+
 def worker_broker_url(base: str, worker: str) -> str:
     """The Redis URL of xdist worker ``worker`` (``gw3``): the base URL's database number plus the worker's."""
     if not base.startswith("redis://"):
