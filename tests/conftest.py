@@ -27,7 +27,8 @@ def pytest_report_header(config) -> list[str]:
         f"broker: {settings.CELERY_BROKER_URL.split('@')[-1]}",
     ]
     if config.getoption("numprocesses", None):
-        header.append(f"xdist worker gwK: test database test_{db['NAME']}_gwK, broker database {{broker's}} + K")
+        base = urlsplit(settings.CELERY_BROKER_URL).path.strip("/") or "0"
+        header.append(f"xdist worker gwK: test database test_{db['NAME']}_gwK, broker database {base} + K")
     return header
 
 
