@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from .choices import Role
+from .choices import Role, VersionState
 from .events import event_type_choices
 from .validators import name_validator, slug_validator
 
@@ -69,9 +69,12 @@ class ArtifactVersion(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     collection = models.ForeignKey(ArtifactCollection, on_delete=models.CASCADE, related_name="versions")
     index = models.PositiveIntegerField()
+    # The SHA-256 of the canonical manifest, set when the version is committed.
     digest = models.CharField(max_length=128, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     description = models.TextField(blank=True)
+    state = models.CharField(max_length=16, choices=VersionState.choices, default=VersionState.COMMITTED)
+    committed_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -80,6 +83,9 @@ class ArtifactVersion(models.Model):
     class Meta:
         ordering = ["collection_id", "index"]
         constraints = [models.UniqueConstraint(fields=["collection", "index"], name="artifact_version_unique_index")]
+        indexes = [
+            models.Index(fields=["created_at"], condition=Q(state="pending"), name="artifact_version_pending_idx")
+        ]
 
     def __str__(self) -> str:
         return self.reference
@@ -91,6 +97,45 @@ class ArtifactVersion(models.Model):
     @property
     def reference(self) -> str:
         return f"{self.collection}:{self.version}"
+
+
+class Blob(models.Model):
+    """A file's bytes, stored once per team by SHA-256 through Django's storage API (``registry.blobs``)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="blobs")
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["team_id", "sha256"]
+        constraints = [models.UniqueConstraint(fields=["team", "sha256"], name="blob_unique_digest_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]}… ({self.size} bytes)"
+
+
+class ManifestEntry(models.Model):
+    """One entry of an artifact version's manifest: a file the registry stores (``blob`` set once committed), or a
+    reference to bytes kept elsewhere (``reference`` is their URI; the registry never fetches it)."""
+
+    artifact_version = models.ForeignKey(ArtifactVersion, on_delete=models.CASCADE, related_name="entries")
+    path = models.CharField(max_length=1024)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    blob = models.ForeignKey(Blob, null=True, blank=True, on_delete=models.PROTECT, related_name="entries")
+    reference = models.CharField(max_length=2048, blank=True)
+
+    class Meta:
+        ordering = ["artifact_version_id", "path"]
+        verbose_name_plural = "manifest entries"
+        constraints = [
+            models.UniqueConstraint(fields=["artifact_version", "path"], name="manifest_entry_unique_path"),
+        ]
+        indexes = [models.Index(fields=["sha256"], name="manifest_entry_sha256_idx")]
+
+    def __str__(self) -> str:
+        return self.path
 
 
 class RegisteredModel(models.Model):
