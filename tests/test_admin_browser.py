@@ -3,10 +3,6 @@ a real Celery worker, a loopback receiver. Each test leaves a screenshot of its 
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 import requests
 
@@ -18,9 +14,9 @@ from registry.choices import Role
 from secrets_vault import services as vault
 from secrets_vault.models import Secret
 
+from .browser import SECRET_VALUE, TOKEN_VALUE
 from .conftest import wait_until
 from .factories import (
-    PASSWORD,
     add_member,
     make_artifact_version,
     make_project,
@@ -30,86 +26,11 @@ from .factories import (
 )
 from .receivers import Receiver
 
+pytest_plugins = ["tests.browser_fixtures"]
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-OUTPUT = Path(__file__).parent / "output"
-SECRET_VALUE = "xq-browser-secret-7f3a9c2e"
-TOKEN_VALUE = "xq-browser-token-51b0d4aa"
 WORKER = {"queues": "events,deliveries", "pool": "threads", "concurrency": 4}
 WORKER_ENV = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
-
-
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = chromium_path()
-    if executable is None:
-        message = "Chromium is not installed (apt-get install chromium); .ci/run installs it"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are still synchronous.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, headless=True)
-        yield launched
-        launched.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-class Admin:
-    """A logged-in browser tab, checking every page it sees for secret values."""
-
-    def __init__(self, page, base: str, name: str) -> None:
-        self.page, self.base, self.name = page, base, name
-        self.sources: list[str] = []
-
-    def goto(self, path: str):
-        self.page.goto(self.base + path)
-        return self.seen()
-
-    def seen(self):
-        self.page.wait_for_load_state("load")
-        html = self.page.content()
-        self.sources.append(html)
-        assert SECRET_VALUE not in html and TOKEN_VALUE not in html, f"a secret value on {self.page.url}"
-        return self.page
-
-    def click(self, selector: str):
-        self.page.click(selector)
-        return self.seen()
-
-    def login(self, username: str) -> None:
-        self.goto("/admin/login/")
-        self.page.fill("#id_username", username)
-        self.page.fill("#id_password", PASSWORD)
-        self.click("input[type=submit]")
-        assert "/admin/login/" not in self.page.url, "login failed"
-
-    def screenshot(self) -> None:
-        OUTPUT.mkdir(exist_ok=True)
-        self.page.screenshot(path=str(OUTPUT / f"{self.name}.png"), full_page=True)
-
-
-@pytest.fixture
-def admin_tab(browser, live_server, request):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    tab = Admin(page, live_server.url, request.node.name)
-    yield tab
-    try:
-        tab.screenshot()
-    finally:
-        context.close()
 
 
 @pytest.fixture
