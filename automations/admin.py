@@ -8,12 +8,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseRedirect
+from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.forms.models import BaseInlineFormSet
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.http import urlencode
 
+from registry import scoping
 from registry.admin import (
     ReadOnlyAdmin,
     ReadOnlyInline,
@@ -26,9 +29,10 @@ from registry.admin import (
 )
 from registry.choices import Role
 from registry.errors import ApplicationError
-from registry.scoping import scope, teams_for
+from registry.events import ADD_ARTIFACT_ALIAS
+from registry.scoping import scope
 
-from . import delivery, services
+from . import delivery, selectors, services
 from .admin_forms import AutomationForm
 from .choices import DeliveryStatus
 from .models import Automation, Delivery, DeliveryAttempt, Webhook
@@ -151,6 +155,7 @@ class WebhookAdmin(ServiceWriteAdmin):
             "result": result,
             "succeeded": status_code is not None and 200 <= status_code < 300,
             "headers": sorted(result["headers"].items(), key=lambda item: item[0].lower()) if result else [],
+            "request_headers": list(result["request"]["headers"].items()) if result else [],
             "body_limit": delivery.STORED_BODY_CHARS,
         }
         request.current_app = self.admin_site.name
@@ -161,6 +166,7 @@ class WebhookAdmin(ServiceWriteAdmin):
 class AutomationAdmin(ServiceWriteAdmin):
     """Created in the seed's order: the team first (when the user admins several), then event, action, name."""
 
+    add_parent = "team"
     form = AutomationForm
     list_display = ["name", "team", "trigger_type", "registered_model", "action_type", "action_name", "queue",
                     "enabled"]  # fmt: skip
@@ -184,23 +190,6 @@ class AutomationAdmin(ServiceWriteAdmin):
     def action_name(self, obj: Automation) -> str:
         return obj.action_name
 
-    def add_view(self, request, form_url="", extra_context=None):
-        if request.method == "GET" and not request.GET.get("team"):
-            teams = list(teams_for(request.user, Role.ADMIN).order_by("name"))
-            if len(teams) == 1:
-                return HttpResponseRedirect(f"{request.path}?{urlencode({**request.GET.dict(), 'team': teams[0].pk})}")
-            context = {
-                **self.admin_site.each_context(request),
-                "title": "Add automation: choose the team",
-                "opts": self.opts,
-                "teams": teams,
-                "query": request.GET.dict(),
-            }
-            return TemplateResponse(request, "admin/automations/automation/choose_team.html", context)
-        team = teams_for(request.user, Role.ADMIN).filter(pk=request.GET.get("team") or 0).first()
-        title = f"Add automation for {team.name}" if team else None
-        return super().add_view(request, form_url, {**(extra_context or {}), **({"title": title} if title else {})})
-
     def service_save(self, request, form, change: bool) -> Automation:
         arguments = form.service_arguments()
         if change:
@@ -210,55 +199,71 @@ class AutomationAdmin(ServiceWriteAdmin):
     def delete_model(self, request, obj: Automation) -> None:
         services.automation_delete(automation=obj)
 
-    def response_delete(self, request, obj_display, obj_id):
-        # Deleted from a registered model's page: go back there.
-        back = request.GET.get("next", "")
-        if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-            self.message_user(request, f"The automation “{obj_display}” was deleted.", messages.SUCCESS)
-            return HttpResponseRedirect(back)
-        return super().response_delete(request, obj_display, obj_id)
-
     def delete_queryset(self, request, queryset) -> None:
         for automation in queryset:
             services.automation_delete(automation=automation)
+
+
+class AutomationsOfModel(BaseInlineFormSet):
+    """The automations acting on a registered model: its own and the team-wide ones, as the API's per-model listing
+    (``selectors.automations_for_team``) gives them."""
+
+    def __init__(self, *args, instance=None, queryset=None, **kwargs) -> None:
+        super().__init__(*args, instance=instance, queryset=queryset, **kwargs)
+        if self.instance.pk is not None:
+            acting = selectors.automations_for_team(team=self.instance.team, registered_model=self.instance.name)
+            # Rows are marked before the formset sets each form's registered model to this one.
+            self.queryset = acting.annotate(
+                team_wide=ExpressionWrapper(Q(registered_model__isnull=True), output_field=BooleanField())
+            )
 
 
 class RegisteredModelAutomations(Section):
     """The Automations section of a registered model's page: what fires when it changes, each deletable."""
 
     model = Automation
+    formset = AutomationsOfModel
     verbose_name_plural = "automations"
-    fields = ["automation", "trigger_type", "action_type", "action_name", "queue_name", "enabled", "delete_link"]
+    fields = ["automation", "applies_to", "trigger_type", "alias_filter", "action", "enabled", "delete_link"]
     readonly_fields = fields
+    ordering = ["name"]
     section_add_label = "New automation"
+    section_help = "Team-wide automations act on every registered model of the team; change them on their own page."
 
     def section_add(self, request, parent) -> str | None:
-        return add_url(Automation, request, team=parent.team_id, registered_model=parent.pk)
+        return add_url(Automation, request, parent.team_id, team=parent.team_id, registered_model=parent.pk)
 
     @admin.display(description="name")
     def automation(self, obj: Automation) -> str:
         return admin_link(obj, obj.name)
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("team", "webhook", "job_version__job", "queue")
+    @admin.display(description="applies to")
+    def applies_to(self, obj: Automation) -> str:
+        if obj.team_wide:
+            return format_html('<span class="team-wide" title="{}">every model (team-wide)</span>', obj.team.name)
+        return "this model"
 
-    @admin.display(description="trigger type")
+    @admin.display(description="trigger")
     def trigger_type(self, obj: Automation) -> str:
         return obj.trigger_type
 
-    @admin.display(description="action name")
-    def action_name(self, obj: Automation) -> str:
-        return obj.action_name
+    @admin.display(description="alias filter")
+    def alias_filter(self, obj: Automation) -> str:
+        if obj.event_type != ADD_ARTIFACT_ALIAS.name:
+            return "—"
+        return format_html("<code>{}</code>", obj.alias_regex) if obj.alias_regex else "any alias"
 
-    @admin.display(description="queue")
-    def queue_name(self, obj: Automation) -> str:
-        return obj.queue.name if obj.queue else ""
+    @admin.display(description="action")
+    def action(self, obj: Automation) -> str:
+        kind = obj.get_action_type_display()
+        if obj.queue:
+            return format_html("{}: {} <small>on queue</small> {}", kind, obj.action_name, obj.queue.name)
+        return format_html("{}: {}", kind, obj.action_name)
 
     @admin.display(description="")
     def delete_link(self, obj: Automation) -> str:
         url = reverse("admin:automations_automation_delete", args=[obj.pk])
-        back = reverse("admin:registry_registeredmodel_change", args=[obj.registered_model_id])
-        return format_html('<a class="deletelink" href="{}?{}">Delete</a>', url, urlencode({"next": back}))
+        return format_html('<a class="deletelink" href="{}?{}">Delete</a>', url, urlencode({"next": self.back}))
 
 
 class TeamWebhooks(Section):
@@ -275,7 +280,7 @@ class TeamWebhooks(Section):
         return admin_link(obj, obj.name)
 
     def section_add(self, request, parent) -> str | None:
-        return add_url(Webhook, request, team=parent.pk)
+        return add_url(Webhook, request, parent.pk, team=parent.pk)
 
 
 # automations depends on registry, not the other way round: its sections join the registry's pages from here.
@@ -302,6 +307,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
     search_fields = ["id", "webhook_name", "automation_name", "url"]
     list_select_related = ["event", "team"]
     inlines = [DeliveryAttemptInline]
+    change_form_template = "admin/automations/delivery/change_form.html"
     actions = ["redeliver"]
     fields = ["id", "team", "status", "attempts", "next_attempt_at", "last_status_code", "last_error", "event",
               "automation", "webhook", "url", "payload_as_sent", "created_at", "finished_at"]  # fmt: skip
@@ -324,17 +330,48 @@ class DeliveryAdmin(ReadOnlyAdmin):
             text = f"(does not render: {getattr(exc, 'message', type(exc).__name__)})"
         return format_html("<pre>{}</pre>", text)
 
-    def has_redeliver_permission(self, request) -> bool:
+    def has_redeliver_permission(self, request, obj=None) -> bool:
         # Deliveries are never edited; the "change" permission on them is what allows redelivering.
-        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}") and (
+            obj is None or scoping.allowed(request.user, obj, "change")
+        )
 
-    @admin.action(description="Redeliver the selected deliveries", permissions=["redeliver"])
-    def redeliver(self, request, queryset) -> None:
+    def _redeliver(self, request, deliveries) -> None:
         sent = 0
-        for found in queryset:
+        for found in deliveries:
             try:
                 delivery.delivery_redeliver(delivery=found)
                 sent += 1
             except ApplicationError as exc:
                 self.message_user(request, f"{found.pk}: {exc.message}", level=messages.WARNING)
-        self.message_user(request, f"{sent} deliver{'y' if sent == 1 else 'ies'} queued again.")
+        if sent:
+            self.message_user(request, f"{sent} deliver{'y' if sent == 1 else 'ies'} queued again.", messages.SUCCESS)
+
+    @admin.action(description="Redeliver the selected deliveries", permissions=["redeliver"])
+    def redeliver(self, request, queryset) -> None:
+        self._redeliver(request, queryset)
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}_redeliver"
+        return [
+            path("<path:object_id>/redeliver/", self.admin_site.admin_view(self.redeliver_view), name=name),
+            *super().get_urls(),
+        ]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["may_redeliver"] = obj is not None and self.has_redeliver_permission(request, obj)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def redeliver_view(self, request, object_id: str):
+        """The change page's Redeliver button: the same as the list's action, for this delivery."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        found = self.get_object(request, unquote(object_id))
+        if found is None:
+            raise Http404(f"No delivery with id {object_id!r}.")
+        if not self.has_redeliver_permission(request, found):
+            raise PermissionDenied
+        self._redeliver(request, [found])
+        return HttpResponseRedirect(
+            reverse(f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_change", args=[found.pk])
+        )

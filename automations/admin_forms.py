@@ -11,7 +11,7 @@ import json
 from django import forms
 
 from launch.models import Job, JobVersion
-from registry.models import Team
+from registry.admin import VerbatimJSONField, form_parent_id
 
 from .models import Automation
 from .presets import PRESETS
@@ -41,7 +41,7 @@ class AutomationForm(forms.ModelForm):
         choices=[("", "(none)"), *((preset.name, preset.label) for preset in PRESETS.values())],
         help_text="Fills the payload with a ready-made template for that receiver; edit it afterwards.",
     )
-    payload = forms.JSONField(
+    payload = VerbatimJSONField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 16, "cols": 90, "class": "vLargeTextField", "spellcheck": "false"}),
         help_text="A JSON object. String values may use ${event_type}, ${event_author}, ${artifact_version}, "
@@ -50,7 +50,7 @@ class AutomationForm(forms.ModelForm):
     )
     job = forms.ModelChoiceField(queryset=Job.objects.none(), required=False)
     job_version = forms.ModelChoiceField(queryset=JobVersion.objects.none(), required=False, widget=JobVersionSelect)
-    overrides = forms.JSONField(
+    overrides = VerbatimJSONField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 6, "cols": 90, "spellcheck": "false"}),
         help_text="Merged over the job version's default config; may use the payload variables, e.g. "
@@ -74,7 +74,7 @@ class AutomationForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        team_id = self._team_id()
+        team_id = form_parent_id(self, "team")
         for name in TEAM_FIELDS:
             field = self.fields.get(name)
             if field is not None:
@@ -93,18 +93,6 @@ class AutomationForm(forms.ModelForm):
                 self.initial[name] = {}
         if self.instance.pk and self.instance.job_version_id:
             self.initial.setdefault("job", self.instance.job_version.job_id)
-
-    def _team_id(self) -> int | None:
-        """The team the choices belong to: the one posted, the one in the add page's address, or the saved one."""
-        raw = self.data.get("team") if self.is_bound else self.initial.get("team")
-        if raw in (None, "") and self.instance.team_id:
-            return self.instance.team_id
-        if isinstance(raw, Team):
-            return raw.pk
-        try:
-            return int(raw)
-        except (TypeError, ValueError):
-            return None
 
     def clean(self):
         cleaned = super().clean()

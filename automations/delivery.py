@@ -9,6 +9,7 @@ sweep sends whatever is due, and also takes back deliveries whose worker died mi
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -126,6 +127,26 @@ def response_summary(response: safe_http.HttpResponse, secrets: dict[str, str]) 
         "duration_ms": round(response.duration_ms, 1),
         "error": redact(response.error, secrets),
     }
+
+
+# Headers that carry a secret, or a signature made with one: shown masked, past their scheme ("Bearer ", "v1,").
+SECRET_HEADERS = frozenset({"authorization", "x-wandb-signature", "webhook-signature"})
+MASK = "••••••••"
+_SCHEME = re.compile(r"^(?:[A-Za-z]+ |v\d+,)")
+
+
+def _masked(value: str) -> str:
+    scheme = _SCHEME.match(value)
+    return (scheme.group() if scheme else "") + MASK
+
+
+def request_shown(prepared: PreparedRequest) -> dict:
+    """A request as sent, for people to read: secret-bearing headers masked, secrets in the body as ``${NAME}``."""
+    headers = {
+        name: _masked(value) if name.lower() in SECRET_HEADERS else redact(value, prepared.secrets)
+        for name, value in prepared.headers.items()
+    }
+    return {"headers": headers, "body": redact(prepared.body.decode("utf-8", errors="replace"), prepared.secrets)}
 
 
 # --- Scheduling -----------------------------------------------------------------------------------------
@@ -561,7 +582,8 @@ def _webhook_health(webhook_id: int, *, verdict: retry.Verdict, error: str, now)
 
 
 def webhook_test(*, webhook: Webhook, payload: dict | str, context: dict) -> dict:
-    """Send a payload once through the production path (render, sign, safety checks); record nothing."""
+    """Send a payload once through the production path (render, sign, safety checks); record nothing. The answer
+    is the endpoint's (``response_summary``) and, under ``request``, what was sent (``request_shown``)."""
     template = rendering.template_parse(payload)
     prepared = request_prepare(
         team=webhook.team,
@@ -571,7 +593,7 @@ def webhook_test(*, webhook: Webhook, payload: dict | str, context: dict) -> dic
         access_token_name=webhook.access_token.name if webhook.access_token else "",
         msg_id=str(uuid.uuid4()),
     )
-    return response_summary(http_send(webhook.url, prepared), prepared.secrets)
+    return {**response_summary(http_send(webhook.url, prepared), prepared.secrets), "request": request_shown(prepared)}
 
 
 def webhook_test_send(*, webhook: Webhook, payload: object, user) -> dict:

@@ -1,11 +1,23 @@
-"""Admin for launch: jobs and queues through the services, items with a cancel action, agents with last seen."""
+"""Admin for launch, through the services the API calls: jobs and their versions, queues, agents (whose token is
+shown once, on the page that answers their creation), items with a cancel action."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 
-from registry.admin import ReadOnlyAdmin, ReadOnlyInline, ServiceWriteAdmin
+from registry.admin import (
+    AddOnlyAdmin,
+    ReadOnlyAdmin,
+    Section,
+    ServiceWriteAdmin,
+    VerbatimJSONField,
+    add_url,
+    form_parent_id,
+)
 from registry.choices import Role
 from registry.errors import ApplicationError
 from registry.scoping import scope
@@ -15,16 +27,27 @@ from .choices import ACTIVE_STATES, ItemState
 from .models import Agent, Job, JobVersion, RunQueue, RunQueueItem
 
 scope(Job)
-scope(JobVersion, team_lookup="job__team", write=None)
+scope(JobVersion, team_lookup="job__team", change=None)  # versions are immutable: automations run them
 scope(RunQueue)
 scope(RunQueueItem, write=None, change=Role.MEMBER)  # "change" is cancelling
-scope(Agent, view=Role.ADMIN, write=None)
+scope(Agent, view=Role.ADMIN, change=None)
 
 
-class JobVersionInline(ReadOnlyInline):
+class JobVersionSection(Section):
     model = JobVersion
-    fields = ["index", "entrypoint", "default_config", "created_at"]
+    fields = ["version", "entrypoint", "default_config", "created_at"]
     readonly_fields = fields
+    ordering = ["-index"]
+    verbose_name_plural = "versions"
+    section_add_label = "Add a job version"
+    section_help = "A version is never changed: automations and queued runs refer to it. Add a new one instead."
+
+    def section_add(self, request, parent) -> str | None:
+        return add_url(JobVersion, request, parent.team_id, job=parent.pk)
+
+    @admin.display(description="version")
+    def version(self, obj: JobVersion) -> str:
+        return obj.version
 
 
 @admin.register(Job)
@@ -34,7 +57,7 @@ class JobAdmin(ServiceWriteAdmin):
     search_fields = ["name", "team__name"]
     list_select_related = ["team", "project"]
     fields = ["team", "project", "name", "description"]
-    inlines = [JobVersionInline]
+    inlines = [JobVersionSection]
 
     def get_readonly_fields(self, request, obj=None):
         return ["team", "project", "name"] if obj else []
@@ -48,6 +71,56 @@ class JobAdmin(ServiceWriteAdmin):
             return job
         return services.job_create(
             team=data["team"], name=data["name"], project=data["project"].name, description=data["description"]
+        )
+
+
+class JobVersionForm(forms.ModelForm):
+    """What ``POST .../launch/jobs/{name}/versions/`` takes."""
+
+    entrypoint = VerbatimJSONField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 90, "spellcheck": "false"}),
+        help_text='The command, as a JSON list of strings, e.g. ["python", "train.py", "--epochs", "3"]. It runs with '
+        "the merged config in the LAUNCH_CONFIG_FILE and LAUNCH_CONFIG environment variables.",
+    )
+    default_config = VerbatimJSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 90, "spellcheck": "false"}),
+        help_text="A JSON object; an automation's overrides are merged over it.",
+    )
+
+    class Meta:
+        model = JobVersion
+        fields = ["job", "entrypoint", "default_config", "source"]
+        help_texts = {"source": "Where the code comes from (a repository and commit, an image), for people to read."}
+
+    def _post_clean(self) -> None:
+        """No model validation: ``job_version_create`` checks the version and names the field at fault."""
+
+
+@admin.register(JobVersion)
+class JobVersionAdmin(AddOnlyAdmin):
+    """Versions are added with ``job_version_create``, which numbers them; they are never changed or deleted."""
+
+    add_parent = "job"
+    add_label = "Add a job version"
+    form = JobVersionForm
+    list_display = ["__str__", "entrypoint", "created_at"]
+    list_select_related = ["job__team"]
+    search_fields = ["job__name", "job__team__name"]
+    fields = ["job", "version", "entrypoint", "default_config", "source", "created_at"]
+    add_fields = ["job", "entrypoint", "default_config", "source"]
+
+    def add_title(self, parent: Job) -> str:
+        return f"Add a version of job {parent.name}"
+
+    @admin.display(description="version")
+    def version(self, obj: JobVersion) -> str:
+        return obj.version
+
+    def service_save(self, request, form, change: bool) -> JobVersion:
+        data = form.cleaned_data
+        return services.job_version_create(
+            job=data["job"], entrypoint=data["entrypoint"], default_config=data["default_config"], source=data["source"]
         )
 
 
@@ -115,17 +188,77 @@ class RunQueueItemAdmin(ReadOnlyAdmin):
         self.message_user(request, f"{done} item(s) cancelled or asked to stop.")
 
 
+class AgentForm(forms.ModelForm):
+    """What ``POST .../launch/agents/`` takes: a name and some of the team's queues."""
+
+    class Meta:
+        model = Agent
+        fields = ["team", "name", "queues"]
+        widgets = {"queues": forms.CheckboxSelectMultiple}
+        help_texts = {
+            "name": "For people: which machine this is, e.g. gpu-box-01.",
+            "queues": "The queues this agent takes jobs from.",
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        queues = self.fields.get("queues")
+        if queues is not None:  # adding
+            queues.queryset = queues.queryset.filter(team_id=form_parent_id(self, "team")).order_by("name")
+            queues.label_from_instance = lambda queue: queue.name
+
+    def _post_clean(self) -> None:
+        """No model validation: ``agent_create`` checks the agent and names the field at fault."""
+
+
 @admin.register(Agent)
-class AgentAdmin(ReadOnlyAdmin):
+class AgentAdmin(AddOnlyAdmin):
+    """Agents are registered with ``agent_create``. Their token is shown once, on the page answering the creation;
+    only its hash is stored, so it can never be shown again (a lost token means a new agent)."""
+
+    add_parent = "team"
+    add_label = "Register an agent"
+    form = AgentForm
+    created_template = "admin/launch/agent/created.html"
     list_display = ["name", "team", "last_seen_at", "current_items", "disabled"]
     list_filter = ["team", "disabled"]
     search_fields = ["name", "team__name"]
     list_select_related = ["team"]
-    exclude = ["token_hash"]
+    fields = ["team", "name", "queues", "token_prefix", "last_seen_at", "created_at", "disabled"]
+    add_fields = ["team", "name", "queues"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(current=Count("items", filter=Q(items__state__in=ACTIVE_STATES)))
 
+    def add_title(self, parent) -> str:
+        return f"Register an agent for {parent.name}"
+
     @admin.display(description="current items", ordering="current")
     def current_items(self, obj) -> int:
         return obj.current
+
+    def service_save(self, request, form, change: bool) -> Agent:
+        data = form.cleaned_data
+        agent, token = services.agent_create(
+            team=data["team"], name=data["name"], queues=[queue.name for queue in data["queues"]]
+        )
+        agent.new_token = token  # in memory only, for the page answering this request
+        return agent
+
+    def save_related(self, request, form, formsets, change) -> None:
+        """The service set the agent's queues."""
+
+    def response_add(self, request, obj: Agent, post_url_continue=None):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Agent {obj.name} registered",
+            "opts": self.opts,
+            "agent": obj,
+            "token": obj.new_token,
+            "queues": sorted(queue.name for queue in obj.queues.all()),
+            "registry_url": request.build_absolute_uri("/").rstrip("/"),
+        }
+        request.current_app = self.admin_site.name
+        response = TemplateResponse(request, self.created_template, context)
+        add_never_cache_headers(response)  # the token must not outlive this page in any cache
+        return response

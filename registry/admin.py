@@ -1,26 +1,28 @@
-"""Django admin for the registry: a window onto the data for operators.
+"""Django admin for the registry: a window onto the data for operators, and the API's writes for team admins.
 
-No business logic lives here. Writes that the domain has rules for go through ``registry.services``; where the
-admin would have to re-implement a rule (assigning version indexes, moving aliases, logging artifact versions),
-the model is read-only here and the API is the way to change it.
+No business logic lives here: every write goes through ``registry.services``, the functions the API calls, so a link
+or an alias made here is numbered, checked and announced (``LINK_ARTIFACT``, ``ADD_ARTIFACT_ALIAS``) exactly as one
+made through the API. What the services do not write (artifact versions, events) is read-only here.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Model
 from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
-from django.utils.http import urlencode
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
-from . import services
-from .admin_scope import TeamScopedAdmin
-from .choices import Role
+from . import scoping, selectors, services
+from .admin_scope import TeamScopedAdmin, may_add
+from .choices import LATEST_ALIAS, Role
 from .errors import ApplicationError
 from .models import (
     Alias,
@@ -48,12 +50,53 @@ scope(Project)
 scope(ArtifactCollection, team_lookup="project__team", write=None)
 scope(ArtifactVersion, team_lookup="collection__project__team", write=None)
 scope(RegisteredModel)
-scope(ModelVersion, team_lookup="registered_model__team", write=None)
-scope(Alias, team_lookup="registered_model__team", write=None)
+# Members link versions and put aliases, as through the API; nothing about a link is edited afterwards.
+scope(ModelVersion, team_lookup="registered_model__team", write=Role.MEMBER, change=None)
+scope(Alias, team_lookup="registered_model__team", write=Role.MEMBER)
 scope(Event, write=None, change=Role.ADMIN)  # "change" is resending undispatched events
 
 
 # --- Shared pieces --------------------------------------------------------------------------------------
+
+
+def back_url(request) -> str | None:
+    """The page to return to after a write, from the ``next`` parameter, when it is on this site."""
+    back = request.GET.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return back
+    return None
+
+
+def form_parent_id(form: forms.ModelForm, name: str) -> int | None:
+    """The id of the object a form's choices depend on (its team, its registered model): the one posted, the one in
+    the add page's address, or the saved object's."""
+    raw = form.data.get(name) if form.is_bound else form.initial.get(name)
+    if raw in (None, "") and getattr(form.instance, f"{name}_id", None):
+        return getattr(form.instance, f"{name}_id")
+    if isinstance(raw, Model):
+        return raw.pk
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+class VerbatimJSONField(forms.JSONField):
+    """A JSON field shown indented when it comes from the database, and exactly as typed when the page is shown
+    again with errors: the user's formatting survives a refusal."""
+
+    class _AsTyped(str):
+        pass
+
+    def bound_data(self, data, initial):
+        if self.disabled or data is None:
+            return super().bound_data(data, initial)
+        return self._AsTyped(data)
+
+    def prepare_value(self, value):
+        if isinstance(value, (self._AsTyped, forms.fields.InvalidJSONInput)):
+            return value
+        return json.dumps(value, ensure_ascii=False, cls=self.encoder, indent=2)
 
 
 class ServiceWriteAdmin(TeamScopedAdmin, admin.ModelAdmin):
@@ -62,19 +105,35 @@ class ServiceWriteAdmin(TeamScopedAdmin, admin.ModelAdmin):
     ``service_save(request, form, change)`` makes the write and returns the saved object. It runs as the last step
     of form validation, inside the admin view's transaction, so a refusal (``ApplicationError``) is shown as a form
     error rather than a server error. ``save_model`` then has nothing left to do.
+
+    ``add_parent`` names the field an add starts from (``team``, ``registered_model``, ``job``): without it in the
+    address, the add page first asks which one, among those the user may add to (or goes straight on when there is
+    only one). The form shows it hidden, its choices narrowed like any other. After a write the admin returns to the
+    ``next`` page when one is given (the page whose section linked here).
     """
+
+    add_parent: str | None = None
+    add_label: str | None = None  # what adding is called ("Link an artifact version"); "Add <model>" by default
 
     def service_save(self, request, form, change: bool):
         raise NotImplementedError
 
     def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None and self.add_parent:
+            kwargs.setdefault("widgets", {})[self.add_parent] = forms.HiddenInput
         form_class = super().get_form(request, obj, change=change, **kwargs)
         model_admin = self
 
         class ServiceForm(form_class):
             def full_clean(self) -> None:
                 super().full_clean()
-                if not self.is_bound or self._errors:
+                if not self.is_bound:
+                    return
+                for name in [name for name in self._errors if name in self.fields and self[name].is_hidden]:
+                    # A hidden field's error would not show: say it above the form.
+                    for error in self._errors.pop(name):
+                        self.add_error(None, f"{self.fields[name].label}: {error}")
+                if self._errors:
                     return
                 try:
                     with transaction.atomic():
@@ -96,6 +155,95 @@ class ServiceWriteAdmin(TeamScopedAdmin, admin.ModelAdmin):
         if getattr(getattr(adminform, "form", None), "service_saved", False):
             transaction.set_rollback(True)
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    # --- Starting from a parent -------------------------------------------------------------------------
+
+    def parent_choices(self, request):
+        """What an add may start from: the parent objects of teams where the user may add."""
+        related = self.model._meta.get_field(self.add_parent).related_model
+        return scoping.narrow(related._default_manager.all(), request.user, self._role("add"))
+
+    def add_title(self, parent) -> str:
+        return f"{self.add_label or f'Add {self.opts.verbose_name}'} for {getattr(parent, 'name', parent)}"
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.add_parent or not self.has_add_permission(request):
+            return super().add_view(request, form_url, extra_context)
+        if request.method == "GET" and not request.GET.get(self.add_parent):
+            return self.choose_parent_view(request)
+        parent = self.parent_choices(request).filter(pk=_int_or_zero(request.GET.get(self.add_parent))).first()
+        context = {
+            "show_save_and_add_another": False,
+            "show_save_and_continue": self.has_change_permission(request),
+            **(extra_context or {}),
+        }
+        if parent is not None:
+            context["title"] = self.add_title(parent)
+        return super().add_view(request, form_url, context)
+
+    def choose_parent_view(self, request):
+        choices = list(self.parent_choices(request))
+        query = request.GET.dict()
+        if len(choices) == 1:
+            return HttpResponseRedirect(f"{request.path}?{urlencode({**query, self.add_parent: choices[0].pk})}")
+        parent_opts = self.model._meta.get_field(self.add_parent).related_model._meta
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{self.add_label or f'Add {self.opts.verbose_name}'}: choose the {parent_opts.verbose_name}",
+            "opts": self.opts,
+            "parent_name": parent_opts.verbose_name,
+            "choices": [(choice, urlencode({**query, self.add_parent: choice.pk})) for choice in choices],
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/registry/choose_parent.html", context)
+
+    # --- Where a write returns to -----------------------------------------------------------------------
+
+    def response_add(self, request, obj, post_url_continue=None):
+        response = super().response_add(request, obj, post_url_continue)
+        if "_continue" in request.POST or "_addanother" in request.POST:
+            return response
+        back = back_url(request)
+        return HttpResponseRedirect(back) if back else response
+
+    def response_change(self, request, obj):
+        response = super().response_change(request, obj)
+        back = back_url(request)
+        return HttpResponseRedirect(back) if back and "_continue" not in request.POST else response
+
+    def response_delete(self, request, obj_display, obj_id):
+        response = super().response_delete(request, obj_display, obj_id)
+        back = back_url(request)
+        return HttpResponseRedirect(back) if back else response
+
+
+def _int_or_zero(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+class AddOnlyAdmin(ServiceWriteAdmin):
+    """Added through a service, then only viewed: the add page asks for ``add_fields``; the object's page shows
+    ``fields`` and ``inlines``, read-only. Nothing is changed or deleted here."""
+
+    add_fields: tuple[str, ...] = ()
+
+    def get_fields(self, request, obj=None):
+        return self.fields if obj is not None else self.add_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields if obj is not None else ()
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else ()
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class ReadOnlyAdmin(TeamScopedAdmin, admin.ModelAdmin):
@@ -128,7 +276,7 @@ class ReadOnlyInline(admin.TabularInline):
 
 class Section(ReadOnlyInline):
     """A read-only list of related objects on a parent's page, with a link to add one that starts from the parent
-    (its team preselected): the framework's change pages stay the one place where each object is edited."""
+    (and comes back to it): the framework's change pages stay the one place where each object is edited."""
 
     template = "admin/registry/section.html"
     section_add_label = "Add"
@@ -139,24 +287,35 @@ class Section(ReadOnlyInline):
         return None
 
     def get_formset(self, request, obj=None, **kwargs):
-        # Inline instances are made per request, so the link can live on the instance the template reads.
-        self.section_add_url = self.section_add(request, obj) if obj is not None else None
+        # Inline instances are made per request, so what the template reads can live on the instance.
+        self.back = request.get_full_path()
+        url = self.section_add(request, obj) if obj is not None else None
+        self.section_add_url = f"{url}&{urlencode({'next': self.back})}" if url else None
         return super().get_formset(request, obj, **kwargs)
 
 
-def add_url(model, request, **params) -> str | None:
-    """The admin add page of ``model`` with ``params`` prefilled, if the user may add one."""
+def add_url(model, request, team_id: int, **params) -> str | None:
+    """The admin add page of ``model`` with ``params`` prefilled, if the user may add one to team ``team_id``."""
     opts = model._meta
-    if not request.user.has_perm(f"{opts.app_label}.add_{opts.model_name}"):
+    if not (request.user.has_perm(f"{opts.app_label}.add_{opts.model_name}") and may_add(request.user, model, team_id)):
         return None
     return reverse(f"admin:{opts.app_label}_{opts.model_name}_add") + "?" + urlencode(params)
+
+
+def object_url(obj, view: str = "change", **params) -> str:
+    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_{view}", args=[obj.pk])
+    return f"{url}?{urlencode(params)}" if params else url
 
 
 def admin_link(obj, text: str | None = None) -> str:
     if obj is None:
         return "-"
-    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
-    return format_html('<a href="{}">{}</a>', url, text if text is not None else str(obj))
+    return format_html('<a href="{}">{}</a>', object_url(obj), text if text is not None else str(obj))
+
+
+def artifact_name(version: ArtifactVersion) -> str:
+    """An artifact version as its team names it: ``training/classifier:v3``."""
+    return f"{version.collection.project.name}/{version.collection.name}:{version.version}"
 
 
 def _pretty_json(value) -> str:
@@ -174,14 +333,14 @@ class MembershipInline(Section):
     section_add_label = "Add a member"
 
     def section_add(self, request, parent) -> str | None:
-        return add_url(Membership, request, team=parent.pk)
+        return add_url(Membership, request, parent.pk, team=parent.pk)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user", "team")
 
 
 @admin.register(Team)
-class TeamAdmin(ServiceWriteAdmin):
+class TeamAdmin(AddOnlyAdmin):
     """Teams are created through ``team_create`` (which also makes the model-registry project and the creator's
     admin membership). Their name is part of every reference, so it does not change; members are managed on the
     Membership pages. Teams are not deleted here: that would erase their event audit trail."""
@@ -191,7 +350,7 @@ class TeamAdmin(ServiceWriteAdmin):
     search_fields = ("name",)
     date_hierarchy = "created_at"
     fields = ("name", "created_at")
-    readonly_fields = ("created_at",)
+    add_fields = ("name",)
     inlines = (MembershipInline,)
 
     def get_queryset(self, request):
@@ -203,18 +362,6 @@ class TeamAdmin(ServiceWriteAdmin):
                 _registered_model_count=Count("registered_models", distinct=True),
             )
         )
-
-    def get_fields(self, request, obj=None):
-        return ("name",) if obj is None else self.fields
-
-    def get_inlines(self, request, obj):
-        return self.inlines if obj is not None else ()
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def service_save(self, request, form, change: bool) -> Team:
         return services.team_create(name=form.cleaned_data["name"], creator=request.user)
@@ -287,7 +434,7 @@ class MembershipAdmin(ServiceWriteAdmin):
 
 
 @admin.register(Project)
-class ProjectAdmin(ServiceWriteAdmin):
+class ProjectAdmin(AddOnlyAdmin):
     """Projects are created with ``project_create``; there is no rename or delete (every team keeps its
     model-registry project, and artifact versions may be linked from registered models)."""
 
@@ -296,19 +443,10 @@ class ProjectAdmin(ServiceWriteAdmin):
     search_fields = ("name", "team__name", "description")
     autocomplete_fields = ("team",)
     fields = ("team", "name", "description", "created_at")
-    readonly_fields = ("created_at",)
+    add_fields = ("team", "name", "description")
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_collection_count=Count("collections"))
-
-    def get_fields(self, request, obj=None):
-        return self.fields if obj is not None else ("team", "name", "description")
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def service_save(self, request, form, change: bool) -> Project:
         data = form.cleaned_data
@@ -389,44 +527,97 @@ class ArtifactVersionAdmin(ReadOnlyAdmin):
 # --- Registered models, versions and aliases ------------------------------------------------------------
 
 
-class ModelVersionInline(ReadOnlyInline):
+def version_label(model_version: ModelVersion) -> str:
+    """A version as a choice: ``v3 · training/classifier:v3 · production, latest``."""
+    aliases = ", ".join(sorted(alias.name for alias in model_version.aliases.all()))
+    parts = [model_version.version, artifact_name(model_version.artifact_version), aliases]
+    return " · ".join(part for part in parts if part)
+
+
+def _versions_of(queryset, registered_model_id: int | None):
+    return (
+        queryset.filter(registered_model_id=registered_model_id)
+        .select_related("artifact_version__collection__project")
+        .prefetch_related("aliases")
+        .order_by("-index")
+    )
+
+
+class ModelVersionSection(Section):
     model = ModelVersion
-    fields = ("version", "artifact_version", "alias_names", "linked_by", "linked_at")
+    fields = ("version_link", "artifact", "alias_names", "linked_by", "linked_at")
     readonly_fields = fields
     ordering = ("-index",)
+    verbose_name_plural = "versions"
+    section_add_label = "Link an artifact version"
+
+    def section_add(self, request, parent) -> str | None:
+        return add_url(ModelVersion, request, parent.team_id, registered_model=parent.pk)
 
     def get_queryset(self, request):
         return (
             super()
             .get_queryset(request)
-            .select_related("registered_model__team", "artifact_version__collection__project__team", "linked_by")
+            .select_related("registered_model__team", "artifact_version__collection__project", "linked_by")
             .prefetch_related("aliases")
         )
+
+    @admin.display(description="Version")
+    def version_link(self, obj: ModelVersion) -> str:
+        return admin_link(obj, obj.version)
+
+    @admin.display(description="Artifact version")
+    def artifact(self, obj: ModelVersion) -> str:
+        return artifact_name(obj.artifact_version)
 
     @admin.display(description="Aliases")
     def alias_names(self, obj: ModelVersion) -> str:
         return ", ".join(sorted(alias.name for alias in obj.aliases.all()))
 
 
-class AliasInline(ReadOnlyInline):
+class AliasSection(Section):
+    """The aliases of a registered model, each movable to another version or removable by a member; ``latest`` is
+    the system's."""
+
     model = Alias
-    fields = ("name", "model_version", "added_by", "added_at")
+    fields = ("name", "version_link", "added_by", "added_at", "alias_actions")
     readonly_fields = fields
+    verbose_name_plural = "aliases"
+    section_add_label = "Add an alias"
+    section_help = "Putting an alias on a version moves it off the version that had it."
+
+    def section_add(self, request, parent) -> str | None:
+        return add_url(Alias, request, parent.team_id, registered_model=parent.pk)
+
+    def get_formset(self, request, obj=None, **kwargs):
+        self.editable = obj is not None and may_add(request.user, Alias, obj.team_id)
+        return super().get_formset(request, obj, **kwargs)
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("registered_model__team", "model_version__registered_model__team", "added_by")
+        return super().get_queryset(request).select_related("registered_model__team", "model_version", "added_by")
+
+    @admin.display(description="Version")
+    def version_link(self, obj: Alias) -> str:
+        return admin_link(obj.model_version, obj.model_version.version)
+
+    @admin.display(description="")
+    def alias_actions(self, obj: Alias) -> str:
+        if not self.editable or obj.name == LATEST_ALIAS:
+            return ""
+        return format_html(
+            '<a class="changelink" href="{}">Move</a> <a class="deletelink" href="{}">Remove</a>',
+            object_url(obj, next=self.back),
+            object_url(obj, "delete", next=self.back),
         )
 
 
 @admin.register(RegisteredModel)
 class RegisteredModelAdmin(ServiceWriteAdmin):
-    """Created, renamed and deleted through the registered-model services. Versions and aliases are shown
-    read-only: linking and aliasing happen through the API, which numbers versions and moves aliases."""
+    """Created, renamed and deleted through the registered-model services. Its page lists its versions and aliases,
+    with links to link another artifact version and to add, move or remove aliases (the API's writes, for members).
+    """
 
-    list_display = ("name", "team", "version_count", "updated_at", "created_at")
+    list_display = ("name", "team", "version_count", "updated_at")
     list_filter = (("team", admin.RelatedOnlyFieldListFilter),)
     list_select_related = ("team",)
     search_fields = ("name", "team__name", "description")
@@ -434,7 +625,7 @@ class RegisteredModelAdmin(ServiceWriteAdmin):
     date_hierarchy = "created_at"
     fields = ("team", "name", "description", "created_at", "updated_at")
     readonly_fields = ("created_at", "updated_at")
-    inlines = (ModelVersionInline, AliasInline)
+    inlines = (ModelVersionSection, AliasSection)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_version_count=Count("versions"))
@@ -470,8 +661,7 @@ class RegisteredModelAdmin(ServiceWriteAdmin):
 
     def get_deleted_objects(self, objs, request):
         deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
-        # Its versions and aliases go with a registered model (registered_model_delete); that they are
-        # read-only on their own admin pages does not stand in the way.
+        # Its versions and aliases go with a registered model (registered_model_delete), whoever may change them.
         perms_needed -= {ModelVersion._meta.verbose_name, Alias._meta.verbose_name}
         return deleted, model_count, perms_needed, protected
 
@@ -480,28 +670,71 @@ class RegisteredModelAdmin(ServiceWriteAdmin):
         return obj._version_count
 
 
-class ModelVersionAliasInline(ReadOnlyInline):
+class ModelVersionLinkForm(forms.ModelForm):
+    """What ``POST .../registered-models/{name}/versions/`` takes: one of the team's artifact versions, by name,
+    and the aliases to put on the new version."""
+
+    artifact = forms.ModelChoiceField(
+        queryset=ArtifactVersion.objects.none(),
+        label="Artifact version",
+        help_text="One of the team's artifact versions that is not linked to this registered model yet.",
+    )
+    aliases = forms.CharField(
+        required=False,
+        max_length=1000,
+        help_text="Optional: aliases for the new version, separated by commas or spaces (e.g. staging, candidate). "
+        "An alias another version has moves here. latest follows the newest version by itself.",
+    )
+
+    class Meta:
+        model = ModelVersion
+        fields = ("registered_model",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        found = self.fields["registered_model"].queryset.filter(pk=form_parent_id(self, "registered_model")).first()
+        if found is not None:
+            self.fields["artifact"].queryset = selectors.artifact_versions_linkable(registered_model=found)
+        self.fields["artifact"].label_from_instance = artifact_name
+
+    def _post_clean(self) -> None:
+        """No model validation: ``model_version_link`` checks the link and names the field at fault."""
+
+    def alias_names(self) -> list[str]:
+        return [name for name in re.split(r"[\s,]+", self.cleaned_data.get("aliases", "")) if name]
+
+
+class ModelVersionAliasSection(Section):
     model = Alias
     fields = ("name", "added_by", "added_at")
     readonly_fields = fields
+    verbose_name_plural = "aliases"
+    section_add_label = "Add an alias to this version"
     show_change_link = False
+
+    def section_add(self, request, parent) -> str | None:
+        team_id = parent.registered_model.team_id
+        return add_url(Alias, request, team_id, registered_model=parent.registered_model_id, model_version=parent.pk)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("registered_model__team", "added_by")
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(ReadOnlyAdmin):
-    """Read-only: links are made with ``model_version_link`` and removed with ``model_version_unlink`` (through
-    the API), which assign the version index and keep ``latest`` on the newest version."""
+class ModelVersionAdmin(AddOnlyAdmin):
+    """Links are made with ``model_version_link``, which numbers the version, moves ``latest`` and the chosen aliases
+    to it and records ``LINK_ARTIFACT`` (and ``ADD_ARTIFACT_ALIAS`` per alias), as through the API. A link is
+    never edited."""
 
-    list_display = ("__str__", "registered_model_link", "version", "artifact_version", "alias_names", "linked_at")
+    add_parent = "registered_model"
+    add_label = "Link an artifact version"
+    list_display = ("registered_model_link", "version", "artifact", "alias_names", "linked_at")
     list_select_related = ("registered_model__team", "artifact_version__collection__project__team", "linked_by")
     search_fields = ("registered_model__name", "registered_model__team__name", "aliases__name")
     date_hierarchy = "linked_at"
     fields = ("registered_model", "version", "artifact_version", "linked_by", "linked_at")
-    readonly_fields = fields
-    inlines = (ModelVersionAliasInline,)
+    add_fields = ("registered_model", "artifact", "aliases")
+    inlines = (ModelVersionAliasSection,)
 
     def get_queryset(self, request):
         return (
@@ -511,29 +744,93 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             .prefetch_related("aliases")
         )
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ModelVersionLinkForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def add_title(self, parent: RegisteredModel) -> str:
+        return f"Link an artifact version to {parent.name}"
+
+    def service_save(self, request, form, change: bool) -> ModelVersion:
+        data = form.cleaned_data
+        return services.model_version_link(
+            registered_model=data["registered_model"],
+            artifact_version=data["artifact"],
+            aliases=form.alias_names(),
+            user=request.user,
+        )
+
     @admin.display(description="Registered model", ordering="registered_model__name")
     def registered_model_link(self, obj: ModelVersion) -> str:
-        return admin_link(obj.registered_model, obj.registered_model.name)
+        return admin_link(obj.registered_model, f"{obj.registered_model.team.name}/{obj.registered_model.name}")
 
     @admin.display(description="Version", ordering="index")
     def version(self, obj: ModelVersion) -> str:
         return obj.version
+
+    @admin.display(description="Artifact version")
+    def artifact(self, obj: ModelVersion) -> str:
+        return artifact_name(obj.artifact_version)
 
     @admin.display(description="Aliases")
     def alias_names(self, obj: ModelVersion) -> str:
         return ", ".join(sorted(alias.name for alias in obj.aliases.all()))
 
 
-@admin.register(Alias)
-class AliasAdmin(ReadOnlyAdmin):
-    """Read-only: aliases are put with ``alias_add`` and removed with ``alias_remove`` (through the API), which
-    move an alias off its previous version and keep ``latest`` to the system."""
+class AliasAddForm(forms.ModelForm):
+    """What ``POST .../versions/{vN}/aliases/`` takes: the version and the alias to put on it."""
 
-    list_display = ("name", "model_version", "registered_model", "added_by", "added_at")
-    list_select_related = ("registered_model__team", "model_version__registered_model__team", "added_by")
+    alias = forms.CharField(
+        max_length=64,
+        help_text="Letters, digits, '.', '-' or '_'. If another version has this alias, it moves to the chosen one.",
+    )
+
+    class Meta:
+        model = Alias
+        fields = ("registered_model", "model_version")
+        labels = {"model_version": "Version"}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        versions = self.fields["model_version"]
+        versions.queryset = _versions_of(versions.queryset, form_parent_id(self, "registered_model"))
+        versions.label_from_instance = version_label
+
+    def _post_clean(self) -> None:
+        """No model validation: ``alias_add`` checks the alias and names the field at fault."""
+
+
+class AliasMoveForm(forms.ModelForm):
+    """An alias's change is a move: the same alias put on another version of its registered model."""
+
+    class Meta:
+        model = Alias
+        fields = ("model_version",)
+        labels = {"model_version": "Version"}
+        help_texts = {"model_version": "Choose another version to move the alias there."}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        versions = self.fields["model_version"]
+        versions.queryset = _versions_of(versions.queryset, self.instance.registered_model_id)
+        versions.label_from_instance = version_label
+
+    def _post_clean(self) -> None:
+        """No model validation: ``alias_add`` checks the move."""
+
+
+@admin.register(Alias)
+class AliasAdmin(ServiceWriteAdmin):
+    """Aliases are put (and moved) with ``alias_add`` and removed with ``alias_remove``, as through the API: each put
+    records ``ADD_ARTIFACT_ALIAS``. ``latest`` is maintained by the system and offered to nobody."""
+
+    add_parent = "registered_model"
+    add_label = "Add an alias"
+    list_display = ("name", "registered_model", "model_version_link", "added_by", "added_at")
+    list_select_related = ("registered_model__team", "model_version", "added_by")
     search_fields = ("name", "registered_model__name", "registered_model__team__name")
-    fields = ("registered_model", "model_version", "name", "added_by", "added_at")
-    readonly_fields = fields
+    fields = ("registered_model", "name", "model_version", "added_by", "added_at")
 
     def get_queryset(self, request):
         return (
@@ -541,6 +838,51 @@ class AliasAdmin(ReadOnlyAdmin):
             .get_queryset(request)
             .select_related("registered_model__team", "model_version__registered_model__team", "added_by")
         )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = AliasMoveForm if obj is not None else AliasAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return self.fields if obj is not None else ("registered_model", "model_version", "alias")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        editable = self.has_change_permission(request, obj)
+        return tuple(name for name in self.fields if name != "model_version" or not editable)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and (obj is None or obj.name != LATEST_ALIAS)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and (obj is None or obj.name != LATEST_ALIAS)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # each removal through alias_remove
+        return actions
+
+    def add_title(self, parent: RegisteredModel) -> str:
+        return f"Add an alias to {parent.name}"
+
+    def service_save(self, request, form, change: bool) -> Alias:
+        version = form.cleaned_data["model_version"]
+        if change:
+            name = Alias.objects.values_list("name", flat=True).get(pk=form.instance.pk)
+        else:
+            name = form.cleaned_data["alias"]
+        alias, added = services.alias_add(model_version=version, name=name, user=request.user)
+        if not added:
+            self.message_user(request, f"{version.version} already had the alias {name}: nothing changed.")
+        return alias
+
+    def delete_model(self, request, obj: Alias) -> None:
+        services.alias_remove(registered_model=obj.registered_model, name=obj.name)
+
+    @admin.display(description="Version", ordering="model_version__index")
+    def model_version_link(self, obj: Alias) -> str:
+        return admin_link(obj.model_version, obj.model_version.version)
 
 
 # --- Events ---------------------------------------------------------------------------------------------
@@ -652,19 +994,42 @@ class EventAdmin(ReadOnlyAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    """Tokens are created through the API, the only place their value is shown (once). Here they can be viewed
-    and deleted (revoked); only the prefix is ever displayed."""
+    """Tokens are created through the API, the only place their value is shown (once); only the prefix is ever
+    displayed. Any staff user sees and revokes their own tokens here; a superuser anyone's."""
 
-    list_display = ("user", "name", "prefix", "created_at", "last_used_at")
+    list_display = ("prefix", "name", "user", "created_at", "last_used_at")
     list_select_related = ("user",)
     search_fields = ("user__username", "name", "prefix")
     list_filter = (("last_used_at", admin.DateFieldListFilter),)
-    exclude = ("key_hash",)
     fields = ("user", "name", "prefix", "created_at", "last_used_at")
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return queryset if request.user.is_superuser else queryset.filter(user=request.user)
+
+    def _own(self, request, obj) -> bool:
+        user = request.user
+        return user.is_active and user.is_staff and (obj is None or user.is_superuser or obj.user_id == user.pk)
+
+    def has_module_permission(self, request) -> bool:
+        return self._own(request, None)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self._own(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._own(request, obj)
 
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def delete_model(self, request, obj: ApiToken) -> None:
+        services.api_token_revoke(token=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for token in queryset:
+            services.api_token_revoke(token=token)

@@ -84,6 +84,14 @@ class TeamScopedAdmin:
         return filters
 
 
+def may_add(user, model, team_id: int | None) -> bool:
+    """Whether ``user`` may add a ``model`` to team ``team_id`` (the role the model's scope asks for adding)."""
+    if getattr(user, "is_superuser", False):
+        return True
+    found = scoping.scope_of(model)
+    return found is not None and team_id in scoping.team_ids(user, found.role_for("add"))
+
+
 def _autocomplete_source(request):
     if not request.path.endswith("/autocomplete/"):
         return None

@@ -112,6 +112,17 @@ def artifact_version_resolve(*, team: Team, reference: object, field: str = "art
     return found
 
 
+def artifact_versions_linkable(*, registered_model: RegisteredModel) -> QuerySet[ArtifactVersion]:
+    """The team's artifact versions not yet linked to ``registered_model``: by project and collection, newest first."""
+    return (
+        ArtifactVersion.objects.filter(collection__project__team_id=registered_model.team_id)
+        .exclude(collection__project__name=REGISTRY_PROJECT)
+        .exclude(links__registered_model=registered_model)
+        .select_related("collection__project")
+        .order_by("collection__project__name", "collection__name", "-index")
+    )
+
+
 def registered_models_for_team(*, team: Team) -> QuerySet[RegisteredModel]:
     return RegisteredModel.objects.filter(team=team).select_related("team")
 

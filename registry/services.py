@@ -96,6 +96,11 @@ def api_token_use(*, raw: str) -> ApiToken | None:
     return token
 
 
+def api_token_revoke(*, token: ApiToken) -> None:
+    """Revoke a token: it stops working at once."""
+    token.delete()
+
+
 # --- Teams and members ----------------------------------------------------------------------------------
 
 

@@ -2,8 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 
-from registry.admin import Section, TeamAdmin, add_url, admin_link
-from registry.admin_scope import TeamScopedAdmin
+from registry.admin import Section, ServiceWriteAdmin, TeamAdmin, add_url, admin_link
 from registry.choices import Role
 from registry.errors import ApplicationError
 from registry.scoping import scope
@@ -16,34 +15,31 @@ scope(Secret, view=Role.ADMIN)
 
 class SecretForm(forms.ModelForm):
     # Write-only: the widget never renders a value back, not even masked.
-    value = forms.CharField(
-        widget=forms.PasswordInput(render_value=False),
-        strip=False,
-        required=False,
-        help_text="Write-only. Leave empty to keep the current value.",
-    )
+    value = forms.CharField(widget=forms.PasswordInput(render_value=False), strip=False)
 
     class Meta:
         model = Secret
         fields = ["team", "name"]
 
-    def clean(self):
-        cleaned = super().clean()
-        checks = [("value", lambda: services.value_validate(cleaned.get("value")))]
-        if not self.instance.pk:
-            checks.append(("name", lambda: services.secret_name_validate(cleaned.get("name"))))
-        elif not cleaned.get("value"):
-            checks = []  # keep the current value
-        for field, check in checks:
-            try:
-                check()
-            except ApplicationError as exc:
-                self.add_error(exc.field if exc.field in self.fields else field, exc.message)
-        return cleaned
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        value = self.fields["value"]
+        if self.instance.pk:
+            value.required = False
+            value.help_text = "Write-only: the current value is never shown. Leave blank to keep it."
+        else:
+            value.help_text = "Write-only: stored encrypted, and never shown again, here or anywhere."
+
+    def _post_clean(self) -> None:
+        """No model validation: the vault's services check the name and value (and never quote the value)."""
 
 
 @admin.register(Secret)
-class SecretAdmin(TeamScopedAdmin, admin.ModelAdmin):
+class SecretAdmin(ServiceWriteAdmin):
+    """Team secrets through the vault's services: created with a value, given a new value or deleted; never shown.
+    A secret still used by a webhook or payload cannot be deleted."""
+
+    add_parent = "team"
     form = SecretForm
     list_display = ["name", "team", "updated_at", "updated_by"]
     list_filter = ["team"]
@@ -51,17 +47,22 @@ class SecretAdmin(TeamScopedAdmin, admin.ModelAdmin):
     list_select_related = ["team", "updated_by"]
     readonly_fields = ["created_at", "updated_at", "created_by", "updated_by"]
 
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["team", "name", "value"]
+        return ["team", "name", "value", *self.readonly_fields]
+
     def get_readonly_fields(self, request, obj=None):
         # Renaming would silently break payloads and webhooks that refer to the name.
-        return [*self.readonly_fields, "team", "name"] if obj else self.readonly_fields
+        return [*self.readonly_fields, "team", "name"] if obj else []
 
-    def save_model(self, request, obj, form, change):
+    def service_save(self, request, form, change: bool) -> Secret:
         value = form.cleaned_data.get("value")
         if change:
-            if value:
-                services.secret_update(secret=obj, value=value, user=request.user)
-            return
-        obj.pk = services.secret_create(team=obj.team, name=obj.name, value=value, user=request.user).pk
+            secret = Secret.objects.select_related("team").get(pk=form.instance.pk)
+            return services.secret_update(secret=secret, value=value, user=request.user) if value else secret
+        data = form.cleaned_data
+        return services.secret_create(team=data["team"], name=data["name"], value=value, user=request.user)
 
     def delete_view(self, request, object_id, extra_context=None):
         try:
@@ -97,7 +98,7 @@ class TeamSecrets(Section):
         return admin_link(obj, obj.name)
 
     def section_add(self, request, parent) -> str | None:
-        return add_url(Secret, request, team=parent.pk)
+        return add_url(Secret, request, parent.pk, team=parent.pk)
 
 
 # secrets_vault depends on registry, not the other way round: the section joins the team page from here.

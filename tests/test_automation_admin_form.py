@@ -167,7 +167,11 @@ def test_a_forged_choice_of_another_team_is_refused(client, world):
             "webhook": other.webhooks.get().pk, "payload": "{}", "name": "x",
         },
     )  # fmt: skip
-    assert "team" in response.context["adminform"].form.errors
+    # The team is a hidden field: its refusal is said above the form.
+    errors = response.context["adminform"].form.non_field_errors()
+    assert [
+        error for error in errors if error.startswith("Team: Select a valid choice")
+    ] and b"errornote" in response.content
     assert not Automation.objects.exists()
 
 

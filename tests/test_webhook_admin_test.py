@@ -123,12 +123,25 @@ def test_a_test_reaches_the_receiver_signed_and_the_page_shows_its_answer(client
     assert response.status_code == 200
     page = response.content.decode()
     result = response.context["result"]
-    assert set(result) == {"status_code", "headers", "body", "duration_ms", "error"}
+    assert set(result) == {"status_code", "headers", "body", "duration_ms", "error", "request"}
     assert shown_status(page) == ("ok", "202")
     assert f"{result['duration_ms']} ms" in page
     assert "<td>X-Receiver-Says</td><td>hello-from-receiver</td>" in page
     assert f'<pre class="webhook-test-body">{html.escape(answer.decode())}</pre>' in page
     assert result["error"] == "" and '<th scope="row">Error</th>' not in page
+    # The request is shown as sent: the body's bytes, every header, those made with a secret masked
+    assert (
+        f'<pre class="webhook-test-sent" id="webhook-test-request-body">{html.escape(got.body.decode())}</pre>' in page
+    )
+    shown = dict(re.findall(r"<tr><td>([^<]+)</td><td><code>([^<]*)</code></td></tr>", page))
+    assert set(shown) == {name for name in got.headers if name.lower() not in ("host", "content-length", "connection",
+                                                                                "accept-encoding")}  # fmt: skip
+    assert shown["Authorization"] == "Bearer ••••••••"
+    assert shown["X-Wandb-Signature"] == "••••••••"
+    assert shown["webhook-signature"] == "v1,••••••••"
+    assert shown["webhook-id"] == header(got, "webhook-id") and shown["Content-Type"] == "application/json"
+    assert SIGNING_VALUE not in page and TOKEN_VALUE not in page
+    assert header(got, "X-Wandb-Signature") not in page and header(got, "webhook-signature") not in page
     # The payload stays in the editor for another try, and nothing is recorded
     assert json.loads(response.context["form"]["payload"].value()) == TEST_PAYLOAD
     assert (Delivery.objects.count(), Event.objects.count()) == counts
