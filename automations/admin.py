@@ -65,9 +65,17 @@ class WebhookTestForm(forms.Form):
     )
 
 
+def action_summary(automation: Automation) -> str:
+    """What an automation does, in a line: ``Webhook: slack``, ``Launch job: evaluate:v1 on queue gpu``."""
+    kind, name = automation.get_action_type_display(), automation.action_name
+    if automation.queue:
+        return format_html("{}: {} <small>on queue</small> {}", kind, name, automation.queue.name)
+    return format_html("{}: {}", kind, name)
+
+
 @admin.register(Webhook)
 class WebhookAdmin(ServiceWriteAdmin):
-    list_display = ["name", "team", "url", "enabled", "last_error", "disabled_reason", "test_link"]
+    list_display = ["name", "team", "url", "enabled", "health", "test_link"]
     change_form_template = "admin/automations/webhook/change_form.html"
     test_template = "admin/automations/webhook/test.html"
     list_filter = ["enabled", "team"]
@@ -78,6 +86,15 @@ class WebhookAdmin(ServiceWriteAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "team"] if obj else self.readonly_fields
+
+    @admin.display(description="health")
+    def health(self, obj: Webhook) -> str:
+        """Why it is disabled, or its last error, cut short (the whole text is on its page)."""
+        text = obj.disabled_reason or obj.last_error
+        if not text:
+            return "OK"
+        shown = text if len(text) <= 120 else text[:119] + "…"
+        return format_html('<span class="health-error" title="{}">{}</span>', text, shown)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
@@ -168,8 +185,7 @@ class AutomationAdmin(ServiceWriteAdmin):
 
     add_parent = "team"
     form = AutomationForm
-    list_display = ["name", "team", "trigger_type", "registered_model", "action_type", "action_name", "queue",
-                    "enabled"]  # fmt: skip
+    list_display = ["name", "team", "trigger_type", "applies_to", "action", "enabled"]
     list_filter = ["enabled", "event_type", "action_type", "team"]
     search_fields = ["name", "description", "team__name", "registered_model__name"]
     list_select_related = ["team", "registered_model", "webhook", "job_version__job", "queue"]
@@ -186,9 +202,13 @@ class AutomationAdmin(ServiceWriteAdmin):
     def trigger_type(self, obj: Automation) -> str:
         return obj.trigger_type
 
-    @admin.display(description="action name")
-    def action_name(self, obj: Automation) -> str:
-        return obj.action_name
+    @admin.display(description="registered model", ordering="registered_model__name")
+    def applies_to(self, obj: Automation) -> str:
+        return obj.registered_model.name if obj.registered_model else "every model (team-wide)"
+
+    @admin.display(description="action")
+    def action(self, obj: Automation) -> str:
+        return action_summary(obj)
 
     def service_save(self, request, form, change: bool) -> Automation:
         arguments = form.service_arguments()
@@ -255,10 +275,7 @@ class RegisteredModelAutomations(Section):
 
     @admin.display(description="action")
     def action(self, obj: Automation) -> str:
-        kind = obj.get_action_type_display()
-        if obj.queue:
-            return format_html("{}: {} <small>on queue</small> {}", kind, obj.action_name, obj.queue.name)
-        return format_html("{}: {}", kind, obj.action_name)
+        return action_summary(obj)
 
     @admin.display(description="")
     def delete_link(self, obj: Automation) -> str:
@@ -301,7 +318,7 @@ class DeliveryAttemptInline(ReadOnlyInline):
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "coloured_status", "webhook_name", "automation_name", "event_type", "attempts",
+    list_display = ["created_at", "coloured_status", "automation_and_webhook", "event_type", "attempts",
                     "last_status_code", "next_attempt_at"]  # fmt: skip
     list_filter = ["status", "team", "created_at"]
     search_fields = ["id", "webhook_name", "automation_name", "url"]
@@ -321,6 +338,10 @@ class DeliveryAdmin(ReadOnlyAdmin):
     @admin.display(description="event")
     def event_type(self, obj: Delivery) -> str:
         return obj.event.type
+
+    @admin.display(description="automation", ordering="automation_name")
+    def automation_and_webhook(self, obj: Delivery) -> str:
+        return format_html("{}<br><small>to {}</small>", obj.automation_name, obj.webhook_name)
 
     @admin.display(description="payload as sent (secrets shown as ${NAME})")
     def payload_as_sent(self, obj: Delivery) -> str:

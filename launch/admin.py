@@ -165,12 +165,34 @@ class RunQueueAdmin(ServiceWriteAdmin):
 
 @admin.register(RunQueueItem)
 class RunQueueItemAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "state", "queue", "job_version", "agent", "attempts", "exit_code", "automation_name"]
+    list_display = [
+        "created_at",
+        "state",
+        "queue_name",
+        "job",
+        "agent_name",
+        "attempts",
+        "exit_code",
+        "automation_name",
+    ]
     list_filter = ["state", "team", "queue"]
     search_fields = ["id", "automation_name", "queue__name", "job_version__job__name"]
     list_select_related = ["queue", "job_version__job", "agent"]
     actions = ["cancel"]
     show_full_result_count = False
+
+    # The team is in the filter; the columns name things within it.
+    @admin.display(description="queue", ordering="queue__name")
+    def queue_name(self, obj: RunQueueItem) -> str:
+        return obj.queue.name
+
+    @admin.display(description="job", ordering="job_version__job__name")
+    def job(self, obj: RunQueueItem) -> str:
+        return f"{obj.job_version.job.name}:{obj.job_version.version}"
+
+    @admin.display(description="agent", ordering="agent__name")
+    def agent_name(self, obj: RunQueueItem) -> str:
+        return obj.agent.name if obj.agent else "-"
 
     def has_cancel_permission(self, request) -> bool:
         # Items are never edited; the "change" permission on them (members) is what allows cancelling.
