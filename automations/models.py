@@ -6,7 +6,7 @@ from django.db.models import Q
 
 from launch.models import JobVersion, RunQueue
 from registry.events import event_type_choices, event_type_get
-from registry.models import Event, Project, RegisteredModel, Team
+from registry.models import ArtifactCollection, Event, Project, RegisteredModel, Team
 from secrets_vault.models import Secret
 
 from .choices import ActionType, DeliveryStatus
@@ -53,6 +53,14 @@ class Automation(models.Model):
     # Null: every registered model of the team.
     registered_model = models.ForeignKey(
         RegisteredModel, null=True, blank=True, on_delete=models.CASCADE, related_name="automations"
+    )
+    # For project-scoped event types (CREATE_ARTIFACT): one artifact collection, or every collection of one project,
+    # or (both null) every project of the team.
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="watching_automations"
+    )
+    collection = models.ForeignKey(
+        ArtifactCollection, null=True, blank=True, on_delete=models.CASCADE, related_name="automations"
     )
     alias_regex = models.CharField(max_length=256, blank=True)
     action_type = models.CharField(max_length=16, choices=ActionType.choices)

@@ -40,13 +40,18 @@ METADATA_PREFIX = "artifact_metadata."
 METADATA_VARIABLE = "artifact_metadata.KEY"
 
 VARIABLES: dict[str, str] = {
-    "event_type": "The event that fired: LINK_ARTIFACT or ADD_ARTIFACT_ALIAS.",
+    "event_type": "The event that fired: LINK_ARTIFACT, ADD_ARTIFACT_ALIAS or CREATE_ARTIFACT.",
     "event_author": "Username of the user who made the change.",
     "artifact_version": "Opaque, stable reference to the artifact version (registry-artifact://_id/<id>).",
-    "artifact_version_string": "<team>/model-registry/<registered model>:<vN> for links, ...:<alias> for aliases.",
-    "artifact_collection_name": "The registered model's name.",
-    "project_name": "The registry project: model-registry.",
+    "artifact_version_string": (
+        "<team>/model-registry/<registered model>:<vN> for links, ...:<alias> for aliases; "
+        "<team>/<project>/<collection>:<vN> for CREATE_ARTIFACT."
+    ),
+    "artifact_collection_name": "The registered model's name (CREATE_ARTIFACT: the artifact collection's).",
+    "project_name": "The registry project, model-registry (CREATE_ARTIFACT: the artifact's project).",
     "entity_name": "The team's name.",
+    "artifact_digest": "The SHA-256 of the artifact version's manifest.",
+    "artifact_files_url": "Absolute API URL of the artifact version's manifest: its files and download links.",
     "alias": "The alias that was added (ADD_ARTIFACT_ALIAS only).",
     METADATA_VARIABLE: "A top-level key of the artifact version's metadata (empty, or null when alone, if absent).",
 }
@@ -60,6 +65,8 @@ COMMON_VARIABLES: tuple[str, ...] = (
     "artifact_collection_name",
     "project_name",
     "entity_name",
+    "artifact_digest",
+    "artifact_files_url",
 )
 
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

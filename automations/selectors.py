@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from registry.errors import NotFound
+from registry.events import event_type_get, event_types
 from registry.models import Event, Team
 
 from . import rendering
@@ -28,11 +30,14 @@ def webhook_get(*, team: Team, webhook_id: object) -> Webhook:
 
 def automations_for_team(*, team: Team, registered_model: str | None = None) -> QuerySet[Automation]:
     automations = Automation.objects.filter(team=team).select_related(
-        "registered_model", "webhook", "job_version__job", "queue", "destination_project"
+        "registered_model", "project", "collection", "webhook", "job_version__job", "queue", "destination_project"
     )
     if registered_model:
         # The per-model listing: automations on this model and those on every model of the team.
-        automations = automations.filter(Q(registered_model__name=registered_model) | Q(registered_model__isnull=True))
+        automations = automations.filter(
+            Q(registered_model__name=registered_model) | Q(registered_model__isnull=True),
+            event_type__in=[t.name for t in event_types() if t.scope == "registered_model"],
+        )
     return automations
 
 
@@ -43,11 +48,27 @@ def automation_get(*, team: Team, automation_id: object) -> Automation:
         raise NotFound(f"No automation {automation_id!r} in {team.name}.") from exc
 
 
+def _in_scope(event: Event) -> Q:
+    """Automations whose scope covers the event: its registered model, or its project or artifact collection, or
+    (nothing named) every one of the team's."""
+    if event_type_get(event.type).scope == "project":
+        artifact = event.artifact_version
+        if artifact is None:  # deleted since: the collection it was in is not known any more
+            return Q(project__isnull=True, collection__isnull=True)
+        collection = artifact.collection
+        return (
+            Q(collection_id=collection.pk)
+            | Q(collection__isnull=True, project_id=collection.project_id)
+            | Q(collection__isnull=True, project__isnull=True)
+        )
+    return Q(registered_model_id=event.registered_model_id) | Q(registered_model__isnull=True)
+
+
 def automations_matching(*, event: Event) -> list[Automation]:
     """Enabled automations of the event's team, type and scope whose alias filter (if any) matches in full."""
     candidates = (
         Automation.objects.filter(team_id=event.team_id, enabled=True, event_type=event.type)
-        .filter(Q(registered_model_id=event.registered_model_id) | Q(registered_model__isnull=True))
+        .filter(_in_scope(event))
         .select_related("team", "webhook__secret", "webhook__access_token")
         # Launch automations are the rarer kind: their rows come in queries of their own, only when there are any.
         .prefetch_related("job_version__job", "queue", "destination_project")
@@ -104,6 +125,10 @@ def sample_context(*, team: Team, user) -> dict:
         "artifact_collection_name": "example-model",
         "project_name": "model-registry",
         "entity_name": team.name,
+        "artifact_digest": "0" * 64,
+        "artifact_files_url": (
+            f"{settings.PUBLIC_BASE_URL}/api/v1/teams/{team.name}/projects/example/artifacts/example-model/versions/v0/"
+        ),
         "alias": "production",
         "version": "v0",
         "artifact_metadata": {},

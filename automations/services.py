@@ -13,10 +13,11 @@ from django.db import IntegrityError, transaction
 
 from launch import selectors as launch_selectors
 from launch.models import JobVersion, RunQueue
+from registry.choices import REGISTRY_PROJECT
 from registry.errors import ApplicationError, Conflict
-from registry.events import ADD_ARTIFACT_ALIAS, event_types
+from registry.events import ADD_ARTIFACT_ALIAS, event_type_get, event_types
 from registry.json_checks import json_problem
-from registry.models import Project, RegisteredModel, Team
+from registry.models import ArtifactCollection, Project, RegisteredModel, Team
 from registry.selectors import registered_model_get
 from registry.validators import label_validate
 from secrets_vault.models import Secret
@@ -207,6 +208,7 @@ def automation_validate(automation: Automation) -> Automation:
     automation.alias_regex = _alias_regex_validate(automation.alias_regex, event_type=automation.event_type)
     if automation.registered_model is not None and automation.registered_model.team_id != team.pk:
         raise ApplicationError("The registered model belongs to another team.", field="registered_model")
+    _scope_validate(automation)
     if automation.action_type == ActionType.WEBHOOK:
         if automation.webhook is None:
             raise ApplicationError("A webhook action needs a webhook.", field="webhook")
@@ -231,6 +233,49 @@ def automation_validate(automation: Automation) -> Automation:
             f"Unknown action type {automation.action_type!r}: use WEBHOOK or LAUNCH_JOB.", field="action_type"
         )
     return automation
+
+
+def _scope_validate(automation: Automation) -> None:
+    """An automation watches what its event type is about: registered models, or projects and collections."""
+    event_type = automation.event_type
+    if event_type_get(event_type).scope == "project":
+        if automation.registered_model is not None:
+            raise ApplicationError(
+                f"{event_type} automations watch a project or an artifact collection, not a registered model.",
+                field="registered_model",
+            )
+    elif automation.project is not None or automation.collection is not None:
+        raise ApplicationError(
+            f"{event_type} automations watch a registered model; a project or collection is for "
+            f"{', '.join(t.name for t in event_types() if t.scope == 'project')}.",
+            field="collection" if automation.project is None else "project",
+        )
+    if automation.project is not None and automation.project.team_id != automation.team_id:
+        raise ApplicationError("The project belongs to another team.", field="project")
+    project_id = automation.project.pk if automation.project is not None else None
+    if automation.collection is not None and automation.collection.project_id != project_id:
+        raise ApplicationError("The collection belongs to another project.", field="collection")
+
+
+def _scope(team: Team, project: str | None, collection: str | None) -> dict:
+    """The project and collection named, of ``team``: a collection is named within its project."""
+    if project in (None, ""):
+        if collection not in (None, ""):
+            raise ApplicationError("Name the project the collection is in.", field="project")
+        return {"project": None, "collection": None}
+    found = Project.objects.filter(team=team, name=project).first()
+    if found is None:
+        raise ApplicationError(f"No project {project!r} in {team.name}.", field="project")
+    if found.name == REGISTRY_PROJECT:
+        raise ApplicationError(
+            f"{REGISTRY_PROJECT} holds registered models: watch them with a registered model scope.", field="project"
+        )
+    if collection in (None, ""):
+        return {"project": found, "collection": None}
+    found_collection = ArtifactCollection.objects.filter(project=found, name=collection).first()
+    if found_collection is None:
+        raise ApplicationError(f"No artifact collection {collection!r} in {team.name}/{project}.", field="collection")
+    return {"project": found, "collection": found_collection}
 
 
 def _registered_model(team: Team, name: str | None) -> RegisteredModel | None:
@@ -301,6 +346,8 @@ def automation_create(
     description: str = "",
     enabled: bool = True,
     registered_model: str | None = None,
+    project: str | None = None,
+    collection: str | None = None,
     alias_regex: str | None = None,
     webhook: int | None = None,
     payload: dict | str | None = None,
@@ -317,6 +364,7 @@ def automation_create(
         enabled=enabled,
         event_type=event_type,
         registered_model=_registered_model(team, registered_model),
+        **_scope(team, project, collection),
         alias_regex=alias_regex or "",
         action_type=action_type,
         webhook=_webhook(team, webhook),
@@ -336,6 +384,11 @@ def automation_update(*, automation: Automation, **changes: Any) -> Automation:
     for field, value in changes.items():
         if field == "registered_model":
             automation.registered_model = _registered_model(team, value)
+        elif field in {"project", "collection"}:
+            project = changes.get("project", automation.project.name if automation.project else None)
+            collection = changes.get("collection", automation.collection.name if automation.collection else None)
+            for name, found in _scope(team, project, collection).items():
+                setattr(automation, name, found)
         elif field == "webhook":
             automation.webhook = _webhook(team, value)
         elif field in {"job", "job_version"}:

@@ -27,6 +27,14 @@ if not SECRET_KEY:
         _key_file.chmod(0o600)
     SECRET_KEY = _key_file.read_text().strip()
 
+# Where users and webhook receivers reach this registry: absolute links such as ${artifact_files_url} start with it.
+# Unset, it is where ./dev up listens (WEB_BIND, PORT), on loopback when that is every address.
+_bind = env.str("WEB_BIND", default="127.0.0.1")
+PUBLIC_BASE_URL = env.str(
+    "PUBLIC_BASE_URL",
+    default=f"http://{'127.0.0.1' if _bind in ('0.0.0.0', '::', '[::]') else _bind}:{env.str('PORT', default='8000')}",  # noqa: S104
+).rstrip("/")
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 

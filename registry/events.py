@@ -15,6 +15,9 @@ class EventType:
     description: str
     # Payload variables this event type adds to the common ones (e.g. ``alias``).
     extra_variables: tuple[str, ...] = field(default=())
+    # What an automation on it watches: one registered model (or all of the team's), or one project or artifact
+    # collection (or all of the team's).
+    scope: str = "registered_model"
 
     def register(self) -> EventType:
         if self.name in _EVENT_TYPES:
@@ -46,6 +49,13 @@ ADD_ARTIFACT_ALIAS = EventType(
     label="An alias is added to a model version",
     description="Fires when an alias is put on a model version, including an alias moved from another version.",
     extra_variables=("alias",),
+).register()
+
+CREATE_ARTIFACT = EventType(
+    name="CREATE_ARTIFACT",
+    label="A new artifact version is created",
+    description="Fires when an artifact version is committed (with all its files) in a project.",
+    scope="project",
 ).register()
 
 

@@ -222,6 +222,10 @@ class Event(models.Model):
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
     )
+    # The artifact version the event is about (for links and aliases, the one behind the model version).
+    artifact_version = models.ForeignKey(
+        ArtifactVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
     alias = models.CharField(max_length=64, blank=True)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -14,6 +14,7 @@ import contextvars
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import transaction
@@ -22,8 +23,8 @@ from django.utils import timezone
 
 from . import inline
 from .choices import LATEST_ALIAS, REGISTRY_PROJECT
-from .events import ADD_ARTIFACT_ALIAS, LINK_ARTIFACT, EventType, event_handlers
-from .models import Alias, Event, ModelVersion
+from .events import ADD_ARTIFACT_ALIAS, CREATE_ARTIFACT, LINK_ARTIFACT, EventType, event_handlers
+from .models import Alias, ArtifactVersion, Event, ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -44,44 +45,89 @@ def artifact_version_uri(public_id: object) -> str:
     return f"registry-artifact://_id/{public_id}"
 
 
-def _event_context(*, event_type: EventType, model_version: ModelVersion, author, alias: str = "") -> dict:
-    registered_model = model_version.registered_model
-    team = registered_model.team
-    artifact = model_version.artifact_version
-    suffix = alias if event_type is ADD_ARTIFACT_ALIAS else model_version.version
-    context = {
+def artifact_files_url(artifact: ArtifactVersion) -> str:
+    """The absolute API URL of an artifact version's manifest (its files and download links)."""
+    collection = artifact.collection
+    project = collection.project
+    return (
+        f"{settings.PUBLIC_BASE_URL}/api/v1/teams/{quote(project.team.name)}/projects/{quote(project.name)}"
+        f"/artifacts/{quote(collection.name)}/versions/{artifact.version}/"
+    )
+
+
+def _artifact_context(*, event_type: EventType, artifact: ArtifactVersion, author) -> dict:
+    """The variables every event type has, taken from the artifact version; model events then name the model."""
+    collection = artifact.collection
+    project = collection.project
+    return {
         "event_type": event_type.name,
         "event_author": author.get_username() if author else "",
         "artifact_version": artifact_version_uri(artifact.public_id),
-        "artifact_version_string": f"{team.name}/{REGISTRY_PROJECT}/{registered_model.name}:{suffix}",
-        "artifact_collection_name": registered_model.name,
-        "project_name": REGISTRY_PROJECT,
-        "entity_name": team.name,
-        "version": model_version.version,
+        "artifact_version_string": f"{project.team.name}/{project.name}/{collection.name}:{artifact.version}",
+        "artifact_collection_name": collection.name,
+        "project_name": project.name,
+        "entity_name": project.team.name,
+        "version": artifact.version,
         "source_artifact": artifact.reference,
+        "artifact_digest": artifact.digest,
+        "artifact_files_url": artifact_files_url(artifact),
         "artifact_metadata": artifact.metadata if isinstance(artifact.metadata, dict) else {},
     }
+
+
+def _model_context(*, event_type: EventType, model_version: ModelVersion, author, alias: str = "") -> dict:
+    registered_model = model_version.registered_model
+    suffix = alias if event_type is ADD_ARTIFACT_ALIAS else model_version.version
+    context = _artifact_context(event_type=event_type, artifact=model_version.artifact_version, author=author)
+    context.update(
+        artifact_version_string=f"{registered_model.team.name}/{REGISTRY_PROJECT}/{registered_model.name}:{suffix}",
+        artifact_collection_name=registered_model.name,
+        project_name=REGISTRY_PROJECT,
+        version=model_version.version,
+    )
     if alias:
         context["alias"] = alias
     return context
 
 
-def _event_create(*, event_type: EventType, model_version: ModelVersion, author, alias: str = "") -> Event:
+def _event_create(
+    *,
+    event_type: EventType,
+    team_id: int,
+    artifact: ArtifactVersion,
+    context: dict,
+    author,
+    model_version: ModelVersion | None = None,
+    alias: str = "",
+) -> Event:
     cause = _cause.get()
     event = Event.objects.create(
-        team_id=model_version.registered_model.team_id,
+        team_id=team_id,
         type=event_type.name,
-        registered_model=model_version.registered_model,
+        registered_model=model_version.registered_model if model_version else None,
         model_version=model_version,
+        artifact_version=artifact,
         alias=alias,
         author=author,
         caused_by=cause,
         depth=cause.depth + 1 if cause else 0,
-        context=_event_context(event_type=event_type, model_version=model_version, author=author, alias=alias),
+        context=context,
     )
     if not (inline.enabled() and _dispatch_with_change(event)):
         transaction.on_commit(lambda: event_dispatch_schedule(event.pk))
     return event
+
+
+def _model_event_create(*, event_type: EventType, model_version: ModelVersion, author, alias: str = "") -> Event:
+    return _event_create(
+        event_type=event_type,
+        team_id=model_version.registered_model.team_id,
+        artifact=model_version.artifact_version,
+        context=_model_context(event_type=event_type, model_version=model_version, author=author, alias=alias),
+        author=author,
+        model_version=model_version,
+        alias=alias,
+    )
 
 
 def _dispatch_with_change(event: Event) -> bool:
@@ -102,14 +148,26 @@ def _dispatch_with_change(event: Event) -> bool:
 
 
 def event_record_link(*, model_version: ModelVersion) -> Event:
-    return _event_create(event_type=LINK_ARTIFACT, model_version=model_version, author=model_version.linked_by)
+    return _model_event_create(event_type=LINK_ARTIFACT, model_version=model_version, author=model_version.linked_by)
 
 
 def event_record_alias(*, alias: Alias) -> Event | None:
     if alias.name == LATEST_ALIAS:
         return None  # maintained by the system on every link; the link event already says it
-    return _event_create(
+    return _model_event_create(
         event_type=ADD_ARTIFACT_ALIAS, model_version=alias.model_version, author=alias.added_by, alias=alias.name
+    )
+
+
+def event_record_artifact_created(*, artifact_version: ArtifactVersion) -> Event:
+    """CREATE_ARTIFACT, recorded in the transaction that commits the version (with all its files)."""
+    author = artifact_version.created_by
+    return _event_create(
+        event_type=CREATE_ARTIFACT,
+        team_id=artifact_version.collection.project.team_id,
+        artifact=artifact_version,
+        context=_artifact_context(event_type=CREATE_ARTIFACT, artifact=artifact_version, author=author),
+        author=author,
     )
 
 

@@ -16,7 +16,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .choices import LATEST_ALIAS, REGISTRY_PROJECT, ROLE_RANK, Role
+from . import outbox
+from .choices import LATEST_ALIAS, REGISTRY_PROJECT, ROLE_RANK, Role, VersionState
 from .errors import ApplicationError, Conflict, NotFound
 from .json_checks import json_problem
 from .models import (
@@ -174,8 +175,10 @@ def artifact_version_create(
     metadata: dict | None = None,
     digest: str = "",
     description: str = "",
+    state: str = VersionState.COMMITTED,
 ) -> ArtifactVersion:
-    """Log a new version of a collection (created on first use), numbered v0, v1, ... in order."""
+    """Log a new version of a collection (created on first use), numbered v0, v1, ... in order. A pending version
+    receives its files and is committed by ``registry.manifests``, which fires CREATE_ARTIFACT then."""
     _check_name(collection_name, field="collection", what="collection name")
     if project.name == REGISTRY_PROJECT:
         raise ApplicationError(
@@ -195,14 +198,19 @@ def artifact_version_create(
     index = collection.next_index
     collection.next_index = index + 1
     collection.save(update_fields=["next_index"])
-    return ArtifactVersion.objects.create(
+    version = ArtifactVersion.objects.create(
         collection=collection,
         index=index,
         metadata=metadata,
         digest=digest,
         description=description,
+        state=state,
+        committed_at=timezone.now() if state == VersionState.COMMITTED else None,
         created_by=user,
     )
+    if state == VersionState.COMMITTED:
+        outbox.event_record_artifact_created(artifact_version=version)
+    return version
 
 
 def _collection_get_or_create(*, project: Project, name: str, type: str) -> ArtifactCollection:
@@ -285,6 +293,13 @@ def model_version_link(
         raise ApplicationError("The artifact belongs to another team.", field="artifact")
     with transaction.atomic(), event_cause(caused_by):
         registered_model = _lock(registered_model)
+        # Locked, so the version is neither deleted nor changed while it is linked.
+        state = list(ArtifactVersion.objects.select_for_update().filter(pk=artifact_version.pk).values_list("state"))
+        if state != [(VersionState.COMMITTED,)]:
+            raise Conflict(
+                f"{artifact_version.reference} is not committed: commit it, with all its files, before linking it.",
+                field="artifact",
+            )
         existing = registered_model.versions.filter(artifact_version=artifact_version).first()
         if existing is not None:
             raise Conflict(

@@ -42,11 +42,11 @@ def test_a_link_through_the_api_is_dispatched_by_a_real_worker(live_server, work
 
     def all_dispatched():
         events = api.get(f"{base}/events/").json()["results"]
-        return len(events) == 2 and all(e["dispatched_at"] for e in events) and events
+        return len(events) == 3 and all(e["dispatched_at"] for e in events) and events
 
-    events = wait_until(all_dispatched, timeout=20, message="the worker to dispatch both events")
-    assert sorted(e["type"] for e in events) == ["ADD_ARTIFACT_ALIAS", "LINK_ARTIFACT"]
-    assert worker.log().count("registry.tasks.event_dispatch") >= 2
+    events = wait_until(all_dispatched, timeout=20, message="the worker to dispatch the three events")
+    assert sorted(e["type"] for e in events) == ["ADD_ARTIFACT_ALIAS", "CREATE_ARTIFACT", "LINK_ARTIFACT"]
+    assert worker.log().count("registry.tasks.event_dispatch") >= 3
 
 
 def test_the_sweeper_dispatches_an_event_whose_task_never_reached_the_broker(worker_factory):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 
 from registry import services
@@ -104,10 +105,15 @@ def test_link_fires_one_link_event_and_one_event_per_alias_but_none_for_latest()
         "artifact_collection_name": "classifier",
         "project_name": "model-registry",
         "entity_name": team.name,
+        "artifact_digest": artifact.digest,
+        "artifact_files_url": (
+            f"{settings.PUBLIC_BASE_URL}/api/v1/teams/{team.name}/projects/training/artifacts/classifier/versions/v0/"
+        ),
         "version": "v0",
         "source_artifact": f"{team.name}/training/classifier:v0",
         "artifact_metadata": {"accuracy": 0.97},
     }
+    assert link_event.artifact_version == artifact
     assert link_event.author == author and link_event.dispatched_at is None and link_event.depth == 0
 
 
@@ -129,7 +135,7 @@ def test_a_bad_alias_in_a_link_writes_nothing():
     with pytest.raises(ApplicationError):
         services.model_version_link(registered_model=model, artifact_version=artifact, user=None, aliases=["ok", "v7"])
     assert not ModelVersion.objects.exists()
-    assert not Event.objects.exists()
+    assert list(Event.objects.values_list("type", flat=True)) == ["CREATE_ARTIFACT"]  # logging the artifact
 
 
 def test_no_event_survives_a_rolled_back_transaction():
@@ -150,7 +156,7 @@ def test_rolled_back_changes_schedule_no_dispatch(django_capture_on_commit_callb
     model = make_registered_model(make_team())
     with django_capture_on_commit_callbacks() as callbacks:
         link(model)
-    assert len(callbacks) == 1  # the link's event; `latest` moving fires none
+    assert len(callbacks) == 2  # the artifact's CREATE_ARTIFACT and the link's event; `latest` moving fires none
     with django_capture_on_commit_callbacks() as callbacks, pytest.raises(RuntimeError), transaction.atomic():
         link(model)
         raise RuntimeError

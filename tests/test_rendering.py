@@ -25,7 +25,7 @@ def event_context(
     public_id: str = "QXJ0aWZhY3Q6NTE3ODg5ODg3",
     metadata: dict | None = None,
 ) -> dict:
-    """The context ``registry.outbox._event_context`` stores on an event, as a plain dict."""
+    """The context ``registry.outbox`` stores on a link or alias event, as a plain dict."""
     suffix = alias if event_type == "ADD_ARTIFACT_ALIAS" else version
     context = {
         "event_type": event_type,
@@ -35,6 +35,8 @@ def event_context(
         "artifact_collection_name": model,
         "project_name": "model-registry",
         "entity_name": team,
+        "artifact_digest": "9f" * 32,
+        "artifact_files_url": f"http://registry.example/api/v1/teams/{team}/projects/training/artifacts/{model}-run/versions/v7/",
         "version": version,
         "source_artifact": f"{team}/training/{model}-run:v7",
         "artifact_metadata": {"acc": 0.93, "epochs": 12} if metadata is None else metadata,
@@ -74,6 +76,8 @@ def test_the_table_lists_every_design_variable_and_the_metadata_form():
         "artifact_collection_name",
         "project_name",
         "entity_name",
+        "artifact_digest",
+        "artifact_files_url",
         "alias",
         "artifact_metadata.KEY",
     }
@@ -104,6 +108,8 @@ def test_every_variable_renders_for_a_link_event():
         "artifact_collection_name": "churn-classifier",
         "project_name": "model-registry",
         "entity_name": "acme",
+        "artifact_digest": "9f" * 32,
+        "artifact_files_url": "http://registry.example/api/v1/teams/acme/projects/training/artifacts/churn-classifier-run/versions/v7/",
         "acc": 0.93,
     }
 

@@ -27,6 +27,16 @@ class AutomationWriteSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(required=False, default=True)
     event_type = serializers.CharField(max_length=64)
     registered_model = serializers.CharField(max_length=128, allow_null=True, required=False, default=None)
+    project = serializers.CharField(
+        max_length=128, allow_null=True, required=False, default=None, help_text="CREATE_ARTIFACT: the project watched."
+    )
+    collection = serializers.CharField(
+        max_length=128,
+        allow_null=True,
+        required=False,
+        default=None,
+        help_text="CREATE_ARTIFACT: one artifact collection of the project.",
+    )
     alias_regex = serializers.CharField(max_length=256, allow_null=True, allow_blank=True, required=False, default=None)
     action_type = serializers.ChoiceField(choices=ActionType.choices)
     webhook = serializers.IntegerField(allow_null=True, required=False, default=None)
@@ -64,6 +74,8 @@ class WebhookSerializer(serializers.ModelSerializer):
 
 class AutomationSerializer(serializers.ModelSerializer):
     registered_model = serializers.CharField(source="registered_model.name", default=None)
+    project = serializers.CharField(source="project.name", default=None)
+    collection = serializers.CharField(source="collection.name", default=None)
     alias_regex = serializers.SerializerMethodField()
     trigger_type = serializers.CharField(read_only=True)
     action_name = serializers.CharField(read_only=True)
@@ -72,7 +84,8 @@ class AutomationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Automation
         fields = [
-            "id", "name", "description", "enabled", "event_type", "registered_model", "alias_regex", "action_type",
+            "id", "name", "description", "enabled", "event_type", "registered_model", "project", "collection",
+            "alias_regex", "action_type",
             "webhook", "payload", "job", "job_version", "overrides", "destination_project", "queue", "trigger_type",
             "action_name", "created_at", "updated_at",
         ]  # fmt: skip

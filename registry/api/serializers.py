@@ -1,8 +1,10 @@
 """Input serializers check shapes and types; output serializers shape responses. Rules live in services."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from registry.choices import Role
+from registry.events import event_type_get
 from registry.models import Event, Membership, ModelVersion, Project, RegisteredModel, Team
 from registry.outbox import artifact_version_uri
 
@@ -149,6 +151,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
 class EventSerializer(serializers.ModelSerializer):
     registered_model = serializers.SerializerMethodField()
+    artifact = serializers.SerializerMethodField()
     version = serializers.SerializerMethodField()
     author = serializers.SerializerMethodField()
     caused_by = serializers.UUIDField(source="caused_by_id", allow_null=True)
@@ -160,6 +163,7 @@ class EventSerializer(serializers.ModelSerializer):
             "id",
             "type",
             "registered_model",
+            "artifact",
             "version",
             "alias",
             "author",
@@ -172,8 +176,14 @@ class EventSerializer(serializers.ModelSerializer):
         ]
 
     # Events outlive renames and deletions: read from the snapshot taken when the change happened.
-    def get_registered_model(self, obj) -> str:
+    def get_registered_model(self, obj) -> str | None:
+        if event_type_get(obj.type).scope != "registered_model":
+            return None
         return obj.context.get("artifact_collection_name", "")
+
+    def get_artifact(self, obj) -> str:
+        """The artifact version as ``team/project/collection:vN`` (for links and aliases, the one linked)."""
+        return obj.context.get("source_artifact", "")
 
     def get_version(self, obj) -> str:
         return obj.context.get("version", "")

@@ -29,10 +29,7 @@ REGISTERED_MODEL = "classifier"
 
 
 def _default_base_url() -> str:
-    host = os.environ.get("WEB_BIND") or "127.0.0.1"
-    if host in ("0.0.0.0", "::", "[::]"):  # noqa: S104 (listening everywhere: reach it on loopback)
-        host = "127.0.0.1"
-    return f"http://{host}:{os.environ.get('PORT') or '8000'}"
+    return settings.PUBLIC_BASE_URL
 
 
 def _password_file() -> Path:
