@@ -165,12 +165,14 @@ def model_version_find(*, team: Team, name: str, version: str, aliases: bool = T
 
 
 def _version_in(versions: QuerySet[ModelVersion], *, version: str, aliases: bool) -> ModelVersion | None:
-    match = VERSION_TAG_RE.match(version)
-    if not match:
-        return None
+    """``vN``, or the version holding the alias ``version`` (``latest`` included): one works wherever the other
+    does."""
     if not aliases:
         versions = versions.prefetch_related(None)
-    return unique_or_none(versions.filter(index=int(match.group(1))))
+    match = VERSION_TAG_RE.match(version)
+    if match:
+        return unique_or_none(versions.filter(index=int(match.group(1))))
+    return unique_or_none(versions.filter(aliases__name=version))
 
 
 def model_version_aliases(model_version: ModelVersion) -> ModelVersion:
