@@ -217,6 +217,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "automations.tasks.deliveries_sweep",
         "schedule": env.float("DELIVERY_SWEEP_INTERVAL", default=5.0),
     },
+    "artifacts-clean": {
+        "task": "registry.tasks.artifacts_clean",
+        "schedule": env.float("ARTIFACT_CLEAN_INTERVAL", default=3600.0),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -295,3 +299,51 @@ DISPATCH_INLINE_SEND_MAX = env.int("DISPATCH_INLINE_SEND_MAX", default=20)
 LAUNCH_LEASE_SECONDS = env.float("LAUNCH_LEASE_SECONDS", default=30.0)
 # Claims (lease expiries included) after which an item fails instead of going back to pending.
 LAUNCH_MAX_ATTEMPTS = env.int("LAUNCH_MAX_ATTEMPTS", default=3)
+
+# --- Model files -------------------------------------------------------------------------------------------
+# Blobs live in STORAGES["artifacts"]: files under ARTIFACT_STORAGE_DIR, or with ARTIFACT_STORAGE=s3 any
+# S3-compatible object store (django-storages). Uploads are written to ARTIFACT_UPLOAD_TEMP_DIR while their digest
+# is checked; on the same filesystem as the files, storing one is a rename.
+ARTIFACT_STORAGE = env.str("ARTIFACT_STORAGE", default="filesystem")
+ARTIFACT_STORAGE_DIR = Path(env.str("ARTIFACT_STORAGE_DIR", default=str(VAR_DIR / "artifacts")))
+if ARTIFACT_STORAGE == "s3":
+    STORAGES["artifacts"] = {
+        "BACKEND": "registry.storages.ArtifactS3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("ARTIFACT_S3_BUCKET"),
+            "location": env.str("ARTIFACT_S3_PREFIX", default=""),
+            "endpoint_url": env.str("ARTIFACT_S3_ENDPOINT_URL", default=None),
+            "region_name": env.str("ARTIFACT_S3_REGION", default=None),
+            # Unset: boto3's own chain (AWS_ACCESS_KEY_ID, ~/.aws, an instance role).
+            "access_key": env.str("ARTIFACT_S3_ACCESS_KEY_ID", default=None),
+            "secret_key": env.str("ARTIFACT_S3_SECRET_ACCESS_KEY", default=None),
+            "addressing_style": env.str("ARTIFACT_S3_ADDRESSING_STYLE", default=None),
+            "signature_version": "s3v4",
+            "default_acl": None,
+            "file_overwrite": True,
+        },
+    }
+    ARTIFACT_UPLOAD_TEMP_DIR = Path(env.str("ARTIFACT_UPLOAD_TEMP_DIR", default=str(VAR_DIR / "uploads")))
+elif ARTIFACT_STORAGE == "filesystem":
+    STORAGES["artifacts"] = {
+        "BACKEND": "registry.storages.ArtifactFileSystemStorage",
+        "OPTIONS": {"location": str(ARTIFACT_STORAGE_DIR), "base_url": None},
+    }
+    _incoming = ARTIFACT_STORAGE_DIR / ".incoming"
+    ARTIFACT_UPLOAD_TEMP_DIR = Path(env.str("ARTIFACT_UPLOAD_TEMP_DIR", default=str(_incoming)))
+else:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"ARTIFACT_STORAGE is {ARTIFACT_STORAGE!r}: use filesystem or s3.")
+# Largest file an artifact version may hold (bytes); larger uploads and manifests are refused with 413.
+ARTIFACT_MAX_FILE_SIZE = env.int("ARTIFACT_MAX_FILE_SIZE", default=50 * 2**30)
+# Most entries (files and references) in one manifest.
+ARTIFACT_MAX_ENTRIES = env.int("ARTIFACT_MAX_ENTRIES", default=10000)
+# Downloads from an object store answer with a redirect to a signed URL valid this many seconds, so the bytes skip
+# the web process; false: the web process streams them.
+ARTIFACT_DOWNLOAD_REDIRECT = env.bool("ARTIFACT_DOWNLOAD_REDIRECT", default=False)
+ARTIFACT_DOWNLOAD_URL_EXPIRY = env.int("ARTIFACT_DOWNLOAD_URL_EXPIRY", default=300)
+# Beat removes versions still pending this many seconds after they were created, and blobs no version names once
+# they are older than the grace period (a client may upload files before it creates their version).
+ARTIFACT_PENDING_MAX_AGE = env.float("ARTIFACT_PENDING_MAX_AGE", default=86400.0)
+ARTIFACT_BLOB_GRACE = env.float("ARTIFACT_BLOB_GRACE", default=86400.0)

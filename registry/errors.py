@@ -9,11 +9,15 @@ class ApplicationError(Exception):
     status_code = 400
     default_code = "invalid"
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, code: str | None = None, headers: dict | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.code = code or self.default_code
+        # Response headers the refusal carries (e.g. Content-Range on a 416).
+        self.headers = headers
 
 
 class NotFound(ApplicationError):
@@ -29,3 +33,18 @@ class Conflict(ApplicationError):
 class PermissionDenied(ApplicationError):
     status_code = 403
     default_code = "permission_denied"
+
+
+class LengthRequired(ApplicationError):
+    status_code = 411
+    default_code = "length_required"
+
+
+class TooLarge(ApplicationError):
+    status_code = 413
+    default_code = "too_large"
+
+
+class RangeNotSatisfiable(ApplicationError):
+    status_code = 416
+    default_code = "range_not_satisfiable"

@@ -6,14 +6,16 @@ import re
 import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import QuerySet, prefetch_related_objects
+from django.db.models import Exists, OuterRef, QuerySet, prefetch_related_objects
 
-from .choices import LATEST_ALIAS, REGISTRY_PROJECT, Role
+from .choices import LATEST_ALIAS, REGISTRY_PROJECT, Role, VersionState
 from .errors import ApplicationError, NotFound
 from .models import (
     Alias,
     ArtifactVersion,
+    Blob,
     Event,
+    ManifestEntry,
     Membership,
     ModelVersion,
     Project,
@@ -195,3 +197,53 @@ def event_get(*, team: Team, event_id: object) -> Event | None:
     except ValueError:
         return None
     return Event.objects.filter(team=team, pk=event_uuid).select_related("registered_model", "author").first()
+
+
+# --- Artifact files -------------------------------------------------------------------------------------
+
+
+def artifact_version_get(*, team: Team, project: str, collection: str, version: str) -> ArtifactVersion:
+    """``team/project/collection:vN``, with its collection, project and team loaded."""
+    match = VERSION_TAG_RE.match(version)
+    found = None
+    if match:
+        found = unique_or_none(
+            ArtifactVersion.objects.filter(
+                collection__project__team=team,
+                collection__project__name=project,
+                collection__name=collection,
+                index=int(match.group(1)),
+            ).select_related("collection__project__team", "created_by")
+        )
+    if found is None:
+        raise NotFound(f"No artifact version {team.name}/{project}/{collection}:{version}.")
+    return found
+
+
+def manifest_entries_of(*, artifact_version: ArtifactVersion) -> list[ManifestEntry]:
+    return list(artifact_version.entries.order_by("path"))
+
+
+def manifest_entry_get(*, artifact_version: ArtifactVersion, path: str) -> ManifestEntry:
+    entry = unique_or_none(artifact_version.entries.filter(path=path).select_related("blob"))
+    if entry is None:
+        raise NotFound(f"{artifact_version.reference} has no file {path!r}.", field="path")
+    return entry
+
+
+def manifest_missing(*, artifact_version: ArtifactVersion) -> list[tuple[str, int, list[str]]]:
+    """A pending version's files the team does not store yet: (sha256, size, paths), one per digest."""
+    if artifact_version.state != VersionState.PENDING:
+        return []
+    team_id = artifact_version.collection.project.team_id
+    stored = Blob.objects.filter(team_id=team_id, sha256=OuterRef("sha256"))
+    rows = (
+        artifact_version.entries.filter(reference="")
+        .exclude(Exists(stored))
+        .order_by("sha256", "path")
+        .values_list("sha256", "size", "path")
+    )
+    missing: dict[str, tuple[str, int, list[str]]] = {}
+    for sha256, size, path in rows:
+        missing.setdefault(sha256, (sha256, size, []))[2].append(path)
+    return list(missing.values())

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import outbox
+from . import blobs, outbox
 
 
 @shared_task(
@@ -20,3 +20,8 @@ def event_dispatch_task(event_id: str) -> bool:
 @shared_task(name="registry.tasks.events_sweep")
 def events_sweep() -> int:
     return outbox.events_sweep()
+
+
+@shared_task(name="registry.tasks.artifacts_clean")
+def artifacts_clean() -> dict[str, int]:
+    return blobs.artifacts_clean()

@@ -60,7 +60,7 @@ def exception_handler(exc, context):
 def _error_response(exc, context) -> Response | None:
     if isinstance(exc, ApplicationError):
         errors = {exc.field: [exc.message]} if exc.field else {}
-        return Response(_body(exc.message, exc.code, errors), status=exc.status_code)
+        return Response(_body(exc.message, exc.code, errors), status=exc.status_code, headers=exc.headers)
     if isinstance(exc, RequestDataTooBig):
         message = f"The request body exceeds {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
         return Response(_body(message, "request_too_large"), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)

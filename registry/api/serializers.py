@@ -41,11 +41,27 @@ class ProjectCreateSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
 
 
+class ManifestFileSerializer(serializers.Serializer):
+    path = serializers.CharField(trim_whitespace=False, help_text="Relative POSIX path, e.g. weights/model.bin")
+    size = serializers.IntegerField(help_text="Bytes")
+    sha256 = serializers.CharField(trim_whitespace=False, help_text="64 hexadecimal digits")
+
+
+class ManifestReferenceSerializer(ManifestFileSerializer):
+    uri = serializers.CharField(trim_whitespace=False, help_text="s3://, gs:// or https:// URI; never fetched")
+
+
 class ArtifactVersionCreateSerializer(serializers.Serializer):
     type = serializers.CharField(max_length=64, trim_whitespace=False)
     metadata = serializers.DictField(required=False, default=dict)
     digest = serializers.CharField(required=False, allow_blank=True, default="", max_length=128)
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+    files = ManifestFileSerializer(many=True, required=False, default=list)
+    references = ManifestReferenceSerializer(many=True, required=False, default=list)
+
+
+class DigestsSerializer(serializers.Serializer):
+    sha256 = serializers.ListField(child=serializers.CharField(trim_whitespace=False), max_length=10000)
 
 
 class RegisteredModelCreateSerializer(serializers.Serializer):
@@ -110,11 +126,54 @@ class ArtifactVersionSerializer(serializers.Serializer):
     digest = serializers.CharField()
     metadata = serializers.JSONField()
     description = serializers.CharField()
+    state = serializers.CharField()
     created_by = serializers.CharField(source="created_by.username", default=None)
     created_at = serializers.DateTimeField()
+    committed_at = serializers.DateTimeField()
 
     def get_uri(self, obj) -> str:
         return artifact_version_uri(obj.public_id)
+
+
+class ManifestFileOutSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    url = serializers.URLField(help_text="Download (GET) once committed; upload (PUT) while pending")
+
+
+class ManifestReferenceOutSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    uri = serializers.CharField(source="reference")
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+
+
+class MissingFileSerializer(serializers.Serializer):
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+    paths = serializers.ListField(child=serializers.CharField())
+    upload_url = serializers.URLField(help_text="PUT the file's bytes here")
+
+
+class ArtifactVersionDetailSerializer(ArtifactVersionSerializer):
+    """A version with its manifest. The view puts ``files``, ``references`` and ``missing`` in the context."""
+
+    files = serializers.SerializerMethodField()
+    references = serializers.SerializerMethodField()
+    missing = serializers.SerializerMethodField(help_text="Pending versions: the files still to upload")
+
+    @extend_schema_field(ManifestFileOutSerializer(many=True))
+    def get_files(self, obj) -> list:
+        return self.context["files"]
+
+    @extend_schema_field(ManifestReferenceOutSerializer(many=True))
+    def get_references(self, obj) -> list:
+        return ManifestReferenceOutSerializer(self.context["references"], many=True).data
+
+    @extend_schema_field(MissingFileSerializer(many=True))
+    def get_missing(self, obj) -> list:
+        return self.context["missing"]
 
 
 class RegisteredModelSerializer(serializers.ModelSerializer):

@@ -1,9 +1,10 @@
 from django.urls import path
 
-from . import views
+from . import files, views
 
 team = "teams/<str:team>/"
 model = team + "registered-models/<str:name>/"
+artifact_version = team + "projects/<str:project>/artifacts/<str:collection>/versions/<str:version>/"
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="auth-token"),
@@ -18,6 +19,11 @@ urlpatterns = [
         views.ArtifactVersionListView.as_view(),
         name="artifact-versions",
     ),
+    path(artifact_version, files.ArtifactVersionView.as_view(), name="artifact-version-detail"),
+    path(artifact_version + "commit/", files.ArtifactVersionCommitView.as_view(), name="artifact-version-commit"),
+    path(artifact_version + "files/<path:path>", files.ArtifactFileView.as_view(), name="artifact-version-file"),
+    path(team + "blobs/missing/", files.BlobsMissingView.as_view(), name="blobs-missing"),
+    path(team + "blobs/<str:sha256>/", files.BlobView.as_view(), name="blob"),
     path(
         team + "artifact-versions/<uuid:public_id>/", views.ArtifactVersionDetailView.as_view(), name="artifact-version"
     ),

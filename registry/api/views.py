@@ -10,11 +10,12 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from registry import selectors, services
+from registry import manifests, selectors, services
 from registry.choices import Role
 from registry.errors import ApplicationError, NotFound
 
 from . import serializers as s
+from .files import version_answer
 from .inputs import validated
 from .mixins import TeamScopedMixin
 from .parsers import JSONParser
@@ -122,25 +123,25 @@ class ArtifactVersionListView(TeamScopedMixin, generics.ListAPIView):
         project = selectors.project_get(team=self.team, name=self.kwargs["project"])
         return selectors.artifact_versions_for_collection(project=project, collection_name=self.kwargs["collection"])
 
-    @extend_schema(request=s.ArtifactVersionCreateSerializer, responses={201: s.ArtifactVersionSerializer})
+    @extend_schema(request=s.ArtifactVersionCreateSerializer, responses={201: s.ArtifactVersionDetailSerializer})
     def post(self, request, team, project, collection):
         data = validated(s.ArtifactVersionCreateSerializer, request.data)
-        version = services.artifact_version_create(
+        version = manifests.artifact_version_log(
             project=selectors.project_get(team=self.team, name=project),
             collection_name=collection,
             user=request.user,
             **data,
         )
-        return Response(s.ArtifactVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+        return version_answer(request, version, status_code=status.HTTP_201_CREATED)
 
 
 class ArtifactVersionDetailView(TeamScopedMixin, APIView):
     """Resolve the opaque ``${artifact_version}`` id (``registry-artifact://_id/<id>``)."""
 
-    @extend_schema(responses=s.ArtifactVersionSerializer)
+    @extend_schema(responses=s.ArtifactVersionDetailSerializer)
     def get(self, request, team, public_id):
         version = selectors.artifact_version_by_public_id(team=self.team, public_id=public_id)
-        return Response(s.ArtifactVersionSerializer(version).data)
+        return version_answer(request, version)
 
 
 class RegisteredModelListView(TeamScopedMixin, generics.ListAPIView):
