@@ -228,6 +228,7 @@ class AgentForm(forms.ModelForm):
         if queues is not None:  # adding
             queues.queryset = queues.queryset.filter(team_id=form_parent_id(self, "team")).order_by("name")
             queues.label_from_instance = lambda queue: queue.name
+            queues.widget.can_add_related = False  # a queue made in a pop-up would not join these boxes
 
     def _post_clean(self) -> None:
         """No model validation: ``agent_create`` checks the agent and names the field at fault."""

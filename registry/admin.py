@@ -130,7 +130,8 @@ class ServiceWriteAdmin(TeamScopedAdmin, RegistryModelAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None and self.add_parent:
-            kwargs.setdefault("widgets", {})[self.add_parent] = forms.HiddenInput
+            declared = getattr(getattr(kwargs.get("form", self.form), "Meta", None), "widgets", None) or {}
+            kwargs["widgets"] = {**declared, **kwargs.get("widgets", {}), self.add_parent: forms.HiddenInput}
         form_class = super().get_form(request, obj, change=change, **kwargs)
         model_admin = self
 
@@ -1043,6 +1044,10 @@ class ApiTokenAdmin(RegistryModelAdmin):
 
     def delete_model(self, request, obj: ApiToken) -> None:
         services.api_token_revoke(token=obj)
+
+    def response_delete(self, request, obj_display, obj_id):
+        super().response_delete(request, obj_display, obj_id)  # its message
+        return HttpResponseRedirect(reverse("admin:registry_apitoken_changelist"))  # the framework would go home
 
     def delete_queryset(self, request, queryset) -> None:
         for token in queryset:
