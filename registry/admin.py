@@ -708,9 +708,12 @@ class ModelVersionLinkForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         found = self.fields["registered_model"].queryset.filter(pk=form_parent_id(self, "registered_model")).first()
+        artifact = self.fields["artifact"]
         if found is not None:
-            self.fields["artifact"].queryset = selectors.artifact_versions_linkable(registered_model=found)
-        self.fields["artifact"].label_from_instance = artifact_name
+            artifact.queryset = selectors.artifact_versions_linkable(registered_model=found)
+        artifact.label_from_instance = artifact_name
+        if not self.is_bound and not artifact.queryset.exists():
+            artifact.empty_label = "(none left: log an artifact version through the API first)"
 
     def _post_clean(self) -> None:
         """No model validation: ``model_version_link`` checks the link and names the field at fault."""

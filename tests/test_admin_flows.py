@@ -216,6 +216,12 @@ def test_the_link_page_without_a_model_asks_which_one(client, vision):
         assert f"?registered_model={model.pk}" in page
 
 
+def test_the_link_page_says_when_no_artifact_version_is_left_to_link(client, vision):
+    client.force_login(vision.member)
+    page = client.get(add_page(ModelVersion, registered_model=vision.model.pk)).content.decode()
+    assert "(none left: log an artifact version through the API first)" in page
+
+
 # --- Aliases --------------------------------------------------------------------------------------------
 
 
@@ -386,6 +392,19 @@ def test_members_do_not_add_job_versions(client, vision, job):
     assert client.get(url).status_code == 403
     assert client.post(url, {"job": job.pk, "entrypoint": '["true"]'}).status_code == 403
     assert not JobVersion.objects.exists()
+
+
+def test_another_teams_job_or_team_is_refused_and_nothing_written(client, vision, job):
+    theirs = launch.job_create(team=vision.other, name="their-job", project="training")
+    their_queue = launch.run_queue_create(team=vision.other, name="their-queue")
+    client.force_login(vision.admin)
+    response = client.post(add_page(JobVersion, job=theirs.pk), {"job": theirs.pk, "entrypoint": '["true"]'})
+    assert "Job: Select a valid choice" in " ".join(response.context["adminform"].form.non_field_errors())
+    response = client.post(
+        add_page(Agent, team=vision.other.pk), {"team": vision.other.pk, "name": "box", "queues": [their_queue.pk]}
+    )
+    assert "Team: Select a valid choice" in " ".join(response.context["adminform"].form.non_field_errors())
+    assert not JobVersion.objects.exists() and not Agent.objects.exists()
 
 
 # --- Agents ---------------------------------------------------------------------------------------------
