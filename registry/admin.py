@@ -549,13 +549,17 @@ def version_label(model_version: ModelVersion) -> str:
     return " · ".join(part for part in parts if part)
 
 
-def _versions_of(queryset, registered_model_id: int | None):
-    return (
-        queryset.filter(registered_model_id=registered_model_id)
+def _version_choices(field: forms.ModelChoiceField, registered_model_id: int | None) -> None:
+    """A version field offering the versions of one registered model, newest first, by name and aliases. No pop-up
+    to add one: a version is made by linking."""
+    field.queryset = (
+        field.queryset.filter(registered_model_id=registered_model_id)
         .select_related("artifact_version__collection__project")
         .prefetch_related("aliases")
         .order_by("-index")
     )
+    field.label_from_instance = version_label
+    field.widget.can_add_related = False
 
 
 class ModelVersionSection(Section):
@@ -811,9 +815,7 @@ class AliasAddForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        versions = self.fields["model_version"]
-        versions.queryset = _versions_of(versions.queryset, form_parent_id(self, "registered_model"))
-        versions.label_from_instance = version_label
+        _version_choices(self.fields["model_version"], form_parent_id(self, "registered_model"))
 
     def _post_clean(self) -> None:
         """No model validation: ``alias_add`` checks the alias and names the field at fault."""
@@ -830,9 +832,8 @@ class AliasMoveForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        versions = self.fields["model_version"]
-        versions.queryset = _versions_of(versions.queryset, self.instance.registered_model_id)
-        versions.label_from_instance = version_label
+        if "model_version" in self.fields:  # not when the page is only viewed
+            _version_choices(self.fields["model_version"], self.instance.registered_model_id)
 
     def _post_clean(self) -> None:
         """No model validation: ``alias_add`` checks the move."""
@@ -883,6 +884,11 @@ class AliasAdmin(ServiceWriteAdmin):
 
     def add_title(self, parent: RegisteredModel) -> str:
         return f"Add an alias to {parent.name}"
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and self.has_change_permission(request, obj):
+            context.update(title=f"Move the alias {obj.name}", show_save_and_add_another=False)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def service_save(self, request, form, change: bool) -> Alias:
         version = form.cleaned_data["model_version"]

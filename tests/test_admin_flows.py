@@ -328,6 +328,7 @@ def test_latest_is_not_moved_or_removed_by_anyone(client, vision):
         page = client.get(page_of(vision.model)).content.decode()
         row = section(page, "aliases").split(">latest<")[1].split("</tr>")[0]
         assert "Move" not in row and "Remove" not in row
+        assert client.get(page_of(latest)).status_code == 200  # viewed, not moved
         before = registry_snapshot()
         assert client.post(page_of(latest), {"model_version": vision.model.versions.get(index=0).pk}).status_code == 403
         assert client.post(reverse("admin:registry_alias_delete", args=[latest.pk]), {"post": "yes"}).status_code == 403
@@ -337,6 +338,8 @@ def test_latest_is_not_moved_or_removed_by_anyone(client, vision):
 def test_a_viewer_cannot_add_move_or_remove_aliases(client, vision):
     production = alias(vision, "production")
     client.force_login(vision.viewer)
+    view = client.get(page_of(production))
+    assert view.status_code == 200 and "Move the alias" not in view.content.decode()
     page = client.get(page_of(vision.model)).content.decode()
     assert "production" in section(page, "aliases") and "Move" not in page and "Remove" not in page
     before = registry_snapshot()
@@ -373,6 +376,10 @@ def test_an_admin_adds_job_versions_from_the_jobs_page(client, vision, job):
                         (1, ["python", "evaluate.py", "--full"], {"epochs": 3})]  # fmt: skip
     page = client.get(page_of(job)).content.decode()
     assert "--full" in section(page, "versions")
+    version = job.versions.get(index=1)
+    page = client.get(page_of(version))
+    assert page.status_code == 200 and "git@example:ml/eval.git@abc123" in page.content.decode()
+    assert client.post(page_of(version), {"entrypoint": '["false"]'}).status_code == 403  # never changed
 
 
 def test_a_refused_job_version_keeps_what_was_typed_and_writes_nothing(client, vision, job):

@@ -139,6 +139,7 @@ def test_a_member_links_a_version_then_adds_moves_and_removes_aliases(admin_tab,
     assert [o for o in options if "-" not in o] == ["training/classifier:v3", "training/classifier:v2"]
     page.select_option("#id_artifact", label="training/classifier:v3")
     page.fill("#id_aliases", "staging, candidate")
+    admin_tab.screenshot("flow-link-form")
     admin_tab.click("input[name=_save]")
     assert (
         page.url.endswith(f"/registeredmodel/{model.pk}/change/") and "was added successfully" in admin_tab.messages()
@@ -158,6 +159,7 @@ def test_a_member_links_a_version_then_adds_moves_and_removes_aliases(admin_tab,
     admin_tab.page.click("#aliases-group tr.section-row:has-text('production') a:has-text('Move')")
     page = admin_tab.seen()
     assert page.inner_text(".field-name .readonly") == "production"
+    admin_tab.screenshot("flow-alias-move-form")
     page.select_option("#id_model_version", label="v2 · training/classifier:v3 · candidate, latest, staging")
     admin_tab.click("input[name=_save]")
     row = page.locator("#aliases-group tr.section-row", has_text="production")
@@ -215,6 +217,7 @@ def test_an_admin_adds_a_job_version_and_registers_an_agent_whose_token_shows_on
     page = admin_tab.goto("/admin/launch/agent/add/")
     page.fill("#id_name", "gpu-box-01")
     page.check("#id_queues label:has-text('gpu') input")
+    admin_tab.screenshot("flow-agent-form")
     admin_tab.click("input[name=_save]")
     token = page.input_value("#agent-token")
     assert token.startswith("agt_") and "--queue gpu" in page.inner_text("#agent-command")
