@@ -83,10 +83,12 @@ def form_parent_id(form: forms.ModelForm, name: str) -> int | None:
     raw = form.data.get(name) if form.is_bound else form.initial.get(name)
     if raw in (None, "") and getattr(form.instance, f"{name}_id", None):
         return getattr(form.instance, f"{name}_id")
-    if isinstance(raw, Model):
-        return raw.pk
+    return raw.pk if isinstance(raw, Model) else _as_id(raw)
+
+
+def _as_id(value) -> int | None:
     try:
-        return int(raw)
+        return int(value)
     except (TypeError, ValueError):
         return None
 
@@ -174,15 +176,18 @@ class ServiceWriteAdmin(TeamScopedAdmin, RegistryModelAdmin):
         related = self.model._meta.get_field(self.add_parent).related_model
         return scoping.narrow(related._default_manager.all(), request.user, self._role("add"))
 
+    def _add_label(self) -> str:
+        return self.add_label or f"Add {self.opts.verbose_name}"
+
     def add_title(self, parent) -> str:
-        return f"{self.add_label or f'Add {self.opts.verbose_name}'} for {getattr(parent, 'name', parent)}"
+        return f"{self._add_label()} for {getattr(parent, 'name', parent)}"
 
     def add_view(self, request, form_url="", extra_context=None):
         if not self.add_parent or not self.has_add_permission(request):
             return super().add_view(request, form_url, extra_context)
         if request.method == "GET" and not request.GET.get(self.add_parent):
             return self.choose_parent_view(request)
-        parent = self.parent_choices(request).filter(pk=_int_or_zero(request.GET.get(self.add_parent))).first()
+        parent = self.parent_choices(request).filter(pk=_as_id(request.GET.get(self.add_parent))).first()
         context = {
             "show_save_and_add_another": False,
             "show_save_and_continue": self.has_change_permission(request),
@@ -200,7 +205,7 @@ class ServiceWriteAdmin(TeamScopedAdmin, RegistryModelAdmin):
         parent_opts = self.model._meta.get_field(self.add_parent).related_model._meta
         context = {
             **self.admin_site.each_context(request),
-            "title": f"{self.add_label or f'Add {self.opts.verbose_name}'}: choose the {parent_opts.verbose_name}",
+            "title": f"{self._add_label()}: choose the {parent_opts.verbose_name}",
             "opts": self.opts,
             "parent_name": parent_opts.verbose_name,
             "choices": [(choice, urlencode({**query, self.add_parent: choice.pk})) for choice in choices],
@@ -226,13 +231,6 @@ class ServiceWriteAdmin(TeamScopedAdmin, RegistryModelAdmin):
         response = super().response_delete(request, obj_display, obj_id)
         back = back_url(request)
         return HttpResponseRedirect(back) if back else response
-
-
-def _int_or_zero(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
 
 
 class AddOnlyAdmin(ServiceWriteAdmin):
