@@ -95,14 +95,28 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(f"{item.nodeid} uses {', '.join(sorted(used))}: mark it e2e or browser", pytrace=False)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Fault tests stop services, kill processes and time recoveries: under ``--dist loadgroup`` they run one after
-    another on one worker."""
-    if not config.pluginmanager.hasplugin("xdist"):
+    another on one worker (xdist hands out the largest groups first). The other workers take the slow tests before
+    the fast ones, so that the run ends on short tests spread over every worker."""
+    if not hasattr(config, "workerinput"):
         return
     for item in items:
         if item.get_closest_marker("fault"):
             item.add_marker(pytest.mark.xdist_group("fault"))
+    items.sort(key=lambda item: not is_slow(item))  # stable: each tier keeps the collection order
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """xdist marks a grouped test by appending ``@group`` to its node id; some pytest releases ignore that change
+    (pytest-xdist issue 1386, pytest 9.2), and the groups would silently run spread over all workers."""
+    if not getattr(session.config.option, "loadgroup", False):  # set in xdist workers only
+        return
+    for item in session.items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+            raise pytest.UsageError(f"--dist loadgroup did not group {item.nodeid}: check the pytest version pin")
 
 
 # In CI (.ci/run sets CI=true) every service and tool is installed: a skipped test means one is missing, and fails

@@ -30,7 +30,8 @@ from secrets_vault import services as vault
 from secrets_vault.models import Secret
 from tests import factories as f
 
-pytestmark = pytest.mark.django_db
+# One xdist worker runs the whole file, in order: its last test checks every response the others received.
+pytestmark = [pytest.mark.django_db, pytest.mark.xdist_group("test_automations_api")]
 
 SIGNING_VALUE = "signing-VALUE-5f1c0de-must-never-be-shown"
 TOKEN_VALUE = "ghp_TOKEN-VALUE-8a7b6c5d-must-never-be-shown"
