@@ -155,7 +155,7 @@ class WebhookAdmin(ServiceWriteAdmin):
             if form.is_valid():
                 try:
                     result = delivery.webhook_test_send(
-                        webhook=webhook, payload=form.cleaned_data["payload"], user=request.user
+                        webhook=webhook, payload=form.cleaned_data["payload"], user=request.user, show_request=True
                     )
                 except ApplicationError as exc:
                     form.add_error("payload" if exc.field in (None, "payload") else None, exc.message)

@@ -581,9 +581,10 @@ def _webhook_health(webhook_id: int, *, verdict: retry.Verdict, error: str, now)
 # --- Test a webhook -------------------------------------------------------------------------------------
 
 
-def webhook_test(*, webhook: Webhook, payload: dict | str, context: dict) -> dict:
+def webhook_test(*, webhook: Webhook, payload: dict | str, context: dict, show_request: bool = False) -> dict:
     """Send a payload once through the production path (render, sign, safety checks); record nothing. The answer
-    is the endpoint's (``response_summary``) and, under ``request``, what was sent (``request_shown``)."""
+    is the endpoint's (``response_summary``); with ``show_request``, also what was sent, under ``request``
+    (``request_shown``)."""
     template = rendering.template_parse(payload)
     prepared = request_prepare(
         team=webhook.team,
@@ -593,21 +594,24 @@ def webhook_test(*, webhook: Webhook, payload: dict | str, context: dict) -> dic
         access_token_name=webhook.access_token.name if webhook.access_token else "",
         msg_id=str(uuid.uuid4()),
     )
-    return {**response_summary(http_send(webhook.url, prepared), prepared.secrets), "request": request_shown(prepared)}
+    answer = response_summary(http_send(webhook.url, prepared), prepared.secrets)
+    return {**answer, "request": request_shown(prepared)} if show_request else answer
 
 
-def webhook_test_send(*, webhook: Webhook, payload: object, user) -> dict:
+def webhook_test_send(*, webhook: Webhook, payload: object, user, show_request: bool = False) -> dict:
     """Test a webhook, for the API and the admin alike: check ``payload`` as a template of the webhook's team (the
     variables of every event type), render it for a sample event (``selectors.sample_context``) and send it once
     through the production path. Nothing is recorded.
 
     A payload that cannot be sent is refused with ``ApplicationError(field="payload")`` naming the cause (the
     offending variable, a secret that is gone) and nothing is sent. Otherwise the endpoint's answer, or why none came
-    (a timeout, a refused address), is returned as ``response_summary`` gives it, with echoed secrets as ``${NAME}``.
+    (a timeout, a refused address), is returned as ``response_summary`` gives it, with echoed secrets as ``${NAME}``;
+    with ``show_request`` (the admin's Test page), also the request as sent, secret-bearing values masked.
     """
     template = payload_validate(team=webhook.team, payload=payload, event_type=None)
     try:
-        return webhook_test(webhook=webhook, payload=template, context=sample_context(team=webhook.team, user=user))
+        context = sample_context(team=webhook.team, user=user)
+        return webhook_test(webhook=webhook, payload=template, context=context, show_request=show_request)
     except rendering.TemplateError as exc:
         raise ApplicationError(exc.message, field="payload") from exc
     except RequestError as exc:
