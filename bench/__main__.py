@@ -24,6 +24,7 @@ SCENARIOS = {
     "slow": "bench.scenarios.slow",
     "claims": "bench.scenarios.claims",
     "embedded": "bench.scenarios.embedded",
+    "files": "bench.scenarios.files",
 }
 TIME_LIMIT = 90 * 60  # the whole run stops by itself after this many seconds
 
