@@ -75,43 +75,67 @@ def artifact_version_by_public_id(*, team: Team, public_id: str) -> ArtifactVers
     return version
 
 
-def artifact_version_resolve(*, team: Team, reference: object, field: str = "artifact") -> ArtifactVersion:
-    """Resolve ``team/project/collection:vN`` or ``...:alias`` to an artifact version of ``team``.
+OPAQUE_RE = re.compile(r"^registry-artifact://_id/(?P<id>[0-9a-fA-F-]{32,36})$")
 
-    In the model-registry project the collection is a registered model, and the tag may be any of its aliases.
-    """
+
+def artifact_version_resolve(
+    *, team: Team, reference: object, field: str = "artifact", not_found: type[ApplicationError] = ApplicationError
+) -> ArtifactVersion:
+    """Resolve a reference to an artifact version of ``team``: ``team/project/collection:vN`` or ``...:latest``,
+    ``team/model-registry/model:vN`` or ``...:alias`` (the version linked there), or the opaque
+    ``registry-artifact://_id/<id>`` that ``${artifact_version}`` renders. A malformed reference is refused (400,
+    naming ``field``); one that names nothing raises ``not_found`` (a 400 for a reference in a request body, a 404
+    where the reference is what is asked for)."""
+    opaque = OPAQUE_RE.match(reference) if isinstance(reference, str) else None
+    if opaque:
+        try:
+            public_id = uuid.UUID(opaque["id"])
+        except ValueError as exc:
+            raise ApplicationError(f"Invalid artifact reference {reference!r}.", field=field) from exc
+        found = unique_or_none(
+            ArtifactVersion.objects.filter(collection__project__team=team, public_id=public_id).select_related(
+                "collection__project__team", "created_by"
+            )
+        )
+        if found is None:
+            raise not_found(f"No artifact version {reference!r} in {team.name}.", field=field)
+        return found
     match = REFERENCE_RE.match(reference) if isinstance(reference, str) else None
     if match is None:
         raise ApplicationError(
-            f"Invalid artifact reference {reference!r}: expected 'team/project/collection:vN' or '...:alias'.",
+            f"Invalid artifact reference {reference!r}: expected 'team/project/collection:vN', '...:alias' or "
+            "'registry-artifact://_id/<id>'.",
             field=field,
         )
     parts = match.groupdict()
     if parts["team"] != team.name:
         raise ApplicationError(f"{reference!r} is not an artifact of team {team.name}.", field=field)
-    version_match = VERSION_TAG_RE.match(parts["tag"])
-    if parts["project"] == REGISTRY_PROJECT:
-        links = ModelVersion.objects.filter(registered_model__team=team, registered_model__name=parts["collection"])
-        if version_match:
-            link = links.filter(index=int(version_match.group(1))).first()
-        else:
-            link = links.filter(aliases__name=parts["tag"]).first()
-        found = link.artifact_version if link else None
-    else:
-        versions = ArtifactVersion.objects.filter(
-            collection__project__team=team,
-            collection__project__name=parts["project"],
-            collection__name=parts["collection"],
-        )
-        if version_match:
-            found = versions.filter(index=int(version_match.group(1))).first()
-        elif parts["tag"] == LATEST_ALIAS:
-            found = versions.order_by("-index").first()
-        else:
-            found = None
+    found = _artifact_version_at(team=team, project=parts["project"], collection=parts["collection"], tag=parts["tag"])
     if found is None:
-        raise ApplicationError(f"No artifact version {reference!r}.", field=field)
+        raise not_found(f"No artifact version {reference!r}.", field=field)
     return found
+
+
+def _artifact_version_at(*, team: Team, project: str, collection: str, tag: str) -> ArtifactVersion | None:
+    """In the model-registry project the collection is a registered model and the tag any of its aliases; in other
+    projects the tag is ``vN`` or ``latest``, the newest committed version."""
+    version_match = VERSION_TAG_RE.match(tag)
+    if project == REGISTRY_PROJECT:
+        links = ModelVersion.objects.filter(registered_model__team=team, registered_model__name=collection)
+        links = links.filter(index=int(version_match.group(1))) if version_match else links.filter(aliases__name=tag)
+        return unique_or_none(
+            ArtifactVersion.objects.filter(pk__in=links.values("artifact_version_id")).select_related(
+                "collection__project__team", "created_by"
+            )
+        )
+    versions = ArtifactVersion.objects.filter(
+        collection__project__team=team, collection__project__name=project, collection__name=collection
+    ).select_related("collection__project__team", "created_by")
+    if version_match:
+        return unique_or_none(versions.filter(index=int(version_match.group(1))))
+    if tag == LATEST_ALIAS:
+        return versions.filter(state=VersionState.COMMITTED).order_by("-index").first()
+    return None
 
 
 def artifact_versions_linkable(*, registered_model: RegisteredModel) -> QuerySet[ArtifactVersion]:
@@ -203,18 +227,9 @@ def event_get(*, team: Team, event_id: object) -> Event | None:
 
 
 def artifact_version_get(*, team: Team, project: str, collection: str, version: str) -> ArtifactVersion:
-    """``team/project/collection:vN``, with its collection, project and team loaded."""
-    match = VERSION_TAG_RE.match(version)
-    found = None
-    if match:
-        found = unique_or_none(
-            ArtifactVersion.objects.filter(
-                collection__project__team=team,
-                collection__project__name=project,
-                collection__name=collection,
-                index=int(match.group(1)),
-            ).select_related("collection__project__team", "created_by")
-        )
+    """``team/project/collection:version``, where ``version`` is ``vN`` or an alias as the reference rules say
+    (``artifact_version_resolve``), with its collection, project and team loaded."""
+    found = _artifact_version_at(team=team, project=project, collection=collection, tag=version)
     if found is None:
         raise NotFound(f"No artifact version {team.name}/{project}/{collection}:{version}.")
     return found

@@ -73,7 +73,7 @@ def api_client(user=None) -> APIClient:
 
 def registry_snapshot() -> dict:
     """Everything a registry API write can change, so a test can prove a refused request wrote nothing."""
-    from registry.models import Alias, ArtifactCollection, Event, Membership
+    from registry.models import Alias, ArtifactCollection, Blob, Event, ManifestEntry, Membership
 
     def rows(queryset, *fields):
         return sorted(queryset.values_list(*fields))
@@ -89,4 +89,7 @@ def registry_snapshot() -> dict:
         "model_versions": rows(ModelVersion.objects, "registered_model_id", "index", "artifact_version_id"),
         "aliases": rows(Alias.objects, "registered_model_id", "name", "model_version_id"),
         "events": rows(Event.objects, "id"),
+        "versions_state": rows(ArtifactVersion.objects, "pk", "state"),
+        "manifest_entries": rows(ManifestEntry.objects, "artifact_version_id", "path", "sha256", "blob_id"),
+        "blobs": rows(Blob.objects, "team_id", "sha256", "size"),
     }

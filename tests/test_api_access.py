@@ -7,6 +7,7 @@ body; the role tests run over the whole table, and a guard test fails when a rou
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 
 import pytest
@@ -14,6 +15,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.urls import reverse
 
+from registry import blobs, manifests
 from registry.api import urls as registry_urls
 from registry.api.mixins import CAUSED_BY_HEADER
 from registry.choices import REGISTRY_PROJECT, Role
@@ -22,7 +24,19 @@ from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 
-SUCCESS = {"GET": 200, "POST": 201, "PATCH": 200, "DELETE": 204}
+SUCCESS = {"GET": 200, "POST": 201, "PUT": 201, "PATCH": 200, "DELETE": 204}
+
+
+@pytest.fixture(autouse=True)
+def artifact_store(settings, tmp_path) -> None:
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {
+            "BACKEND": "registry.storages.ArtifactFileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "store")},
+        },
+    }
+    settings.ARTIFACT_UPLOAD_TEMP_DIR = tmp_path / "store" / ".incoming"
 
 
 @pytest.fixture(autouse=True)
@@ -39,18 +53,33 @@ class Route:
     method: str
     name: str
     kwargs: dict
-    body: dict | None = None
+    body: dict | bytes | None = None  # bytes: a file's content, sent as application/octet-stream
     role: str = Role.VIEWER  # the least role that may do it
+    success: int | None = None  # when not the method's usual answer
+    writes: bool | None = None  # when a POST only reads (asking which digests are missing)
 
     def __str__(self) -> str:
         return f"{self.method} {self.name}"
 
     @property
     def is_write(self) -> bool:
-        return self.method != "GET"
+        return self.writes if self.writes is not None else self.method != "GET"
+
+    @property
+    def expected(self) -> int:
+        return self.success or SUCCESS[self.method]
 
 
 TEAM = {"team": "{team}"}
+WEIGHTS = b"\x00weights" * 100  # v1's file
+EXTRA = b"extra bytes"  # v2's file: stored, so v2 can be committed
+NEW = b"bytes no version has yet"  # v3's file, not stored
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 ARTIFACTS = {**TEAM, "project": "training", "collection": "classifier"}
 MODEL = {**TEAM, "name": "classifier"}
 V0 = {**MODEL, "version": "v0"}
@@ -66,6 +95,14 @@ ROUTES = [
     Route("GET", "artifact-versions", ARTIFACTS),
     Route("POST", "artifact-versions", ARTIFACTS, {"type": "model", "metadata": {"accuracy": 0.93}}, Role.MEMBER),
     Route("GET", "artifact-version", {**TEAM, "public_id": "{artifact_id}"}),
+    Route("GET", "resolve", TEAM),  # ?reference= is added by World.url
+    Route("GET", "artifact-version-detail", {**ARTIFACTS, "version": "v1"}),
+    Route("DELETE", "artifact-version-detail", {**ARTIFACTS, "version": "v1"}, None, Role.ADMIN),
+    Route("GET", "artifact-version-file", {**ARTIFACTS, "version": "v1", "path": "model.bin"}),
+    Route("PUT", "artifact-version-file", {**ARTIFACTS, "version": "v3", "path": "new.bin"}, NEW, Role.MEMBER, 201),
+    Route("POST", "artifact-version-commit", {**ARTIFACTS, "version": "v2"}, {}, Role.MEMBER, 200),
+    Route("POST", "blobs-missing", TEAM, {"sha256": [sha(NEW)]}, Role.MEMBER, 200, writes=False),
+    Route("PUT", "blob", {**TEAM, "sha256": sha(NEW)}, NEW, Role.MEMBER, 201),
     Route("GET", "registered-models", TEAM),
     Route("POST", "registered-models", TEAM, {"name": "detector"}, Role.MEMBER),
     Route("GET", "registered-model", MODEL),
@@ -125,7 +162,10 @@ class World:
         return value
 
     def url(self, route: Route) -> str:
-        return reverse(route.name, kwargs=self.fill(route.kwargs))
+        url = reverse(route.name, kwargs=self.fill(route.kwargs))
+        if route.name == "resolve":
+            url += f"?reference={self.team.name}/model-registry/classifier:production"
+        return url
 
 
 @pytest.fixture
@@ -139,7 +179,17 @@ def world() -> World:
     outsider = f.add_member(other_team, role=Role.ADMIN)
     classifier = f.make_registered_model(team, "classifier")
     linked = f.link(classifier, user=member, aliases=["production"])  # training/classifier:v0 as v0
-    f.make_artifact_version(team)  # training/classifier:v1, not linked
+    # training/classifier v1 (committed, one file, not linked), v2 (pending, its file stored), v3 (pending)
+    training = f.make_project(team, "training")
+    for data in (WEIGHTS, EXTRA):
+        blobs.blob_receive(team=team, sha256=sha(data), size=len(data), stream=io.BytesIO(data))
+    for path, data in (("model.bin", WEIGHTS), ("extra.bin", EXTRA), ("new.bin", NEW)):
+        version = manifests.artifact_version_log(
+            project=training, collection_name="classifier", type="model", user=member,
+            files=[{"path": path, "size": len(data), "sha256": sha(data)}],
+        )  # fmt: skip
+        if path == "model.bin":
+            manifests.artifact_version_commit(artifact_version=version)
     return World(
         team=team,
         other_team=other_team,
@@ -159,6 +209,8 @@ def call(client, world: World, route: Route):
     method = getattr(client, route.method.lower())
     if route.body is None:
         return method(url)
+    if isinstance(route.body, bytes):
+        return method(url, route.body, content_type="application/octet-stream", CONTENT_LENGTH=str(len(route.body)))
     return method(url, world.fill(route.body), format="json")
 
 
@@ -208,13 +260,13 @@ def test_outsider_cannot_tell_an_existing_team_from_a_missing_one(world, route):
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=str)
-def test_viewer_reads_every_route_and_is_refused_every_write(world, route):
+def test_viewer_reads_every_route_and_is_refused_the_rest(world, route):
     client = f.api_client(world.viewer)
     before = f.registry_snapshot()
 
     response = call(client, world, route)
 
-    if route.is_write:
+    if route.role != Role.VIEWER:
         assert_error(response, 403, "permission_denied")
         assert f.registry_snapshot() == before
     else:
@@ -232,7 +284,7 @@ def test_member_is_refused_admin_only_writes_and_may_do_the_rest(world, route):
         assert_error(response, 403, "permission_denied")
         assert f.registry_snapshot() == before
     else:
-        assert response.status_code == SUCCESS[route.method], response.content
+        assert response.status_code == route.expected, response.content
         assert (f.registry_snapshot() != before) == route.is_write
 
 
@@ -245,7 +297,7 @@ def test_admin_and_superuser_succeed_on_every_route(world, route, actor):
 
     response = call(client, world, route)
 
-    assert response.status_code == SUCCESS[route.method], response.content
+    assert response.status_code == route.expected, response.content
     assert (f.registry_snapshot() != before) == route.is_write
 
 

@@ -27,6 +27,7 @@ urlpatterns = [
     path(
         team + "artifact-versions/<uuid:public_id>/", views.ArtifactVersionDetailView.as_view(), name="artifact-version"
     ),
+    path(team + "resolve/", views.ReferenceResolveView.as_view(), name="resolve"),
     path(team + "registered-models/", views.RegisteredModelListView.as_view(), name="registered-models"),
     path(model, views.RegisteredModelDetailView.as_view(), name="registered-model"),
     path(model + "versions/", views.ModelVersionListView.as_view(), name="model-versions"),

@@ -144,6 +144,32 @@ class ArtifactVersionDetailView(TeamScopedMixin, APIView):
         return version_answer(request, version)
 
 
+class ReferenceResolveView(TeamScopedMixin, APIView):
+    """Any reference to the artifact version it names, with its manifest and download links: what a workflow that
+    a webhook started does with the ``artifact_version_string`` or ``artifact_version`` it was sent."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "reference",
+                str,
+                required=True,
+                description="team/project/collection:vN|latest, team/model-registry/model:vN|alias, or "
+                "registry-artifact://_id/<id>",
+            )
+        ],
+        responses=s.ArtifactVersionDetailSerializer,
+    )
+    def get(self, request, team):
+        reference = request.query_params.get("reference", "")
+        if not reference:
+            raise ApplicationError("Give the reference to resolve: ?reference=team/project/name:vN.", field="reference")
+        version = selectors.artifact_version_resolve(
+            team=self.team, reference=reference, field="reference", not_found=NotFound
+        )
+        return version_answer(request, version)
+
+
 class RegisteredModelListView(TeamScopedMixin, generics.ListAPIView):
     serializer_class = s.RegisteredModelSerializer
 
