@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 
 
@@ -181,8 +182,11 @@ def _real_services(request, django_db_setup, django_db_blocker) -> None:
         ) from exc
 
 
+ARTIFACT_STORE = "store"  # below each test's tmp_path
+
+
 @pytest.fixture(autouse=True)
-def _test_settings(settings) -> None:
+def _test_settings(settings, tmp_path) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Events of the test process go through the broker to the test's workers; inline dispatch has its own tests.
     settings.DISPATCH_INLINE = False
@@ -190,7 +194,15 @@ def _test_settings(settings) -> None:
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        # Each test's model files in its own folder (filesystem storage; tests of S3 set their own).
+        "artifacts": {
+            "BACKEND": "registry.storages.ArtifactFileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / ARTIFACT_STORE)},
+        },
     }
+    settings.ARTIFACT_UPLOAD_TEMP_DIR = tmp_path / ARTIFACT_STORE / ".incoming"
+    # The login throttle counts in the cache: no test's auth/token/ requests count against another's.
+    cache.clear()
 
 
 # --- Real processes ---------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.urls import reverse
 
 from registry import blobs, manifests
@@ -25,24 +24,6 @@ from tests import factories as f
 pytestmark = pytest.mark.django_db
 
 SUCCESS = {"GET": 200, "POST": 201, "PUT": 201, "PATCH": 200, "DELETE": 204}
-
-
-@pytest.fixture(autouse=True)
-def artifact_store(settings, tmp_path) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "artifacts": {
-            "BACKEND": "registry.storages.ArtifactFileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "store")},
-        },
-    }
-    settings.ARTIFACT_UPLOAD_TEMP_DIR = tmp_path / "store" / ".incoming"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_login_throttle():
-    """The login throttle counts in the cache; every test starts with a clean count."""
-    cache.clear()
 
 
 # --- The route table ------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import re
 import uuid
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, path, resolve
 from rest_framework.views import APIView
@@ -56,15 +55,6 @@ handler400, handler403, handler500 = project_urls.handler400, project_urls.handl
 
 
 # --- World and helpers ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _fresh_login_throttle():
-    """Requests to auth/token/ count against the login throttle (in the cache); none of them may count against
-    the tests that come after."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from registry.choices import Role, VersionState
 from registry.models import ArtifactVersion, Blob, Event, ManifestEntry
 from registry.tasks import artifacts_clean
 from tests import factories as f
+from tests.conftest import ARTIFACT_STORE
 
 pytestmark = pytest.mark.django_db
 
@@ -38,18 +39,9 @@ def file_entry(path: str, data: bytes) -> dict:
 
 @pytest.fixture(autouse=True)
 def store(settings, tmp_path) -> dict[str, Path]:
-    """Artifact storage in this test's own folders."""
-    folders = {"store": tmp_path / "store", "incoming": tmp_path / "store" / ".incoming"}
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "artifacts": {
-            "BACKEND": "registry.storages.ArtifactFileSystemStorage",
-            "OPTIONS": {"location": str(folders["store"])},
-        },
-    }
-    settings.ARTIFACT_UPLOAD_TEMP_DIR = folders["incoming"]
+    """This test's artifact storage folders (tests/conftest.py puts each test's storage in its tmp_path)."""
     settings.ARTIFACT_DOWNLOAD_REDIRECT = False
-    return folders
+    return {"store": tmp_path / ARTIFACT_STORE, "incoming": tmp_path / ARTIFACT_STORE / ".incoming"}
 
 
 def stored_objects(store: dict[str, Path]) -> list[str]:

@@ -64,16 +64,8 @@ WEIGHTS = b"\x01weights" * 512
 
 
 @pytest.fixture
-def model_world(settings, tmp_path):
-    """classifier v0 linked as production, its artifact holding one file (filesystem storage of its own)."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "artifacts": {
-            "BACKEND": "registry.storages.ArtifactFileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "store")},
-        },
-    }
-    settings.ARTIFACT_UPLOAD_TEMP_DIR = tmp_path / "store" / ".incoming"
+def model_world():
+    """classifier v0 linked as production, its artifact holding one file."""
     team = make_team("vision")
     make_project(team, "training")
     client = api_client(add_member(team, role=Role.MEMBER))
