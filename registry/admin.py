@@ -13,8 +13,10 @@ import re
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Count, Model
+from django.db.models import Count, Model, Q
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -22,7 +24,7 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from . import scoping, selectors, services
 from .admin_scope import TeamScopedAdmin, may_add
-from .choices import LATEST_ALIAS, Role
+from .choices import LATEST_ALIAS, Role, VersionState
 from .errors import ApplicationError
 from .models import (
     Alias,
@@ -30,6 +32,7 @@ from .models import (
     ArtifactCollection,
     ArtifactVersion,
     Event,
+    ManifestEntry,
     Membership,
     ModelVersion,
     Project,
@@ -52,6 +55,7 @@ scope(Membership, view=Role.ADMIN)
 scope(Project)
 scope(ArtifactCollection, team_lookup="project__team", write=None)
 scope(ArtifactVersion, team_lookup="collection__project__team", write=None)
+scope(ManifestEntry, team_lookup="artifact_version__collection__project__team", write=None)
 scope(RegisteredModel)
 # Members link versions and put aliases, as through the API; nothing about a link is edited afterwards.
 scope(ModelVersion, team_lookup="registered_model__team", write=Role.MEMBER, change=None)
@@ -290,6 +294,7 @@ class Section(ReadOnlyInline):
     template = "admin/registry/section.html"
     section_add_label = "Add"
     section_help = ""
+    section_empty = "None yet."
 
     def section_add(self, request, parent) -> str | None:
         """The address of the add page for this parent, or None when the user may not add."""
@@ -493,12 +498,128 @@ class ArtifactCollectionAdmin(ReadOnlyAdmin):
         return obj._version_count
 
 
+def size_shown(size: int) -> str:
+    """A size for people and the exact count: ``1.2 MB (1,234,567 bytes)``."""
+    return format_html("{} <small>({} bytes)</small>", filesizeformat(size), f"{size:,}")
+
+
+def digest_shown(digest: str) -> str:
+    """A SHA-256 cut to its first 12 digits, the whole of it on hover."""
+    if len(digest) <= 12:
+        return format_html("<code>{}</code>", digest) if digest else "-"
+    return format_html('<code title="{}">{}…</code>', digest, digest[:12])
+
+
+def entries_formset(prefix: str) -> type[BaseInlineFormSet]:
+    """A formset of manifest entries named ``prefix``: an artifact version's page has two sections of them (files,
+    references), each with its own anchor (``#files-group``)."""
+
+    class EntriesFormSet(BaseInlineFormSet):
+        @classmethod
+        def get_default_prefix(cls) -> str:
+            return prefix
+
+    return EntriesFormSet
+
+
+class ManifestEntrySection(Section):
+    """A section of an artifact version's manifest: its files, or (``references``) its references."""
+
+    model = ManifestEntry
+    references = False
+    show_change_link = False
+
+    def get_queryset(self, request):
+        entries = super().get_queryset(request).order_by("path")
+        return entries.exclude(reference="") if self.references else entries.filter(reference="")
+
+    @admin.display(description="Size")
+    def size_shown(self, obj: ManifestEntry) -> str:
+        return size_shown(obj.size)
+
+    @admin.display(description="SHA-256")
+    def sha256_shown(self, obj: ManifestEntry) -> str:
+        return digest_shown(obj.sha256)
+
+
+class ArtifactFileSection(ManifestEntrySection):
+    """An artifact version's files. Each downloads through the API's file route, which takes the admin's login, so
+    whoever may view the version (a viewer too) gets its bytes, streamed by the same code."""
+
+    formset = entries_formset("files")
+    fields = ("path", "size_shown", "sha256_shown", "download")
+    readonly_fields = fields
+    verbose_name_plural = "files"
+    section_empty = "No files: this version holds references only, or nothing."
+
+    def get_formset(self, request, obj=None, **kwargs):
+        self.version = obj
+        missing = selectors.manifest_missing(artifact_version=obj) if obj is not None else []
+        self.missing = {sha256 for sha256, _, _ in missing}
+        return super().get_formset(request, obj, **kwargs)
+
+    @admin.display(description="")
+    def download(self, obj: ManifestEntry) -> str:
+        if self.version.state != VersionState.COMMITTED:
+            return "not uploaded yet" if obj.sha256 in self.missing else "uploaded; served once committed"
+        return format_html('<a class="download" href="{}" download>Download</a>', file_url(self.version, obj.path))
+
+
+class ArtifactReferenceSection(ManifestEntrySection):
+    formset = entries_formset("references")
+    references = True
+    fields = ("path", "uri", "size_shown", "sha256_shown")
+    readonly_fields = fields
+    verbose_name_plural = "references"
+    section_help = "Bytes kept elsewhere: the registry records their address, size and digest, and never fetches them."
+    section_empty = "No references."
+
+    @admin.display(description="URI")
+    def uri(self, obj: ManifestEntry) -> str:
+        return format_html("<code>{}</code>", obj.reference)
+
+
+def file_url(version: ArtifactVersion, path: str) -> str:
+    """The API address that downloads a committed version's file (``artifact-version-file``)."""
+    collection = version.collection
+    project = collection.project
+    return reverse(
+        "artifact-version-file",
+        kwargs={
+            "team": project.team.name,
+            "project": project.name,
+            "collection": collection.name,
+            "version": version.version,
+            "path": path,
+        },
+    )
+
+
+def with_entry_counts(queryset, prefix: str = ""):
+    """Annotate each row with its artifact version's number of files (``_file_count``) and references."""
+    entries = f"{prefix}entries"
+    return queryset.annotate(
+        _file_count=Count(entries, filter=Q(**{f"{entries}__reference": ""})),
+        _reference_count=Count(entries, filter=~Q(**{f"{entries}__reference": ""})),
+    )
+
+
+def contents_shown(files: int, references: int) -> str:
+    """``3 files``, ``3 files, 1 reference``."""
+    text = f"{files} file{'' if files == 1 else 's'}"
+    if references:
+        text += f", {references} reference{'' if references == 1 else 's'}"
+    return text
+
+
 @admin.register(ArtifactVersion)
 class ArtifactVersionAdmin(ReadOnlyAdmin):
-    """Read-only: artifact versions are logged with ``artifact_version_create`` (through the API), which numbers
-    them; they are immutable once logged."""
+    """Read-only: artifact versions are logged through the API (``artifact_version_log``), receive their files
+    while pending and are immutable once committed. The page lists the files, each with its download link, and the
+    references."""
 
-    list_display = ("reference", "short_digest", "created_by", "created_at")
+    list_display = ("reference", "state_shown", "contents", "short_digest", "created_by", "created_at")
+    list_filter = ("state",)
     list_select_related = ("collection__project__team", "created_by")
     search_fields = (
         "collection__name",
@@ -513,24 +634,39 @@ class ArtifactVersionAdmin(ReadOnlyAdmin):
         "public_id",
         "collection",
         "version",
+        "state_shown",
+        "committed_at",
         "digest",
+        "contents",
         "description",
         "created_by",
         "created_at",
         "metadata_pretty",
     )
     readonly_fields = fields
+    inlines = (ArtifactFileSection, ArtifactReferenceSection)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("collection__project__team", "created_by")
+        queryset = super().get_queryset(request).select_related("collection__project__team", "created_by")
+        return with_entry_counts(queryset)
 
     @admin.display(description="Artifact version", ordering="collection__name")
     def reference(self, obj: ArtifactVersion) -> str:
         return obj.reference
 
+    @admin.display(description="State", ordering="state")
+    def state_shown(self, obj: ArtifactVersion) -> str:
+        if obj.state == VersionState.COMMITTED:
+            return obj.get_state_display()
+        return format_html('<span class="state-pending">{}</span>', obj.get_state_display())
+
+    @admin.display(description="Files", ordering="_file_count")
+    def contents(self, obj: ArtifactVersion) -> str:
+        return contents_shown(obj._file_count, obj._reference_count)
+
     @admin.display(description="Digest", ordering="digest")
     def short_digest(self, obj: ArtifactVersion) -> str:
-        return format_html('<code title="{}">{}</code>', obj.digest, obj.digest[:12]) if obj.digest else "-"
+        return digest_shown(obj.digest)
 
     @admin.display(description="Metadata")
     def metadata_pretty(self, obj: ArtifactVersion) -> str:
@@ -572,12 +708,13 @@ class ModelVersionSection(Section):
         return add_url(ModelVersion, request, parent.team_id, registered_model=parent.pk)
 
     def get_queryset(self, request):
-        return (
+        queryset = (
             super()
             .get_queryset(request)
             .select_related("registered_model__team", "artifact_version__collection__project", "linked_by")
             .prefetch_related("aliases")
         )
+        return with_entry_counts(queryset, "artifact_version__")
 
     @admin.display(description="Version")
     def version_link(self, obj: ModelVersion) -> str:
@@ -585,7 +722,14 @@ class ModelVersionSection(Section):
 
     @admin.display(description="Artifact version")
     def artifact(self, obj: ModelVersion) -> str:
-        return artifact_name(obj.artifact_version)
+        """The artifact version and a link to its files (on its page)."""
+        version = obj.artifact_version
+        return format_html(
+            '{} <small>· <a href="{}#files-group">{}</a></small>',
+            admin_link(version, artifact_name(version)),
+            object_url(version),
+            contents_shown(obj._file_count, obj._reference_count),
+        )
 
     @admin.display(description="Aliases")
     def alias_names(self, obj: ModelVersion) -> str:
