@@ -29,11 +29,11 @@ from registry.admin import (
 )
 from registry.choices import Role
 from registry.errors import ApplicationError
-from registry.events import ADD_ARTIFACT_ALIAS
+from registry.events import ADD_ARTIFACT_ALIAS, event_type_get
 from registry.scoping import scope
 
 from . import delivery, selectors, services
-from .admin_forms import AutomationForm
+from .admin_forms import AutomationForm, variables_help
 from .choices import DeliveryStatus
 from .models import Automation, Delivery, DeliveryAttempt, Webhook
 from .presets import preset_payload
@@ -59,10 +59,27 @@ class WebhookTestForm(forms.Form):
     payload = forms.CharField(
         strip=False,
         widget=forms.Textarea(attrs={"rows": 20, "cols": 100, "spellcheck": "false", "class": "vLargeTextField"}),
-        help_text="A JSON object. Its values may use ${event_type}, ${event_author}, ${artifact_version_string} and "
-        "the other event variables (taken from the team's latest event, or a made-up one), and ${SECRET_NAME} for a "
-        "team secret.",
+        help_text=variables_help(
+            "A JSON object. Its values may use the variables below (taken from the team's latest event, or a made-up "
+            "one) and ${SECRET_NAME} for a team secret."
+        ),
     )
+
+
+def scope_summary(automation: Automation) -> str:
+    """What an automation watches: ``model classifier``, ``collection training/classifier``, ``project training``,
+    or the whole team's models or projects."""
+    if automation.collection is not None:
+        return format_html(
+            "<small>collection</small> {}/{}", automation.collection.project.name, automation.collection.name
+        )
+    if automation.project is not None:
+        return format_html("<small>project</small> {}", automation.project.name)
+    if automation.registered_model is not None:
+        return format_html("<small>model</small> {}", automation.registered_model.name)
+    if event_type_get(automation.event_type).scope == "project":
+        return "every project (team-wide)"
+    return "every model (team-wide)"
 
 
 def action_summary(automation: Automation) -> str:
@@ -185,12 +202,15 @@ class AutomationAdmin(ServiceWriteAdmin):
 
     add_parent = "team"
     form = AutomationForm
-    list_display = ["name", "team", "trigger_type", "applies_to", "action", "enabled"]
+    list_display = ["name", "team", "trigger_type", "scope", "action", "enabled"]
     list_filter = ["enabled", "event_type", "action_type", "team"]
-    search_fields = ["name", "description", "team__name", "registered_model__name"]
-    list_select_related = ["team", "registered_model", "webhook", "job_version__job", "queue"]
+    search_fields = ["name", "description", "team__name", "registered_model__name", "project__name", "collection__name"]
+    list_select_related = [
+        "team", "registered_model", "project", "collection__project", "webhook", "job_version__job", "queue"
+    ]  # fmt: skip
     fieldsets = [
-        ("Event", {"fields": ["team", "event_type", "registered_model", "alias_regex"]}),
+        ("Event", {"fields": ["team", "event_type", "scope", "registered_model", "alias_regex", "project",
+                              "collection"]}),
         ("Action", {"fields": ["action_type"]}),
         ("Webhook", {"classes": ["action-webhook"], "fields": ["webhook", "preset", "payload"]}),
         ("Launch job", {"classes": ["action-launch"],
@@ -202,9 +222,19 @@ class AutomationAdmin(ServiceWriteAdmin):
     def trigger_type(self, obj: Automation) -> str:
         return obj.trigger_type
 
-    @admin.display(description="registered model", ordering="registered_model__name")
-    def applies_to(self, obj: Automation) -> str:
-        return obj.registered_model.name if obj.registered_model else "every model (team-wide)"
+    @admin.display(description="scope")
+    def scope(self, obj: Automation) -> str:
+        return scope_summary(obj)
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None:
+            return self.fieldsets
+        # Nothing is watched yet on an add page.
+        event, *rest = self.fieldsets
+        return [(event[0], {"fields": [name for name in event[1]["fields"] if name != "scope"]}), *rest]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["scope"] if obj is not None else []
 
     @admin.display(description="action")
     def action(self, obj: Automation) -> str:

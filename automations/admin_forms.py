@@ -9,29 +9,60 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.db.models import Model
+from django.utils.html import format_html, format_html_join
 
 from launch.models import Job, JobVersion
 from registry.admin import VerbatimJSONField, form_parent_id
+from registry.choices import REGISTRY_PROJECT
+from registry.events import ADD_ARTIFACT_ALIAS, event_type_get, event_types
 
 from .models import Automation
 from .presets import PRESETS
+from .rendering import VARIABLES
 
 TEAM_FIELDS = ("registered_model", "webhook", "destination_project", "queue")
+WATCH_FIELDS = ("registered_model", "alias_regex", "project", "collection")
+
+
+def watch_fields(event_type: str) -> tuple[str, ...]:
+    """The fields that say what an automation on ``event_type`` watches, as the form shows them: a registered model
+    (and, for alias events, an alias filter), or a project and a collection (``EventType.scope``). The form sends
+    the services only these, so a value left behind in a hidden field is not held against the automation."""
+    try:
+        found = event_type_get(event_type)
+    except KeyError:  # not an event type: the services say so
+        return ("registered_model",)
+    if found.scope == "project":
+        return ("project", "collection")
+    return ("registered_model", "alias_regex") if found.name == ADD_ARTIFACT_ALIAS.name else ("registered_model",)
+
+
+def variables_help(intro: str) -> str:
+    """``intro``, then every payload variable with what it holds (``automations.rendering.VARIABLES``)."""
+    rows = format_html_join("", "<li><code>${{{}}}</code>: {}</li>", VARIABLES.items())
+    return format_html(
+        '{} <details class="payload-variables"><summary>Variables</summary><ul>{}</ul></details>', intro, rows
+    )
 
 
 def _name(obj) -> str:
     return obj.name
 
 
-class JobVersionSelect(forms.Select):
-    """Options carry their job, so the page can offer only the chosen job's versions."""
+class ChildSelect(forms.Select):
+    """Options carry the object they belong to (``data-<parent>``: a version its job, a collection its project),
+    so the page can offer only the chosen one's."""
+
+    def __init__(self, *args, parent: str = "", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.parent = parent
 
     def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
         option = super().create_option(name, value, label, selected, index, subindex, attrs)
         instance = getattr(value, "instance", None)
         if instance is not None:
-            option["attrs"]["data-job"] = str(instance.job_id)
-            option["label"] = instance.version
+            option["attrs"][f"data-{self.parent}"] = str(getattr(instance, f"{self.parent}_id"))
         return option
 
 
@@ -44,12 +75,14 @@ class AutomationForm(forms.ModelForm):
     payload = VerbatimJSONField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 16, "cols": 90, "class": "vLargeTextField", "spellcheck": "false"}),
-        help_text="A JSON object. String values may use ${event_type}, ${event_author}, ${artifact_version}, "
-        "${artifact_version_string}, ${artifact_collection_name}, ${project_name}, ${entity_name}, ${alias}, "
-        "${artifact_metadata.KEY} and the team's secrets as ${SECRET_NAME}.",
+        help_text=variables_help(
+            "A JSON object. String values may use the variables below and the team's secrets as ${SECRET_NAME}."
+        ),
     )
     job = forms.ModelChoiceField(queryset=Job.objects.none(), required=False)
-    job_version = forms.ModelChoiceField(queryset=JobVersion.objects.none(), required=False, widget=JobVersionSelect)
+    job_version = forms.ModelChoiceField(
+        queryset=JobVersion.objects.none(), required=False, widget=ChildSelect(parent="job")
+    )
     overrides = VerbatimJSONField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 6, "cols": 90, "spellcheck": "false"}),
@@ -60,13 +93,17 @@ class AutomationForm(forms.ModelForm):
     class Meta:
         model = Automation
         fields = [
-            "team", "event_type", "registered_model", "alias_regex", "action_type", "webhook", "preset", "payload",
-            "job", "job_version", "overrides", "destination_project", "queue", "name", "description", "enabled",
+            "team", "event_type", "registered_model", "alias_regex", "project", "collection", "action_type",
+            "webhook", "preset", "payload", "job", "job_version", "overrides", "destination_project", "queue", "name",
+            "description", "enabled",
         ]  # fmt: skip
-        widgets = {"team": forms.HiddenInput}
+        widgets = {"team": forms.HiddenInput, "collection": ChildSelect(parent="project")}
+        labels = {"collection": "Artifact collection"}
         help_texts = {
             "registered_model": "Empty: every registered model of the team.",
             "alias_regex": "Only for alias events: a regular expression the whole alias must match (empty: any).",
+            "project": "Empty: every project of the team.",
+            "collection": "Optional: one artifact collection of the project (empty: all of them).",
         }
 
     class Media:
@@ -80,11 +117,26 @@ class AutomationForm(forms.ModelForm):
             if field is not None:
                 field.queryset = field.queryset.filter(team_id=team_id)
                 field.label_from_instance = _name  # all of one team: the team's name would only repeat
+        # The registry project holds registered models, watched through a registered model scope.
+        self.fields["project"].queryset = (
+            self.fields["project"].queryset.filter(team_id=team_id).exclude(name=REGISTRY_PROJECT).order_by("name")
+        )
+        self.fields["project"].label_from_instance = _name
+        self.fields["collection"].queryset = (
+            self.fields["collection"]
+            .queryset.filter(project__in=self.fields["project"].queryset)
+            .order_by("project__name", "name")
+        )
+        self.fields["collection"].label_from_instance = _name  # the page offers only the chosen project's
+        self.fields["event_type"].widget.attrs["data-watch"] = json.dumps(
+            {t.name: watch_fields(t.name) for t in event_types()}
+        )
         self.fields["job"].queryset = Job.objects.filter(team_id=team_id).order_by("name")
         self.fields["job"].label_from_instance = _name
         self.fields["job_version"].queryset = (
             JobVersion.objects.filter(job__team_id=team_id).select_related("job").order_by("job__name", "index")
         )
+        self.fields["job_version"].label_from_instance = lambda version: version.version
         self.fields["preset"].widget.attrs["data-presets"] = json.dumps(
             {preset.name: preset.payload for preset in PRESETS.values()}
         )
@@ -108,11 +160,11 @@ class AutomationForm(forms.ModelForm):
     def service_arguments(self) -> dict:
         """The cleaned form as the services take it: objects by name, only the chosen action's fields."""
         data = self.cleaned_data
-        arguments = {
-            name: data.get(name)
-            for name in ("name", "description", "enabled", "event_type", "alias_regex", "action_type")
-        }
-        arguments["registered_model"] = data["registered_model"].name if data.get("registered_model") else None
+        arguments = {name: data.get(name) for name in ("name", "description", "enabled", "event_type", "action_type")}
+        shown = watch_fields(data.get("event_type") or "")
+        for name in WATCH_FIELDS:
+            value = data.get(name) if name in shown else None
+            arguments[name] = value.name if isinstance(value, Model) else value or None
         if data.get("action_type") == "LAUNCH_JOB":
             version = data.get("job_version")
             arguments |= {

@@ -1,5 +1,6 @@
-// The automation form: show the chosen action's fieldset, alias filters only for alias events, a preset's
-// payload on request, and only the chosen job's versions. Without JavaScript every field stays visible.
+// The automation form: show the chosen action's fieldset, what the chosen event type watches (a registered model
+// and, for alias events, an alias filter; or a project and collection), a preset's payload on request, and only the
+// chosen job's versions and the chosen project's collections. Without JavaScript every field stays visible.
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
     const form = document.getElementById("automation_form");
@@ -13,12 +14,17 @@ document.addEventListener("DOMContentLoaded", function () {
         form.querySelectorAll("fieldset.action-webhook").forEach((el) => { el.hidden = action.value !== "WEBHOOK"; });
         form.querySelectorAll("fieldset.action-launch").forEach((el) => { el.hidden = action.value !== "LAUNCH_JOB"; });
     }
-    function showAliasFilter() {
-        const aliasRow = row("alias_regex");
-        if (aliasRow) aliasRow.hidden = eventType.value !== "ADD_ARTIFACT_ALIAS";
+    // data-watch: event type -> the fields saying what it watches (the form's watch_fields); the others hide.
+    function showScope() {
+        const watch = JSON.parse(eventType.dataset.watch || "{}");
+        const shown = watch[eventType.value] || ["registered_model"];
+        ["registered_model", "alias_regex", "project", "collection"].forEach((name) => {
+            const el = row(name);
+            if (el) el.hidden = !shown.includes(name);
+        });
     }
     if (action) { action.addEventListener("change", showAction); showAction(); }
-    if (eventType) { eventType.addEventListener("change", showAliasFilter); showAliasFilter(); }
+    if (eventType) { eventType.addEventListener("change", showScope); showScope(); }
 
     const preset = byName("preset");
     const payload = byName("payload");
@@ -32,20 +38,23 @@ document.addEventListener("DOMContentLoaded", function () {
         });
     }
 
-    const job = byName("job");
-    const version = byName("job_version");
-    if (job && version) {
-        const filterVersions = function () {
+    // Offer only the options of `child` whose data-<key> is the chosen `parent`; a choice left hidden becomes the
+    // first one offered (a job's version is needed) or none (no collection: all of the project's).
+    function offerChildrenOf(parent, child, key, pickFirst) {
+        if (!parent || !child) return;
+        const filter = function () {
             let firstVisible = null;
-            Array.from(version.options).forEach((option) => {
+            Array.from(child.options).forEach((option) => {
                 if (!option.value) return;
-                option.hidden = option.dataset.job !== job.value;
+                option.hidden = option.dataset[key] !== parent.value;
                 if (!option.hidden && firstVisible === null) firstVisible = option;
             });
-            const chosen = version.selectedOptions[0];
-            if (chosen && chosen.value && chosen.hidden) version.value = firstVisible ? firstVisible.value : "";
+            const chosen = child.selectedOptions[0];
+            if (chosen && chosen.value && chosen.hidden) child.value = pickFirst && firstVisible ? firstVisible.value : "";
         };
-        job.addEventListener("change", filterVersions);
-        filterVersions();
+        parent.addEventListener("change", filter);
+        filter();
     }
+    offerChildrenOf(byName("job"), byName("job_version"), "job", true);
+    offerChildrenOf(byName("project"), byName("collection"), "project", false);
 });
