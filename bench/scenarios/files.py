@@ -10,12 +10,14 @@ transfer.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.s3server import S3Server
@@ -89,15 +91,21 @@ def _get(stack: Stack, token: str, url: str, target: Path) -> tuple[int, float, 
     return response.status, took, digest.hexdigest()
 
 
+@contextlib.contextmanager
+def _web(work: Path, context: Context, env: dict, team: str) -> Iterator[tuple[Stack, object, str]]:
+    """The Procfile's web alone, with a team of its own (no file of another run's team counts as stored)."""
+    with Stack(work, context.env, roles=("web",), extra_env=env) as stack:
+        api = admin_api(stack)
+        api.post("teams/", {"name": team})
+        yield stack, api, api.session.headers["Authorization"].split()[1]
+
+
 def _transfer(context: Context, label: str, source: Path, digest: str, env: dict) -> dict:
     """Log a version naming the file, upload it, commit, download it: figures of each way."""
     work = context.scenario_dir(f"{NAME}-{label}")
     size = source.stat().st_size
-    with Stack(work, context.env, roles=("web",), extra_env=env) as stack:
-        api = admin_api(stack)
-        token = api.session.headers["Authorization"].split()[1]
-        team = f"files-{label}"  # a team of its own: no file of another run's team counts as stored
-        api.post("teams/", {"name": team})
+    team = f"files-{label}"
+    with _web(work, context, env, team) as (stack, api, token):
         api.post(f"teams/{team}/projects/", {"name": "training"})
         versions = f"teams/{team}/projects/training/artifacts/model/versions/"
         version = api.post(
@@ -128,10 +136,7 @@ def _transfer(context: Context, label: str, source: Path, digest: str, env: dict
 def _slow_client(context: Context, label: str, source: Path, digest: str, env: dict) -> dict:
     work = context.scenario_dir(f"{NAME}-slow-{label}")
     size = source.stat().st_size
-    with Stack(work, context.env, roles=("web",), extra_env=env) as stack:
-        api = admin_api(stack)
-        token = api.session.headers["Authorization"].split()[1]
-        api.post("teams/", {"name": f"slow-{label}"})
+    with _web(work, context, env, f"slow-{label}") as (stack, _, token):
         status, took = _put(stack, token, f"/api/v1/teams/slow-{label}/blobs/{digest}/", source, rate=MIB)
         killed = "WORKER TIMEOUT" in (work / "web.log").read_text(errors="replace")
     return {"status": status, "seconds": round(took, 1), "size_mb": size // MIB, "worker_timeout_logged": killed}
