@@ -499,7 +499,9 @@ class ArtifactCollectionAdmin(ReadOnlyAdmin):
 
 
 def size_shown(size: int) -> str:
-    """A size for people and the exact count: ``1.2 MB (1,234,567 bytes)``."""
+    """A size for people and the exact count: ``1.2 MB (1,234,567 bytes)``, or ``45 bytes``."""
+    if size < 1024:
+        return filesizeformat(size)
     return format_html("{} <small>({} bytes)</small>", filesizeformat(size), f"{size:,}")
 
 

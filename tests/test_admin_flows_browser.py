@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
 import pytest
 from django.contrib import admin
@@ -14,7 +15,7 @@ from automations import services as automations
 from automations.models import Delivery, Webhook
 from launch import services as launch
 from launch.models import RunQueueItem
-from registry import outbox, services
+from registry import blobs, manifests, outbox, services
 from registry.choices import Role
 from registry.models import ApiToken, ArtifactVersion, Event
 from secrets_vault import services as vault
@@ -47,7 +48,7 @@ def busy_team(settings):
     team = make_team("computer-vision-research", admin=root)
     add_member(team, admin_user, Role.ADMIN)
     model = make_registered_model(team, name="image-classifier-resnet50-finetuned")
-    make_project(team, "training-experiments-2026")
+    training = make_project(team, "training-experiments-2026")
     vault.secret_create(team=team, name="SLACK_SIGNING_SECRET_PRODUCTION", value=SECRET_VALUE, user=root)
     webhook = automations.webhook_create(
         team=team, name="slack-release-notifications", user=root, secret="SLACK_SIGNING_SECRET_PRODUCTION",
@@ -61,6 +62,25 @@ def busy_team(settings):
     )  # fmt: skip
     version = link(model, user=root, aliases=["production", "staging-candidate-2026-12"])
     ArtifactVersion.objects.update(digest=hashlib.sha256(b"weights").hexdigest())
+    # A committed version with files and a reference, one pending, and an automation watching their collection
+    weights = b"\x00" * 3_000_000
+    blobs.blob_receive(team=team, sha256=hashlib.sha256(weights).hexdigest(), size=len(weights),
+                       stream=io.BytesIO(weights))  # fmt: skip
+    for commit in (True, False):
+        logged = manifests.artifact_version_log(
+            project=training, collection_name="image-classifier-resnet50-finetuned-checkpoints", type="model",
+            user=root, files=[{"path": "checkpoints/epoch-0042/model-weights-fp16-sharded-00001-of-00008.safetensors",
+                               "size": len(weights), "sha256": hashlib.sha256(weights).hexdigest()}],
+            references=[{"path": "data/train.parquet", "size": 7 << 30, "sha256": hashlib.sha256(b"t").hexdigest(),
+                         "uri": "s3://computer-vision-research-datasets/imagenet/train/shard-00000-of-01024.parquet"}],
+        )  # fmt: skip
+        if commit:
+            manifests.artifact_version_commit(artifact_version=logged)
+    automations.automation_create(
+        team=team, user=root, name="notify slack of new classifier checkpoints", event_type="CREATE_ARTIFACT",
+        action_type="WEBHOOK", webhook=webhook.pk, payload={"files": "${artifact_files_url}"},
+        project=training.name, collection="image-classifier-resnet50-finetuned-checkpoints",
+    )  # fmt: skip
     for event in Event.objects.filter(model_version=version):
         outbox.event_dispatch(event_id=event.pk)
     Delivery.objects.filter(pk=Delivery.objects.first().pk).update(
