@@ -26,6 +26,7 @@ from . import scoping, selectors, services
 from .admin_scope import TeamScopedAdmin, may_add
 from .choices import LATEST_ALIAS, Role, VersionState
 from .errors import ApplicationError
+from .events import event_types
 from .models import (
     Alias,
     ApiToken,
@@ -61,6 +62,8 @@ scope(RegisteredModel)
 scope(ModelVersion, team_lookup="registered_model__team", write=Role.MEMBER, change=None)
 scope(Alias, team_lookup="registered_model__team", write=Role.MEMBER)
 scope(Event, write=None, change=Role.ADMIN)  # "change" is resending undispatched events
+
+PROJECT_EVENT_TYPES = frozenset(t.name for t in event_types() if t.scope == "project")
 
 
 # --- Shared pieces --------------------------------------------------------------------------------------
@@ -1099,6 +1102,7 @@ class EventAdmin(ReadOnlyAdmin):
         "type",
         "team",
         "registered_model_name",
+        "artifact_version",
         "version",
         "alias",
         "author",
@@ -1114,6 +1118,9 @@ class EventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Registered model")
     def registered_model_name(self, obj: Event) -> str:
+        # An artifact event names its collection there, not a registered model: its artifact version says it all.
+        if obj.type in PROJECT_EVENT_TYPES:
+            return "-"
         return obj.context.get("artifact_collection_name", "")
 
     @admin.display(description="Version")

@@ -232,3 +232,15 @@ def test_a_user_without_a_login_gets_no_file(client, files):
     client.logout()
     assert client.get(link).status_code in (401, 403)
     assert client.get(page_of(files.committed)).status_code == 302
+
+
+def test_a_create_artifact_events_page_names_its_artifact_version_not_a_registered_model(client, files):
+    client.force_login(files.viewer)
+    created = files.committed.events.get(type="CREATE_ARTIFACT")
+    page = client.get(page_of(created)).content.decode()
+    assert f'href="{page_of(files.committed)}">vision/training/classifier:v0</a>' in field(page, "artifact_version")
+    assert "classifier" not in field(page, "registered_model_name")
+    linked = files.model.events.get(type="LINK_ARTIFACT")
+    page = client.get(page_of(linked)).content.decode()
+    assert "classifier" in field(page, "registered_model_name")
+    assert f'href="{page_of(files.committed)}"' in field(page, "artifact_version")
