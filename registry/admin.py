@@ -517,26 +517,48 @@ def digest_shown(digest: str) -> str:
 
 def entries_formset(prefix: str) -> type[BaseInlineFormSet]:
     """A formset of manifest entries named ``prefix``: an artifact version's page has two sections of them (files,
-    references), each with its own anchor (``#files-group``)."""
+    references), each with its own anchor (``#files-group``). It holds the first ``rows_shown`` entries."""
 
     class EntriesFormSet(BaseInlineFormSet):
+        rows_shown: int | None = None
+
         @classmethod
         def get_default_prefix(cls) -> str:
             return prefix
+
+        def get_queryset(self):
+            if not hasattr(self, "_shown"):
+                entries = super().get_queryset()
+                self._shown = entries[: self.rows_shown] if self.rows_shown is not None else entries
+            return self._shown
 
     return EntriesFormSet
 
 
 class ManifestEntrySection(Section):
-    """A section of an artifact version's manifest: its files, or (``references``) its references."""
+    """A section of an artifact version's manifest: its files, or (``references``) its references, by path. A
+    version may hold thousands: the page shows the first ``rows_shown`` and says how many there are."""
 
     model = ManifestEntry
     references = False
     show_change_link = False
+    rows_shown = 500
 
     def get_queryset(self, request):
         entries = super().get_queryset(request).order_by("path")
         return entries.exclude(reference="") if self.references else entries.filter(reference="")
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.rows_shown = self.rows_shown
+        total = self.get_queryset(request).filter(artifact_version=obj).count() if obj is not None else 0
+        if total > self.rows_shown:
+            note = (
+                f"The first {self.rows_shown:,} of {total:,} {self.verbose_name_plural} (by path) are shown here; "
+                "the version's manifest in the API lists them all."
+            )
+            self.section_help = f"{type(self).section_help} {note}".strip()
+        return formset
 
     @admin.display(description="Size")
     def size_shown(self, obj: ManifestEntry) -> str:

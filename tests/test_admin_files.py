@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import formats, timezone
 
 from registry import blobs, manifests, services
+from registry.admin import ArtifactFileSection
 from registry.choices import Role
 from registry.models import ArtifactVersion, RegisteredModel, Team
 
@@ -122,6 +123,16 @@ def test_every_role_sees_a_versions_files_with_size_digest_and_download_link(cli
     assert formats.localize(timezone.template_localtime(files.committed.committed_at)) in field(page, "committed_at")
     assert files.committed.digest in field(page, "digest")
     assert "3 files, 1 reference" in field(page, "contents")
+
+
+def test_a_version_with_more_files_than_a_page_holds_shows_the_first_and_says_how_many(client, files, monkeypatch):
+    monkeypatch.setattr(ArtifactFileSection, "rows_shown", 2)
+    client.force_login(files.viewer)
+    page = client.get(page_of(files.committed)).content.decode()
+    shown = section(page, "files")
+    assert len(rows(shown)) == 2 and "model/weights.bin" not in shown
+    assert "The first 2 of 3 files (by path) are shown here" in shown
+    assert "are shown here" not in section(page, "references") and len(rows(section(page, "references"))) == 1
 
 
 def test_references_are_listed_with_uri_size_and_digest_and_no_download(client, files):
