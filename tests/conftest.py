@@ -96,17 +96,25 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(f"{item.nodeid} uses {', '.join(sorted(used))}: mark it e2e or browser", pytrace=False)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's hook reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_itemcollected(item: pytest.Item) -> None:
     """Fault tests stop services, kill processes and time recoveries: under ``--dist loadgroup`` they run one after
-    another on one worker (xdist hands out the largest groups first). The other workers take the slow tests before
-    the fast ones, so that the run ends on short tests spread over every worker."""
-    if not hasattr(config, "workerinput"):
-        return
-    for item in items:
-        if item.get_closest_marker("fault"):
-            item.add_marker(pytest.mark.xdist_group("fault"))
-    items.sort(key=lambda item: not is_slow(item))  # stable: each tier keeps the collection order
+    another on one worker (xdist hands out the largest groups first)."""
+    if item.get_closest_marker("fault") and item.config.pluginmanager.hasplugin("xdist"):
+        item.add_marker(pytest.mark.xdist_group("fault"))
+
+
+def _uses_database(item: pytest.Item) -> bool:
+    return bool(item.get_closest_marker("django_db")) or not {"_django_db_helper", "live_server"}.isdisjoint(
+        item.fixturenames
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-django's order: tests in a transaction, then transactional ones
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """xdist workers take the slow tests that use no database first, so that the longest start at once (those with
+    a database keep pytest-django's order, which a worker runs them in)."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: not is_slow(item) or _uses_database(item))  # stable
 
 
 @pytest.hookimpl(trylast=True)
