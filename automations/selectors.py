@@ -10,6 +10,7 @@ from django.db.models import Q, QuerySet
 from registry.errors import NotFound
 from registry.events import event_type_get, event_types
 from registry.models import Event, Team
+from registry.queries import filter_given
 
 from . import rendering
 from .alias_filter import alias_filter_matches
@@ -79,16 +80,10 @@ def automations_matching(*, event: Event) -> list[Automation]:
 
 
 def deliveries_for_team(
-    *, team: Team, status: str | None = None, automation: object = None, webhook: object = None
+    *, team: Team, status: str | None = None, automation: object = None, webhook: object = None, event: object = None
 ) -> QuerySet[Delivery]:
     deliveries = Delivery.objects.filter(team=team).select_related("event")
-    if status:
-        deliveries = deliveries.filter(status=status)
-    if automation:
-        deliveries = deliveries.filter(automation_id=automation)
-    if webhook:
-        deliveries = deliveries.filter(webhook_id=webhook)
-    return deliveries
+    return filter_given(deliveries, status=status, automation_id=automation, webhook_id=webhook, event_id=event)
 
 
 def delivery_get(*, team: Team, delivery_id: object) -> Delivery:

@@ -6,6 +6,7 @@ from django.db.models import Count, Q, QuerySet
 
 from registry.errors import NotFound
 from registry.models import Team
+from registry.queries import filter_given
 
 from .choices import ACTIVE_STATES, ItemState
 from .models import Agent, Job, JobVersion, RunQueue, RunQueueItem
@@ -44,11 +45,18 @@ def queue_get(*, team: Team, name: str, field: str | None = None) -> RunQueue:
     return queue
 
 
-def items_for(*, queue: RunQueue, state: str | None = None) -> QuerySet[RunQueueItem]:
-    items = RunQueueItem.objects.filter(queue=queue).select_related(
+def items_for(
+    *,
+    team: Team,
+    queue: RunQueue | None = None,
+    state: str | None = None,
+    event: object = None,
+    automation: int | None = None,
+) -> QuerySet[RunQueueItem]:
+    items = RunQueueItem.objects.filter(team=team).select_related(
         "queue", "job_version__job", "destination_project", "agent"
     )
-    return items.filter(state=state) if state else items
+    return filter_given(items, queue=queue, state=state, event_id=event, automation_id=automation)
 
 
 def item_get(*, team: Team, item_id: object) -> RunQueueItem:

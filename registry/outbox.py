@@ -41,6 +41,25 @@ def event_cause(event: Event | None) -> Iterator[None]:
         _cause.reset(token)
 
 
+# The list of the innermost ``events_recorded()`` block running in this thread or task.
+_recorded: contextvars.ContextVar[list[Event] | None] = contextvars.ContextVar("registry_events_recorded", default=None)
+
+
+@contextlib.contextmanager
+def events_recorded() -> Iterator[list[Event]]:
+    """Collect, in order, the events recorded by the code run inside the block: how the caller of a service learns
+    what its change fired. A block that raises passes nothing on to an enclosing block."""
+    outer = _recorded.get()
+    events: list[Event] = []
+    token = _recorded.set(events)
+    try:
+        yield events
+    finally:
+        _recorded.reset(token)
+    if outer is not None:
+        outer.extend(events)
+
+
 def artifact_version_uri(public_id: object) -> str:
     return f"registry-artifact://_id/{public_id}"
 
@@ -113,6 +132,8 @@ def _event_create(
         depth=cause.depth + 1 if cause else 0,
         context=context,
     )
+    if (recorded := _recorded.get()) is not None:
+        recorded.append(event)
     if not (inline.enabled() and _dispatch_with_change(event)):
         transaction.on_commit(lambda: event_dispatch_schedule(event.pk))
     return event

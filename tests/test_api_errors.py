@@ -111,7 +111,7 @@ UNKNOWN_PATHS = [
     "/api/v1/teams/acme/nothing/",
     "/api/v1/teams/acme/registered-models/classifier/versions/v0/nothing/",
     "/api/v1/teams/acme/registered-models/classifier/versions/v0/aliases/production/extra/",
-    "/api/v1/teams/acme/launch/items/",
+    "/api/v1/teams/acme/launch/nothing/",
 ]
 
 

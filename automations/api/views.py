@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,6 +14,7 @@ from rest_framework.views import APIView
 from automations import delivery, selectors, services
 from automations.presets import PRESETS
 from registry.api.inputs import validated
+from registry.api.listing import ListView, QueryFilter
 from registry.api.mixins import TeamScopedMixin
 from registry.choices import Role
 
@@ -35,7 +37,7 @@ class AdminScoped(TeamScopedMixin):
     write_role = Role.ADMIN
 
 
-class WebhookListView(AdminScoped, generics.ListAPIView):
+class WebhookListView(AdminScoped, ListView):
     serializer_class = s.WebhookSerializer
 
     def get_queryset(self):
@@ -78,18 +80,15 @@ class WebhookTestView(AdminScoped, APIView):
         return Response(delivery.webhook_test_send(webhook=webhook, payload=payload, user=request.user))
 
 
-class AutomationListView(TeamScopedMixin, generics.ListAPIView):
+class AutomationListView(TeamScopedMixin, ListView):
     serializer_class = s.AutomationSerializer
     write_role = Role.ADMIN
-
-    @extend_schema(parameters=[OpenApiParameter("registered_model", str, description="Automations acting on it")])
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
+    query_filters = (
+        QueryFilter("registered_model", "Automations acting on this registered model (its own and the team-wide ones)"),
+    )
 
     def get_queryset(self):
-        return selectors.automations_for_team(
-            team=self.team, registered_model=self.request.query_params.get("registered_model")
-        )
+        return selectors.automations_for_team(team=self.team, **self.filters)
 
     @extend_schema(request=s.AutomationWriteSerializer, responses={201: s.AutomationSerializer})
     def post(self, request, team):
@@ -121,30 +120,17 @@ class AutomationDetailView(TeamScopedMixin, APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class DeliveryListView(AdminScoped, generics.ListAPIView):
+class DeliveryListView(AdminScoped, ListView):
     serializer_class = s.DeliverySerializer
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("status", str, enum=s.DELIVERY_STATUSES),
-            OpenApiParameter("automation", int),
-            OpenApiParameter("webhook", int),
-        ]
+    query_filters = (
+        QueryFilter("status", "Deliveries in this state", choices=s.DELIVERY_STATUSES),
+        QueryFilter("automation", "Deliveries of this automation (id)", kind=int),
+        QueryFilter("webhook", "Deliveries to this webhook (id)", kind=int),
+        QueryFilter("event", "Deliveries of this event (id): what a change fired", kind=uuid.UUID),
     )
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        params = self.request.query_params
-        for name in ("automation", "webhook"):
-            if params.get(name) and not (params[name].isascii() and params[name].isdigit()):
-                raise ValidationError({name: ["Must be an id (a whole number)."]})
-        if params.get("status") and params["status"] not in s.DELIVERY_STATUSES:
-            raise ValidationError({"status": [f"Use one of {', '.join(s.DELIVERY_STATUSES)}."]})
-        return selectors.deliveries_for_team(
-            team=self.team, status=params.get("status"), automation=params.get("automation"),
-            webhook=params.get("webhook"),
-        )  # fmt: skip
+        return selectors.deliveries_for_team(team=self.team, **self.filters)
 
 
 class DeliveryDetailView(AdminScoped, APIView):
@@ -163,9 +149,10 @@ class DeliveryRedeliverView(AdminScoped, APIView):
         return Response(s.DeliverySerializer(found).data, status=status.HTTP_202_ACCEPTED)
 
 
-class PresetListView(APIView):
+class PresetListView(ListView):
     permission_classes = [IsAuthenticated]
+    serializer_class = s.PresetSerializer
+    pagination_class = None  # a handful, always listed whole
 
-    @extend_schema(responses=s.PresetSerializer(many=True))
-    def get(self, request):
-        return Response(s.PresetSerializer(PRESETS.values(), many=True).data)
+    def get_queryset(self):
+        return list(PRESETS.values())

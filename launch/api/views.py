@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import exceptions, generics, permissions, serializers, status
+from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from launch import selectors, services
 from launch.choices import ItemState
 from registry.api.inputs import validated
+from registry.api.listing import ListView, QueryFilter
 from registry.api.mixins import TeamScopedMixin
 from registry.choices import Role
 from registry.selectors import project_get
@@ -22,7 +25,7 @@ HEARTBEAT_ANSWER = inline_serializer(
 )
 
 
-class JobListView(TeamScopedMixin, generics.ListAPIView):
+class JobListView(TeamScopedMixin, ListView):
     serializer_class = s.JobSerializer
     write_role = Role.ADMIN
 
@@ -35,7 +38,7 @@ class JobListView(TeamScopedMixin, generics.ListAPIView):
         return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
-class JobVersionListView(TeamScopedMixin, generics.ListAPIView):
+class JobVersionListView(TeamScopedMixin, ListView):
     serializer_class = s.JobVersionSerializer
     write_role = Role.ADMIN
 
@@ -49,7 +52,7 @@ class JobVersionListView(TeamScopedMixin, generics.ListAPIView):
         return Response(s.JobVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
-class QueueListView(TeamScopedMixin, generics.ListAPIView):
+class QueueListView(TeamScopedMixin, ListView):
     serializer_class = s.QueueSerializer
     write_role = Role.ADMIN
 
@@ -62,15 +65,30 @@ class QueueListView(TeamScopedMixin, generics.ListAPIView):
         return Response(s.QueueSerializer(queue).data, status=status.HTTP_201_CREATED)
 
 
-class QueueItemListView(TeamScopedMixin, generics.ListAPIView):
+ITEM_FILTERS = (
+    QueryFilter("state", "Items in this state", choices=ItemState.values),
+    QueryFilter("event", "Items an automation enqueued for this event (id): what a change fired", kind=uuid.UUID),
+    QueryFilter("automation", "Items this automation enqueued (id)", kind=int),
+)
+
+
+class ItemListView(TeamScopedMixin, ListView):
+    """The items of every queue of the team, oldest first."""
+
     serializer_class = s.ItemSerializer
+    query_filters = ITEM_FILTERS
+
+    def get_queryset(self):
+        return selectors.items_for(team=self.team, **self.filters)
+
+
+class QueueItemListView(TeamScopedMixin, ListView):
+    serializer_class = s.ItemSerializer
+    query_filters = ITEM_FILTERS
 
     def get_queryset(self):
         queue = selectors.queue_get(team=self.team, name=self.kwargs["name"])
-        state = self.request.query_params.get("state")
-        if state and state not in ItemState.values:
-            raise exceptions.ValidationError({"state": [f"Use one of {', '.join(ItemState.values)}."]})
-        return selectors.items_for(queue=queue, state=state)
+        return selectors.items_for(team=self.team, queue=queue, **self.filters)
 
     @extend_schema(request=s.ItemWriteSerializer, responses={201: s.ItemSerializer})
     def post(self, request, team, name):
@@ -86,7 +104,7 @@ class QueueItemListView(TeamScopedMixin, generics.ListAPIView):
         return Response(s.ItemSerializer(item).data, status=status.HTTP_201_CREATED)
 
 
-class AgentListView(TeamScopedMixin, generics.ListAPIView):
+class AgentListView(TeamScopedMixin, ListView):
     serializer_class = s.AgentSerializer
     read_role = Role.ADMIN
     write_role = Role.ADMIN

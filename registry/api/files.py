@@ -20,7 +20,8 @@ from rest_framework.views import APIView
 from registry import blobs, manifests, selectors
 from registry.choices import Role, VersionState
 from registry.errors import ApplicationError, Conflict, RangeNotSatisfiable
-from registry.models import ArtifactVersion, Blob
+from registry.models import ArtifactVersion, Blob, Event
+from registry.outbox import events_recorded
 
 from . import serializers as s
 from .inputs import validated
@@ -35,8 +36,11 @@ UPLOAD_RESPONSE = inline_serializer(
 )
 
 
-def version_answer(request, version: ArtifactVersion, *, status_code: int = status.HTTP_200_OK) -> Response:
-    """The version with its manifest: files with their URLs, references, and (pending) what is still missing."""
+def version_answer(
+    request, version: ArtifactVersion, *, status_code: int = status.HTTP_200_OK, events: list[Event] | None = None
+) -> Response:
+    """The version with its manifest: files with their URLs, references, and (pending) what is still missing; with
+    ``events``, the answer to a change also names the events it fired."""
     files, references = [], []
     for entry in selectors.manifest_entries_of(artifact_version=version):
         if entry.reference:
@@ -48,8 +52,9 @@ def version_answer(request, version: ArtifactVersion, *, status_code: int = stat
         {"sha256": sha256, "size": size, "paths": paths, "upload_url": _blob_url(request, version, sha256)}
         for sha256, size, paths in selectors.manifest_missing(artifact_version=version)
     ]
-    context = {"request": request, "files": files, "references": references, "missing": missing}
-    return Response(s.ArtifactVersionDetailSerializer(version, context=context).data, status=status_code)
+    context = {"request": request, "files": files, "references": references, "missing": missing, "events": events}
+    serializer = s.ArtifactVersionDetailSerializer if events is None else s.ArtifactVersionChangeSerializer
+    return Response(serializer(version, context=context).data, status=status_code)
 
 
 def _kwargs(version: ArtifactVersion, path: str | None = None) -> dict:
@@ -115,13 +120,17 @@ class ArtifactVersionCommitView(_VersionMixin, APIView):
     @extend_schema(
         request=None,
         responses={
-            200: OpenApiResponse(s.ArtifactVersionDetailSerializer, description="Committed (now or before)."),
+            200: OpenApiResponse(
+                s.ArtifactVersionChangeSerializer,
+                description="Committed, now (`events` names its CREATE_ARTIFACT) or before (`events` is empty).",
+            ),
             409: OpenApiResponse(description="Files not uploaded yet: the error names their paths."),
         },
     )
     def post(self, request, team, project, collection, version):
-        committed, _ = manifests.artifact_version_commit(artifact_version=self.version())
-        return version_answer(request, committed)
+        with events_recorded() as events:
+            committed, _ = manifests.artifact_version_commit(artifact_version=self.version())
+        return version_answer(request, committed, events=events)
 
 
 class ArtifactFileView(_VersionMixin, APIView):

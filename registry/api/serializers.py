@@ -208,6 +208,36 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         return sorted(a.name for a in obj.aliases.all())
 
 
+class FiredEventSerializer(serializers.Serializer):
+    """An event a change recorded. What it triggered: ``deliveries/?event=<id>`` and ``launch/items/?event=<id>``."""
+
+    id = serializers.UUIDField()
+    type = serializers.CharField(help_text="LINK_ARTIFACT, ADD_ARTIFACT_ALIAS, CREATE_ARTIFACT, ...")
+    alias = serializers.CharField(help_text="The alias put on the version (ADD_ARTIFACT_ALIAS); empty otherwise")
+
+
+class FiredEventsSerializer(serializers.Serializer):
+    """Adds ``events``: the events the request's change recorded, in order. The view puts them in the context."""
+
+    events = serializers.SerializerMethodField(help_text="The events this change fired, in order; empty if none")
+
+    @extend_schema_field(FiredEventSerializer(many=True))
+    def get_events(self, obj) -> list:
+        return FiredEventSerializer(self.context["events"], many=True).data
+
+
+class ModelVersionChangeSerializer(ModelVersionSerializer, FiredEventsSerializer):
+    """A model version as a link or an alias left it, with the events that change fired: LINK_ARTIFACT (a link),
+    then one ADD_ARTIFACT_ALIAS per alias added."""
+
+    class Meta(ModelVersionSerializer.Meta):
+        fields = [*ModelVersionSerializer.Meta.fields, "events"]
+
+
+class ArtifactVersionChangeSerializer(ArtifactVersionDetailSerializer, FiredEventsSerializer):
+    """An artifact version as logging or committing it left it, with CREATE_ARTIFACT if that change committed it."""
+
+
 class EventSerializer(serializers.ModelSerializer):
     registered_model = serializers.SerializerMethodField()
     artifact = serializers.SerializerMethodField()

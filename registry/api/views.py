@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import generics, serializers, status
+from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -13,10 +13,13 @@ from rest_framework.views import APIView
 from registry import manifests, selectors, services
 from registry.choices import Role
 from registry.errors import ApplicationError, NotFound
+from registry.events import event_types
+from registry.outbox import events_recorded
 
 from . import serializers as s
 from .files import version_answer
 from .inputs import validated
+from .listing import ListView, QueryFilter
 from .mixins import TeamScopedMixin
 from .parsers import JSONParser
 from .permissions import IsSuperuser
@@ -53,7 +56,7 @@ class UserCreateView(APIView):
         return Response(s.UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
-class TeamListView(generics.ListAPIView):
+class TeamListView(ListView):
     serializer_class = s.TeamSerializer
     parser_classes = [JSONParser]
 
@@ -74,7 +77,7 @@ class TeamDetailView(TeamScopedMixin, APIView):
         return Response({**s.TeamSerializer(self.team).data, "role": self.team_role})
 
 
-class MemberListView(TeamScopedMixin, generics.ListAPIView):
+class MemberListView(TeamScopedMixin, ListView):
     serializer_class = s.MembershipSerializer
     write_role = Role.ADMIN
 
@@ -104,7 +107,7 @@ class MemberDetailView(TeamScopedMixin, APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ProjectListView(TeamScopedMixin, generics.ListAPIView):
+class ProjectListView(TeamScopedMixin, ListView):
     serializer_class = s.ProjectSerializer
 
     def get_queryset(self):
@@ -116,23 +119,24 @@ class ProjectListView(TeamScopedMixin, generics.ListAPIView):
         return Response(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
-class ArtifactVersionListView(TeamScopedMixin, generics.ListAPIView):
+class ArtifactVersionListView(TeamScopedMixin, ListView):
     serializer_class = s.ArtifactVersionSerializer
 
     def get_queryset(self):
         project = selectors.project_get(team=self.team, name=self.kwargs["project"])
         return selectors.artifact_versions_for_collection(project=project, collection_name=self.kwargs["collection"])
 
-    @extend_schema(request=s.ArtifactVersionCreateSerializer, responses={201: s.ArtifactVersionDetailSerializer})
+    @extend_schema(request=s.ArtifactVersionCreateSerializer, responses={201: s.ArtifactVersionChangeSerializer})
     def post(self, request, team, project, collection):
         data = validated(s.ArtifactVersionCreateSerializer, request.data)
-        version = manifests.artifact_version_log(
-            project=selectors.project_get(team=self.team, name=project),
-            collection_name=collection,
-            user=request.user,
-            **data,
-        )
-        return version_answer(request, version, status_code=status.HTTP_201_CREATED)
+        with events_recorded() as events:
+            version = manifests.artifact_version_log(
+                project=selectors.project_get(team=self.team, name=project),
+                collection_name=collection,
+                user=request.user,
+                **data,
+            )
+        return version_answer(request, version, status_code=status.HTTP_201_CREATED, events=events)
 
 
 class ArtifactVersionDetailView(TeamScopedMixin, APIView):
@@ -170,7 +174,7 @@ class ReferenceResolveView(TeamScopedMixin, APIView):
         return version_answer(request, version)
 
 
-class RegisteredModelListView(TeamScopedMixin, generics.ListAPIView):
+class RegisteredModelListView(TeamScopedMixin, ListView):
     serializer_class = s.RegisteredModelSerializer
 
     def get_queryset(self):
@@ -205,7 +209,7 @@ class RegisteredModelDetailView(TeamScopedMixin, APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ModelVersionListView(TeamScopedMixin, generics.ListAPIView):
+class ModelVersionListView(TeamScopedMixin, ListView):
     serializer_class = s.ModelVersionSerializer
 
     def get_queryset(self):
@@ -214,22 +218,25 @@ class ModelVersionListView(TeamScopedMixin, generics.ListAPIView):
 
     @extend_schema(
         request=s.LinkSerializer,
-        responses={201: s.ModelVersionSerializer},
+        responses={201: s.ModelVersionChangeSerializer},
         parameters=[OpenApiParameter("X-Registry-Caused-By", str, OpenApiParameter.HEADER, required=False)],
     )
     def post(self, request, team, name):
         data = validated(s.LinkSerializer, request.data)
         registered_model = selectors.registered_model_get(team=self.team, name=name)
         artifact_version = selectors.artifact_version_resolve(team=self.team, reference=data["artifact"])
-        model_version = services.model_version_link(
-            registered_model=registered_model,
-            artifact_version=artifact_version,
-            aliases=data["aliases"],
-            user=request.user,
-            caused_by=self.caused_by(),
-        )
+        caused_by = self.caused_by()
+        with events_recorded() as events:
+            model_version = services.model_version_link(
+                registered_model=registered_model,
+                artifact_version=artifact_version,
+                aliases=data["aliases"],
+                user=request.user,
+                caused_by=caused_by,
+            )
         model_version = selectors.model_version_get(registered_model=registered_model, version=model_version.version)
-        return Response(s.ModelVersionSerializer(model_version).data, status=status.HTTP_201_CREATED)
+        answer = s.ModelVersionChangeSerializer(model_version, context={"events": events})
+        return Response(answer.data, status=status.HTTP_201_CREATED)
 
 
 class ModelVersionDetailView(TeamScopedMixin, APIView):
@@ -250,20 +257,26 @@ class AliasAddView(TeamScopedMixin, APIView):
     @extend_schema(
         request=s.AliasAddSerializer,
         responses={
-            201: OpenApiResponse(s.ModelVersionSerializer, description="The alias was added (an event fired)."),
-            200: OpenApiResponse(s.ModelVersionSerializer, description="The version already had the alias."),
+            201: OpenApiResponse(
+                s.ModelVersionChangeSerializer, description="Added; `events` names its ADD_ARTIFACT_ALIAS."
+            ),
+            200: OpenApiResponse(
+                s.ModelVersionChangeSerializer, description="The version already had the alias; `events` is empty."
+            ),
         },
         parameters=[OpenApiParameter("X-Registry-Caused-By", str, OpenApiParameter.HEADER, required=False)],
     )
     def post(self, request, team, name, version):
         alias = validated(s.AliasAddSerializer, request.data)["alias"]
         model_version = selectors.model_version_find(team=self.team, name=name, version=version, aliases=False)
-        _, added = services.alias_add(
-            model_version=model_version, name=alias, user=request.user, caused_by=self.caused_by()
-        )
+        caused_by = self.caused_by()
+        with events_recorded() as events:
+            _, added = services.alias_add(
+                model_version=model_version, name=alias, user=request.user, caused_by=caused_by
+            )
         model_version = selectors.model_version_aliases(model_version)  # as they are after the change
-        answer = status.HTTP_201_CREATED if added else status.HTTP_200_OK
-        return Response(s.ModelVersionSerializer(model_version).data, status=answer)
+        answer = s.ModelVersionChangeSerializer(model_version, context={"events": events})
+        return Response(answer.data, status=status.HTTP_201_CREATED if added else status.HTTP_200_OK)
 
 
 class AliasDetailView(TeamScopedMixin, APIView):
@@ -274,23 +287,18 @@ class AliasDetailView(TeamScopedMixin, APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class EventListView(TeamScopedMixin, generics.ListAPIView):
+class EventListView(TeamScopedMixin, ListView):
     serializer_class = s.EventSerializer
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("type", str, description="LINK_ARTIFACT or ADD_ARTIFACT_ALIAS"),
-            OpenApiParameter("registered_model", str),
-        ]
+    query_filters = (
+        QueryFilter("type", "The event type", choices=lambda: [t.name for t in event_types()]),
+        QueryFilter("registered_model", "Events of the registered model of this name"),
     )
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
         events = selectors.events_for_team(team=self.team)
-        if event_type := self.request.query_params.get("type"):
+        if event_type := self.filters.get("type"):
             events = events.filter(type=event_type)
-        if name := self.request.query_params.get("registered_model"):
+        if name := self.filters.get("registered_model"):
             events = events.filter(context__artifact_collection_name=name)
         return events
 

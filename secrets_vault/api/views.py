@@ -1,9 +1,10 @@
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from registry.api.inputs import validated
+from registry.api.listing import ListView
 from registry.api.mixins import TeamScopedMixin
 from registry.choices import Role
 from secrets_vault import selectors, services
@@ -11,7 +12,7 @@ from secrets_vault import selectors, services
 from . import serializers as s
 
 
-class SecretListView(TeamScopedMixin, generics.ListAPIView):
+class SecretListView(TeamScopedMixin, ListView):
     serializer_class = s.SecretSerializer
     read_role = Role.ADMIN
     write_role = Role.ADMIN
