@@ -1,5 +1,65 @@
-"""The model registry's client: a typed Python API (`Registry`) and the `registry` command line."""
+"""The model registry's client: a typed Python API (``Registry``) and the ``registry`` command line.
+
+Only ``requests`` is needed. See client/README.md.
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from .api import Registry
+from .errors import (
+    BadRequest,
+    ConfigError,
+    Conflict,
+    DigestMismatch,
+    NotAuthorized,
+    NotFound,
+    RegistryError,
+    ServerError,
+    ServerUnreachable,
+    TimedOut,
+    UnsafePath,
+    WaitFailed,
+)
+from .manifest import Reference
+from .types import (
+    ArtifactVersion,
+    Automation,
+    Delivery,
+    DownloadResult,
+    Event,
+    EventRef,
+    LaunchItem,
+    ManifestFile,
+    ManifestReference,
+    ModelVersion,
+    WaitResult,
+)
+
+__all__ = [
+    "ArtifactVersion",
+    "Automation",
+    "BadRequest",
+    "ConfigError",
+    "Conflict",
+    "Delivery",
+    "DigestMismatch",
+    "DownloadResult",
+    "Event",
+    "EventRef",
+    "LaunchItem",
+    "ManifestFile",
+    "ManifestReference",
+    "ModelVersion",
+    "NotAuthorized",
+    "NotFound",
+    "Reference",
+    "Registry",
+    "RegistryError",
+    "ServerError",
+    "ServerUnreachable",
+    "TimedOut",
+    "UnsafePath",
+    "WaitFailed",
+    "WaitResult",
+    "__version__",
+]

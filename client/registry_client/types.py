@@ -1,0 +1,398 @@
+"""What the API answers, as typed values. Each keeps the whole JSON it was read from in ``raw``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ServerError
+
+__all__ = [
+    "DELIVERY_SETTLED",
+    "ITEM_SETTLED",
+    "ArtifactVersion",
+    "Automation",
+    "Delivery",
+    "DownloadResult",
+    "Event",
+    "EventRef",
+    "LaunchItem",
+    "ManifestFile",
+    "ManifestReference",
+    "MissingFile",
+    "ModelVersion",
+    "WaitResult",
+]
+
+# A delivery that is `retrying` has not settled: another attempt is due.
+DELIVERY_SETTLED = ("succeeded", "failed")
+DELIVERY_FAILED = ("failed",)
+ITEM_SETTLED = ("finished", "failed", "cancelled")
+ITEM_FAILED = ("failed", "cancelled")
+
+
+def _object(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ServerError(f"The server's answer is not {what}: {str(data)[:200]!r}.")
+    return data
+
+
+def _str(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    return "" if value is None else str(value)
+
+
+def _opt_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return None if value is None else str(value)
+
+
+def _int(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _opt_int(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _dicts(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = data.get(key)
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """An event a change fired, as the change's answer names it."""
+
+    id: str
+    type: str
+    alias: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EventRef:
+        return cls(id=_str(data, "id"), type=_str(data, "type"), alias=_opt_str(data, "alias") or None)
+
+
+def _events(data: dict[str, Any]) -> list[EventRef]:
+    return [EventRef.from_json(item) for item in _dicts(data, "events")]
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    path: str
+    size: int
+    sha256: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ManifestFile:
+        return cls(path=_str(data, "path"), size=_int(data, "size"), sha256=_str(data, "sha256"))
+
+
+@dataclass(frozen=True)
+class ManifestReference:
+    """Bytes kept elsewhere: the client lists them, never fetches them."""
+
+    path: str
+    uri: str
+    size: int
+    sha256: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ManifestReference:
+        return cls(path=_str(data, "path"), uri=_str(data, "uri"), size=_int(data, "size"), sha256=_str(data, "sha256"))
+
+
+@dataclass(frozen=True)
+class MissingFile:
+    sha256: str
+    size: int
+    paths: list[str]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MissingFile:
+        paths = data.get("paths")
+        return cls(
+            sha256=_str(data, "sha256"),
+            size=_int(data, "size"),
+            paths=[str(p) for p in paths] if isinstance(paths, list) else [],
+        )
+
+
+@dataclass(frozen=True)
+class ArtifactVersion:
+    """A version with its manifest. ``reference`` is ``team/project/collection:vN``."""
+
+    id: str
+    reference: str
+    version: str
+    project: str
+    collection: str
+    type: str
+    state: str
+    digest: str
+    metadata: dict[str, Any]
+    description: str
+    created_by: str | None
+    created_at: str | None
+    committed_at: str | None
+    uri: str
+    files: list[ManifestFile]
+    references: list[ManifestReference]
+    missing: list[MissingFile]
+    events: list[EventRef] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def team(self) -> str:
+        return self.reference.split("/", 1)[0]
+
+    @property
+    def committed(self) -> bool:
+        return self.state == "committed"
+
+    @classmethod
+    def from_json(cls, data: Any) -> ArtifactVersion:
+        data = _object(data, "an artifact version")
+        if not data.get("reference") or not data.get("version"):
+            raise ServerError(f"The server's answer is not an artifact version: {str(data)[:200]!r}.")
+        metadata = data.get("metadata")
+        return cls(
+            id=_str(data, "id"),
+            reference=_str(data, "reference"),
+            version=_str(data, "version"),
+            project=_str(data, "project"),
+            collection=_str(data, "collection"),
+            type=_str(data, "type"),
+            state=_str(data, "state"),
+            digest=_str(data, "digest"),
+            metadata=metadata if isinstance(metadata, dict) else {},
+            description=_str(data, "description"),
+            created_by=_opt_str(data, "created_by"),
+            created_at=_opt_str(data, "created_at"),
+            committed_at=_opt_str(data, "committed_at"),
+            uri=_str(data, "uri"),
+            files=[ManifestFile.from_json(item) for item in _dicts(data, "files")],
+            references=[ManifestReference.from_json(item) for item in _dicts(data, "references")],
+            missing=[MissingFile.from_json(item) for item in _dicts(data, "missing")],
+            events=_events(data),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model's version: the artifact version linked there and the aliases on it."""
+
+    registered_model: str
+    version: str
+    artifact: str
+    artifact_id: str
+    aliases: list[str]
+    metadata: dict[str, Any]
+    linked_by: str | None
+    linked_at: str | None
+    events: list[EventRef] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def team(self) -> str:
+        return self.artifact.split("/", 1)[0]
+
+    @classmethod
+    def from_json(cls, data: Any) -> ModelVersion:
+        data = _object(data, "a model version")
+        aliases = data.get("aliases")
+        metadata = data.get("metadata")
+        return cls(
+            registered_model=_str(data, "registered_model"),
+            version=_str(data, "version"),
+            artifact=_str(data, "artifact"),
+            artifact_id=_str(data, "artifact_id"),
+            aliases=[str(a) for a in aliases] if isinstance(aliases, list) else [],
+            metadata=metadata if isinstance(metadata, dict) else {},
+            linked_by=_opt_str(data, "linked_by"),
+            linked_at=_opt_str(data, "linked_at"),
+            events=_events(data),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    registered_model: str | None
+    artifact: str
+    version: str
+    alias: str | None
+    author: str
+    created_at: str | None
+    dispatched_at: str | None
+    caused_by: str | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def dispatched(self) -> bool:
+        return self.dispatched_at is not None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Event:
+        data = _object(data, "an event")
+        return cls(
+            id=_str(data, "id"),
+            type=_str(data, "type"),
+            registered_model=_opt_str(data, "registered_model"),
+            artifact=_str(data, "artifact"),
+            version=_str(data, "version"),
+            alias=_opt_str(data, "alias") or None,
+            author=_str(data, "author"),
+            created_at=_opt_str(data, "created_at"),
+            dispatched_at=_opt_str(data, "dispatched_at"),
+            caused_by=_opt_str(data, "caused_by"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    status: str
+    event: str
+    event_type: str
+    automation: int | None
+    automation_name: str
+    webhook: int | None
+    webhook_name: str
+    url: str
+    attempt_count: int
+    last_status_code: int | None
+    last_error: str
+    next_attempt_at: str | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def settled(self) -> bool:
+        return self.status in DELIVERY_SETTLED
+
+    @property
+    def failed(self) -> bool:
+        return self.status in DELIVERY_FAILED
+
+    @classmethod
+    def from_json(cls, data: Any) -> Delivery:
+        data = _object(data, "a delivery")
+        return cls(
+            id=_str(data, "id"),
+            status=_str(data, "status"),
+            event=_str(data, "event"),
+            event_type=_str(data, "event_type"),
+            automation=_opt_int(data, "automation"),
+            automation_name=_str(data, "automation_name"),
+            webhook=_opt_int(data, "webhook"),
+            webhook_name=_str(data, "webhook_name"),
+            url=_str(data, "url"),
+            attempt_count=_int(data, "attempt_count"),
+            last_status_code=_opt_int(data, "last_status_code"),
+            last_error=_str(data, "last_error"),
+            next_attempt_at=_opt_str(data, "next_attempt_at"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class LaunchItem:
+    id: str
+    state: str
+    queue: str
+    job_version: str
+    event: str | None
+    automation: int | None
+    automation_name: str
+    agent: str | None
+    exit_code: int | None
+    reason: str
+    log_tail: str
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def settled(self) -> bool:
+        return self.state in ITEM_SETTLED
+
+    @property
+    def failed(self) -> bool:
+        return self.state in ITEM_FAILED
+
+    @classmethod
+    def from_json(cls, data: Any) -> LaunchItem:
+        data = _object(data, "a launch item")
+        return cls(
+            id=_str(data, "id"),
+            state=_str(data, "state"),
+            queue=_str(data, "queue"),
+            job_version=_str(data, "job_version"),
+            event=_opt_str(data, "event"),
+            automation=_opt_int(data, "automation"),
+            automation_name=_str(data, "automation_name"),
+            agent=_opt_str(data, "agent"),
+            exit_code=_opt_int(data, "exit_code"),
+            reason=_str(data, "reason"),
+            log_tail=_str(data, "log_tail"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Automation:
+    id: int | None
+    name: str
+    enabled: bool
+    event_type: str
+    action_type: str
+    trigger_type: str
+    action_name: str
+    registered_model: str | None
+    alias_regex: str | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Automation:
+        data = _object(data, "an automation")
+        return cls(
+            id=_opt_int(data, "id"),
+            name=_str(data, "name"),
+            enabled=bool(data.get("enabled")),
+            event_type=_str(data, "event_type"),
+            action_type=_str(data, "action_type"),
+            trigger_type=_str(data, "trigger_type"),
+            action_name=_str(data, "action_name"),
+            registered_model=_opt_str(data, "registered_model"),
+            alias_regex=_opt_str(data, "alias_regex"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What ``download`` did: files written, files already there with the right SHA-256, and the references
+    (listed with their URIs, not fetched)."""
+
+    version: ArtifactVersion
+    directory: str
+    written: list[str]
+    unchanged: list[str]
+    references: list[ManifestReference]
+
+
+@dataclass
+class WaitResult:
+    """Everything the events started, as last seen: every delivery and launch item has settled."""
+
+    events: list[Event]
+    deliveries: list[Delivery]
+    items: list[LaunchItem]
+
+    @property
+    def failures(self) -> list[Delivery | LaunchItem]:
+        return [d for d in self.deliveries if d.failed] + [i for i in self.items if i.failed]
