@@ -177,6 +177,7 @@ class Registry:
         references: Iterable[Reference | Mapping[str, Any] | str] = (),
         file_name: str | None = None,
         team: str | None = None,
+        create_project: bool = True,
         progress: Progress | None = None,
         workers: int = 4,
     ) -> ArtifactVersion:
@@ -185,7 +186,8 @@ class Registry:
         The manifest (path, size, SHA-256 of each file) is computed here and sent with the references, which are
         recorded and never fetched. Only the files whose SHA-256 the team does not store yet are uploaded
         (``workers`` at a time), then the version is committed. ``file_name`` is the path a single file is logged
-        under (default: its own name). Returns the committed version; its ``events`` name what committing fired.
+        under (default: its own name); the project is made if missing and ``create_project``. Returns the
+        committed version; its ``events`` name what committing fired.
         """
         team = team or self.team
         progress = progress or NoProgress()
@@ -203,7 +205,14 @@ class Registry:
             "references": [r.entry() for r in refs],
         }
         versions = f"/teams/{seg(team)}/projects/{seg(project)}/artifacts/{seg(name)}/versions/"
-        version = ArtifactVersion.from_json(self.transport.json("POST", versions, json=body))
+        try:
+            version = ArtifactVersion.from_json(self.transport.json("POST", versions, json=body))
+        except NotFound:
+            if not create_project:
+                raise
+            with contextlib.suppress(Conflict):  # made meanwhile by someone else
+                self.transport.json("POST", f"/teams/{seg(team)}/projects/", json={"name": project})
+            version = ArtifactVersion.from_json(self.transport.json("POST", versions, json=body))
         by_digest = {f.sha256: f for f in files}
         commit = f"{versions}{seg(version.version)}/commit/"
         for attempt in range(2):
