@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from registry_client import Registry
 
 from registry import services
 from registry.models import Team
-from registry_client import Registry
 
 from ..factories import make_project, make_team, make_user
 

@@ -8,11 +8,6 @@ import os
 import socket
 
 import pytest
-
-from registry import services
-from registry.choices import Role
-from registry.models import ArtifactVersion as ArtifactVersionRow
-from registry.models import Blob, Project
 from registry_client import (
     BadRequest,
     ConfigError,
@@ -23,6 +18,11 @@ from registry_client import (
     Registry,
     ServerUnreachable,
 )
+
+from registry import services
+from registry.choices import Role
+from registry.models import ArtifactVersion as ArtifactVersionRow
+from registry.models import Blob, Project
 
 from ..factories import add_member, make_team, make_user
 from .conftest import write_tree
@@ -205,15 +205,15 @@ def test_refusals_are_typed_and_name_the_field(registry, account, tmp_path):
         registry.resolve("training/nothing:v3")
     assert missing.value.status == 404
 
-    with Registry(url=account.url, token="not-a-token", team=account.team.name) as stranger:
-        with pytest.raises(NotAuthorized) as unauthorised:
-            stranger.resolve("training/classifier:v0")
+    stranger = Registry(url=account.url, token="not-a-token", team=account.team.name)
+    with stranger, pytest.raises(NotAuthorized) as unauthorised:
+        stranger.resolve("training/classifier:v0")
     assert unauthorised.value.status == 401
     viewer = add_member(account.team, role=Role.VIEWER)
     _, viewer_token = services.api_token_create(user=viewer)
-    with Registry(url=account.url, token=viewer_token, team=account.team.name) as read_only:
-        with pytest.raises(NotAuthorized) as forbidden:
-            read_only.log_artifact(tmp_path / "m.bin", project="training", name="classifier")
+    read_only = Registry(url=account.url, token=viewer_token, team=account.team.name)
+    with read_only, pytest.raises(NotAuthorized) as forbidden:
+        read_only.log_artifact(tmp_path / "m.bin", project="training", name="classifier")
     assert forbidden.value.status == 403
 
 
