@@ -28,6 +28,9 @@ from .transport import CONNECTION_ERRORS, Transport
 __all__ = ["PARTIAL_DIR", "Downloader"]
 
 PARTIAL_DIR = ".registry-partial"
+# Bytes per read of a download. When a connection is cut, the piece being read is lost (urllib3 drops what it
+# buffered for it), so a resume starts at most this much before where the transfer stopped.
+READ_SIZE = 1 << 18
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -180,7 +183,7 @@ class Downloader:
                     raise UnsafePath(f"{partial} is a symbolic link; nothing written.") from exc
                 raise
             with os.fdopen(fd, "wb") as out:
-                for chunk in response.iter_content(CHUNK):
+                for chunk in response.iter_content(READ_SIZE):
                     out.write(chunk)
                     state.add(chunk)
                     self.progress.advance(len(chunk))
