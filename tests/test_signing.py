@@ -1,4 +1,8 @@
-"""Webhook signatures: X-Wandb-Signature as openssl computes it, Standard Webhooks, receiver checks, headers."""
+"""Webhook signatures: X-Wandb-Signature as openssl computes it, Standard Webhooks, receiver checks, headers.
+
+The signatures and checks live once, in the engineers' client (``registry_client.webhooks``); the server's delivery
+headers are built from them (``automations.signing``).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,18 @@ import shutil
 import subprocess
 
 import pytest
-
-from automations.signing import (
-    signature_headers,
+from registry_client.webhooks import (
+    WebhookVerificationError,
     standard_key,
     standard_signature,
+    verify,
     verify_standard,
     verify_wandb,
     wandb_signature,
 )
+
+from automations import signing
+from automations.signing import signature_headers
 
 SECRET = "s3cr3t with spaces, ünïcode & $ymbols"
 BODY = '{"event_author":"a\\"b","note":"naïve ✓ 模型\\nline two","n":1}\n\n'.encode()
@@ -84,65 +91,116 @@ def test_a_plain_secret_signs_with_its_utf8_bytes():
 
 def test_a_whsec_secret_that_is_not_base64_is_used_whole():
     assert standard_key("whsec_not base64!") == b"whsec_not base64!"
+    assert standard_key("whsec_") == b"whsec_"
     assert standard_key(SPEC_SECRET) == base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+
+
+def test_a_whsec_secret_without_its_base64_padding_is_decoded_as_the_official_libraries_do():
+    padded = "whsec_" + base64.b64encode(b"sixteen-byte-key").decode()  # ends in "=="
+    assert padded.endswith("==")
+
+    assert standard_key(padded.rstrip("=")) == standard_key(padded) == b"sixteen-byte-key"
+
+
+def test_the_server_signs_with_the_clients_functions():
+    assert signing.wandb_signature is wandb_signature
+    assert signing.standard_signature is standard_signature
 
 
 # --- Receivers ----------------------------------------------------------------------------------------------
 
 
-def test_verify_wandb_accepts_the_signature_and_rejects_tampering():
+def refused(check, *args, **kwargs) -> str:
+    with pytest.raises(WebhookVerificationError) as info:
+        check(*args, **kwargs)
+    return str(info.value)
+
+
+def test_verify_wandb_accepts_the_signature_and_refuses_tampering_with_a_reason():
     header = wandb_signature(SECRET, BODY)
 
-    assert verify_wandb(SECRET, BODY, header)
-    assert verify_wandb(SECRET, BODY, f" {header} ")
-    assert not verify_wandb(SECRET, BODY + b" ", header)
-    assert not verify_wandb("another secret", BODY, header)
-    assert not verify_wandb(SECRET, BODY, None)
-    assert not verify_wandb(SECRET, BODY, "")
+    verify_wandb(SECRET, BODY, header)
+    verify_wandb(SECRET, BODY, f" {header} ")
+    assert "does not match the body" in refused(verify_wandb, SECRET, BODY + b" ", header)
+    assert "does not match the body" in refused(verify_wandb, "another secret", BODY, header)
+    assert "no X-Wandb-Signature" in refused(verify_wandb, SECRET, BODY, None)
+    assert "no X-Wandb-Signature" in refused(verify_wandb, SECRET, BODY, "")
+    assert "No signing secret" in refused(verify_wandb, "", BODY, header)
 
 
 def test_verify_standard_accepts_the_specification_vector_when_fresh():
-    assert verify_standard(
+    verify_standard(
         SPEC_SECRET,
+        SPEC_BODY,
         msg_id=SPEC_MSG_ID,
         timestamp=str(SPEC_TIMESTAMP),
-        body=SPEC_BODY,
-        header=SPEC_SIGNATURE,
+        signature=SPEC_SIGNATURE,
         now=SPEC_TIMESTAMP + 10,
     )
 
 
-def verify(*, secret=SECRET, msg_id=MSG_ID, timestamp=TIMESTAMP, body=BODY, header=None, now=TIMESTAMP):
-    header = header if header is not None else standard_signature(SECRET, msg_id=MSG_ID, timestamp=TIMESTAMP, body=BODY)
-    return verify_standard(secret, msg_id=msg_id, timestamp=timestamp, body=body, header=header, now=now)
+def standard(*, secret=SECRET, msg_id=MSG_ID, timestamp=TIMESTAMP, body=BODY, signature=None, now=TIMESTAMP, **kw):
+    if signature is None:
+        signature = standard_signature(SECRET, msg_id=MSG_ID, timestamp=TIMESTAMP, body=BODY)
+    verify_standard(secret, body, msg_id=msg_id, timestamp=timestamp, signature=signature, now=now, **kw)
 
 
-def test_verify_standard_accepts_a_good_signature():
-    assert verify()
-    assert verify(now=TIMESTAMP + 299)
-    assert verify(now=TIMESTAMP - 299)
+def test_verify_standard_accepts_a_good_signature_within_five_minutes_either_way():
+    standard()
+    standard(now=TIMESTAMP + 299)
+    standard(now=TIMESTAMP - 299)
 
 
-def test_verify_standard_rejects_tampering_a_wrong_secret_and_another_id():
-    assert not verify(body=BODY.replace(b"1", b"2"))
-    assert not verify(secret="another secret")
-    assert not verify(msg_id="another-delivery")
-    assert not verify(header="v1,bm90IGEgc2lnbmF0dXJl")
-    assert not verify(header="garbage")
+def test_verify_standard_refuses_tampering_a_wrong_secret_and_another_id():
+    assert "does not match" in refused(standard, body=BODY.replace(b"1", b"2"))
+    assert "does not match" in refused(standard, secret="another secret")
+    assert "does not match" in refused(standard, msg_id="another-delivery")
+    assert "does not match" in refused(standard, signature="v1,bm90IGEgc2lnbmF0dXJl")
+    assert "no v1 signature" in refused(standard, signature="garbage")
 
 
-def test_verify_standard_rejects_a_stale_or_future_timestamp():
-    assert not verify(now=TIMESTAMP + 301)
-    assert not verify(now=TIMESTAMP - 301)
-    assert not verify(timestamp="yesterday")
+def test_verify_standard_refuses_a_stale_or_future_timestamp_naming_the_tolerance():
+    stale = refused(standard, now=TIMESTAMP + 301)
+    assert "301 s behind" in stale and "tolerance of 300 s" in stale
+    assert "301 s ahead of" in refused(standard, now=TIMESTAMP - 301)
+    assert "not unix seconds" in refused(standard, timestamp="yesterday")
+    # A receiver may choose its own tolerance.
+    standard(now=TIMESTAMP + 3000, tolerance=3600)
+    assert "tolerance of 10 s" in refused(standard, now=TIMESTAMP + 11, tolerance=10)
+
+
+def test_verify_standard_names_the_missing_headers():
+    assert "no webhook-id, webhook-signature header" in refused(standard, msg_id="", signature="")
+    assert "no webhook-timestamp header" in refused(standard, timestamp=None)
 
 
 def test_verify_standard_accepts_one_matching_signature_among_several():
     good = standard_signature(SECRET, msg_id=MSG_ID, timestamp=TIMESTAMP, body=BODY)
     rotated = standard_signature("old secret", msg_id=MSG_ID, timestamp=TIMESTAMP, body=BODY)
 
-    assert verify(header=f"{rotated} v1a,ignored-other-scheme {good}")
-    assert not verify(header=f"{rotated} v2,{good.removeprefix('v1,')}")
+    standard(signature=f"{rotated} v1a,ignored-other-scheme {good}")
+    assert "does not match" in refused(standard, signature=f"{rotated} v2,{good.removeprefix('v1,')}")
+
+
+def test_verify_checks_every_signature_a_delivery_carries_in_any_header_case():
+    sent = signature_headers(
+        secret=SECRET, access_token=None, msg_id=MSG_ID, timestamp=TIMESTAMP, body=BODY, user_agent="ua"
+    )
+    verify(SECRET, BODY, sent, now=TIMESTAMP)
+    verify(SECRET, BODY, {k.upper(): v for k, v in sent.items()}, now=TIMESTAMP)
+
+    # Either signature failing fails the request, even when the other holds.
+    assert "X-Wandb-Signature does not match" in refused(
+        verify, SECRET, BODY, {**sent, "X-Wandb-Signature": wandb_signature("other", BODY)}, now=TIMESTAMP
+    )
+    assert "webhook-signature does not match" in refused(
+        verify, SECRET, BODY, {**sent, "webhook-id": "replayed-under-another-id"}, now=TIMESTAMP
+    )
+    assert "tolerance" in refused(verify, SECRET, BODY, sent, now=TIMESTAMP + 3600)
+    # Only one scheme present: that one is checked; none at all is refused.
+    legacy = {"X-Wandb-Signature": sent["X-Wandb-Signature"]}
+    verify(SECRET, BODY, legacy)
+    assert "carries no signature" in refused(verify, SECRET, BODY, {"Content-Type": "application/json"})
 
 
 # --- Headers ------------------------------------------------------------------------------------------------

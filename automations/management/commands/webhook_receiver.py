@@ -1,4 +1,7 @@
-"""A loopback receiver for people testing their webhook setup: it checks both signatures and prints each delivery."""
+"""A loopback receiver for people testing their webhook setup: it checks both signatures and prints each delivery.
+
+The checks are the engineers' client's (``registry_client.webhooks``), what a receiver of their own would call.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from django.core.management.base import BaseCommand, CommandError
-
-from automations import signing
+from registry_client.webhooks import WebhookVerificationError, verify_standard, verify_wandb
 
 
 class Command(BaseCommand):
@@ -85,23 +87,31 @@ def verdicts_for(headers: dict[str, str], body: bytes, *, secret: str, token: st
     lowered = {k.lower(): v for k, v in headers.items()}
     verdicts: dict[str, str] = {}
     if secret:
-        wandb = lowered.get("x-wandb-signature")
-        verdicts["X-Wandb-Signature"] = (
-            "missing" if not wandb else "valid" if signing.verify_wandb(secret, body, wandb) else "INVALID"
+        verdicts["X-Wandb-Signature"] = _verdict(
+            lambda: verify_wandb(secret, body, lowered.get("x-wandb-signature")), present="x-wandb-signature" in lowered
         )
-        try:
-            valid = signing.verify_standard(
+        verdicts["webhook-signature"] = _verdict(
+            lambda: verify_standard(
                 secret,
-                msg_id=lowered.get("webhook-id", ""),
-                timestamp=int(lowered.get("webhook-timestamp", "0")),
-                body=body,
-                header=lowered.get("webhook-signature", ""),
-            )
-        except ValueError:
-            valid = False
-        verdicts["webhook-signature"] = "valid" if valid else "INVALID (or stale timestamp)"
+                body,
+                msg_id=lowered.get("webhook-id"),
+                timestamp=lowered.get("webhook-timestamp"),
+                signature=lowered.get("webhook-signature"),
+            ),
+            present="webhook-signature" in lowered,
+        )
     else:
         verdicts["signatures"] = "not checked (no --secret)"
     if token:
         verdicts["Authorization"] = "valid" if lowered.get("authorization") == f"Bearer {token}" else "INVALID"
     return verdicts
+
+
+def _verdict(check, *, present: bool) -> str:
+    if not present:
+        return "missing"
+    try:
+        check()
+    except WebhookVerificationError as exc:
+        return f"INVALID: {exc}"
+    return "valid"
