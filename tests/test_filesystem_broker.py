@@ -64,7 +64,8 @@ def test_a_message_unreadable_past_the_grace_is_moved_aside_and_logged(tmp_path,
         "filesystem://", transport=TRANSPORT, transport_options=options(tmp_path, bad_message_grace=5)
     )
     channel = connection.channel()
-    broken = tmp_path / "queue" / "1_broken.events.msg"
+    # Named to sort first: a reader takes files in name order, and the healthy message must not be taken before it.
+    broken = tmp_path / "queue" / "0_broken.events.msg"
     broken.write_bytes(b'{"body": ')
     old = time.time() - 6
     os.utime(broken, (old, old))
@@ -72,8 +73,8 @@ def test_a_message_unreadable_past_the_grace_is_moved_aside_and_logged(tmp_path,
     with caplog.at_level(logging.ERROR, logger="config.filesystem_broker"):
         assert channel._get("events") == {"body": "after"}
     assert not broken.exists()
-    assert (tmp_path / "bad" / "1_broken.events.msg").read_bytes() == b'{"body": '
-    assert "1_broken.events.msg" in caplog.text and "moved it to" in caplog.text
+    assert (tmp_path / "bad" / "0_broken.events.msg").read_bytes() == b'{"body": '
+    assert "0_broken.events.msg" in caplog.text and "moved it to" in caplog.text
     with pytest.raises(Empty):
         channel._get("events")
     channel.close()
