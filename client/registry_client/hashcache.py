@@ -1,10 +1,13 @@
 """SHA-256 of local files, remembered by their stat so an unchanged file is never read twice.
 
 A file's digest is kept with its size, modification and change times (nanoseconds), inode and device, and reused
-only while all of them are the same. A file modified within the last two seconds is hashed but not remembered
-(its next change could keep the same timestamps). The cache is an SQLite file: ``$REGISTRY_CACHE_DIR``, else
-``$XDG_CACHE_HOME/registry``, else ``~/.cache/registry``, then ``hashes.sqlite3``. Any trouble with it (read-only
-home, a locked or damaged file) only means files are hashed again.
+only while all of them are the same. It is remembered only if the file was last modified at least
+``RECENT_SECONDS`` before it was read, and not during the read: file times come from a clock that ticks every few
+milliseconds, so a write within the same tick as an earlier one could otherwise leave the times unchanged.
+
+The cache is an SQLite file: ``$REGISTRY_CACHE_DIR``, else ``$XDG_CACHE_HOME/registry``, else ``~/.cache/registry``,
+then ``hashes.sqlite3``. Any trouble with it (read-only home, a locked or damaged file) only means files are hashed
+again.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 __all__ = ["CHUNK", "HashCache", "cache_dir", "sha256_file"]
 
 CHUNK = 1 << 20
-RECENT_SECONDS = 2.0
+RECENT_SECONDS = 0.1
 
 
 def cache_dir() -> Path:
@@ -87,8 +90,9 @@ class HashCache:
             return None
         return str(row[5])
 
-    def remember(self, path: Path, st: os.stat_result, sha256: str) -> None:
-        if time.time() - st.st_mtime < RECENT_SECONDS:
+    def remember(self, path: Path, st: os.stat_result, sha256: str, *, read_at: float | None = None) -> None:
+        """Keep ``sha256`` for the file as ``st`` describes it, read (or written) at ``read_at`` (default: now)."""
+        if (time.time() if read_at is None else read_at) - st.st_mtime < RECENT_SECONDS:
             return
         with self._lock:
             db = self._connect()
@@ -105,10 +109,11 @@ class HashCache:
         before = path.stat()
         if (known := self.lookup(path, before)) is not None:
             return before.st_size, known
+        read_at = time.time()
         sha256 = sha256_file(path, on_bytes=on_bytes)
         after = path.stat()
         if _key(after) == _key(before):  # not written to while it was read
-            self.remember(path, after, sha256)
+            self.remember(path, after, sha256, read_at=read_at)
         return after.st_size, sha256
 
     def close(self) -> None:
