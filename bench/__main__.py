@@ -25,6 +25,7 @@ SCENARIOS = {
     "claims": "bench.scenarios.claims",
     "embedded": "bench.scenarios.embedded",
     "files": "bench.scenarios.files",
+    "client": "bench.scenarios.client",
 }
 TIME_LIMIT = 90 * 60  # the whole run stops by itself after this many seconds
 
