@@ -35,7 +35,7 @@ scope(Agent, view=Role.ADMIN, change=None)
 
 class JobVersionSection(Section):
     model = JobVersion
-    fields = ["version", "entrypoint", "default_config", "created_at"]
+    fields = ["version", "entrypoint", "default_config", "download_artifact", "created_at"]
     readonly_fields = fields
     ordering = ["-index"]
     verbose_name_plural = "versions"
@@ -90,8 +90,9 @@ class JobVersionForm(forms.ModelForm):
 
     class Meta:
         model = JobVersion
-        fields = ["job", "entrypoint", "default_config", "source"]
+        fields = ["job", "entrypoint", "default_config", "source", "download_artifact"]
         help_texts = {"source": "Where the code comes from (a repository and commit, an image), for people to read."}
+        labels = {"download_artifact": "Download the event's model version"}
 
     def _post_clean(self) -> None:
         """No model validation: ``job_version_create`` checks the version and names the field at fault."""
@@ -104,11 +105,11 @@ class JobVersionAdmin(AddOnlyAdmin):
     add_parent = "job"
     add_label = "Add a job version"
     form = JobVersionForm
-    list_display = ["__str__", "entrypoint", "created_at"]
+    list_display = ["__str__", "entrypoint", "download_artifact", "created_at"]
     list_select_related = ["job__team"]
     search_fields = ["job__name", "job__team__name"]
-    fields = ["job", "version", "entrypoint", "default_config", "source", "created_at"]
-    add_fields = ["job", "entrypoint", "default_config", "source"]
+    fields = ["job", "version", "entrypoint", "default_config", "source", "download_artifact", "created_at"]
+    add_fields = ["job", "entrypoint", "default_config", "source", "download_artifact"]
 
     def add_title(self, parent: Job) -> str:
         return f"Add a version of job {parent.name}"
@@ -120,7 +121,11 @@ class JobVersionAdmin(AddOnlyAdmin):
     def service_save(self, request, form, change: bool) -> JobVersion:
         data = form.cleaned_data
         return services.job_version_create(
-            job=data["job"], entrypoint=data["entrypoint"], default_config=data["default_config"], source=data["source"]
+            job=data["job"],
+            entrypoint=data["entrypoint"],
+            default_config=data["default_config"],
+            source=data["source"],
+            download_artifact=data["download_artifact"],
         )
 
 

@@ -31,6 +31,11 @@ class JobVersion(models.Model):
     entrypoint = models.JSONField(help_text="The command, as a list of strings.")
     default_config = models.JSONField(default=dict, blank=True)
     source = models.TextField(blank=True)
+    download_artifact = models.BooleanField(
+        default=False,
+        help_text="The agent downloads the event's model version (every file's SHA-256 checked) into the job's "
+        "working directory before the job starts, and names the folder in LAUNCH_ARTIFACT_DIR.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

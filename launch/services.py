@@ -29,6 +29,7 @@ from .models import Agent, Job, JobVersion, RunQueue, RunQueueItem
 
 AGENT_TOKEN_PREFIX = "agt_"  # noqa: S105 (a public prefix, not a secret)
 LOG_TAIL_CHARS = 16 * 1024
+REASON_CHARS = 2000
 
 
 def _name(value: object, *, field: str = "name", what: str = "name") -> str:
@@ -82,19 +83,33 @@ def job_create(*, team: Team, name: str, project: str, description: str = "") ->
 
 @transaction.atomic
 def job_version_create(
-    *, job: Job, entrypoint: list, default_config: dict | None = None, source: str = ""
+    *,
+    job: Job,
+    entrypoint: list,
+    default_config: dict | None = None,
+    source: str = "",
+    download_artifact: bool = False,
 ) -> JobVersion:
+    """A new version of the job. ``download_artifact``: its runs get the event's model version in their working
+    directory (the agent downloads and checks it before the job starts)."""
     if not isinstance(entrypoint, list) or not entrypoint or not all(isinstance(a, str) and a for a in entrypoint):
         raise ApplicationError("entrypoint must be a non-empty list of non-empty strings.", field="entrypoint")
     if any("\x00" in a for a in entrypoint):
         raise ApplicationError("entrypoint may not contain the NUL character.", field="entrypoint")
+    if not isinstance(download_artifact, bool):
+        raise ApplicationError("download_artifact must be true or false.", field="download_artifact")
     default_config = _json_object({} if default_config is None else default_config, "default_config")
     job = Job.objects.select_for_update().get(pk=job.pk)
     index = job.next_index
     job.next_index = index + 1
     job.save(update_fields=["next_index"])
     return JobVersion.objects.create(
-        job=job, index=index, entrypoint=entrypoint, default_config=default_config, source=source
+        job=job,
+        index=index,
+        entrypoint=entrypoint,
+        default_config=default_config,
+        source=source,
+        download_artifact=download_artifact,
     )
 
 
@@ -244,8 +259,16 @@ def item_heartbeat(*, agent: Agent, item: RunQueueItem, log_tail: str | None = N
 
 @transaction.atomic
 def item_report(
-    *, agent: Agent, item: RunQueueItem, state: str, exit_code: int | None = None, log_tail: str | None = None
+    *,
+    agent: Agent,
+    item: RunQueueItem,
+    state: str,
+    exit_code: int | None = None,
+    log_tail: str | None = None,
+    reason: str | None = None,
 ) -> RunQueueItem:
+    """The agent's report on the item it holds. ``reason`` says why the agent itself failed it (e.g. the event's
+    model version could not be downloaded), shown with the item like the reasons the server gives."""
     if state not in AGENT_TRANSITIONS:
         raise ApplicationError(
             f"An agent reports running, finished, failed or cancelled, not {state!r}.", field="state"
@@ -267,6 +290,9 @@ def item_report(
     if log_tail is not None:
         locked.log_tail = log_tail.replace("\x00", "")[-LOG_TAIL_CHARS:]
         fields.append("log_tail")
+    if reason is not None:
+        locked.reason = reason.replace("\x00", "")[:REASON_CHARS]
+        fields.append("reason")
     locked.save(update_fields=fields)
     return locked
 

@@ -16,6 +16,7 @@ class JobVersionWriteSerializer(serializers.Serializer):
     )
     default_config = serializers.DictField(required=False, default=dict)
     source = serializers.CharField(max_length=100000, allow_blank=True, required=False, default="")
+    download_artifact = serializers.BooleanField(required=False, default=False)
 
 
 class QueueWriteSerializer(serializers.Serializer):
@@ -44,6 +45,7 @@ class ItemReportSerializer(serializers.Serializer):
     )
     exit_code = serializers.IntegerField(required=False, allow_null=True, min_value=-(2**31), max_value=2**31 - 1)
     log_tail = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=1_000_000)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
 
 
 class HeartbeatSerializer(serializers.Serializer):
@@ -63,7 +65,7 @@ class JobVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = JobVersion
-        fields = ["version", "entrypoint", "default_config", "source", "created_at"]
+        fields = ["version", "entrypoint", "default_config", "source", "download_artifact", "created_at"]
 
 
 class QueueSerializer(serializers.ModelSerializer):
@@ -90,13 +92,15 @@ class ItemSerializer(serializers.ModelSerializer):
     agent = serializers.CharField(source="agent.name", default=None)
     event = serializers.UUIDField(source="event_id", allow_null=True)
     automation = serializers.IntegerField(source="automation_id", allow_null=True)
+    download_artifact = serializers.BooleanField(source="job_version.download_artifact", read_only=True)
 
     class Meta:
         model = RunQueueItem
         fields = [
             "id", "state", "queue", "job_version", "entrypoint", "config", "destination_project", "agent",
             "attempts", "exit_code", "log_tail", "reason", "cancel_requested", "lease_expires_at", "event",
-            "event_context", "automation", "automation_name", "created_at", "started_at", "finished_at",
+            "event_context", "automation", "automation_name", "download_artifact", "created_at", "started_at",
+            "finished_at",
         ]  # fmt: skip
 
     def get_job_version(self, obj) -> str:

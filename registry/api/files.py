@@ -24,7 +24,7 @@ from registry.models import ArtifactVersion, Blob, Event
 from registry.outbox import events_recorded
 
 from . import serializers as s
-from .inputs import validated
+from .inputs import no_body, validated
 from .mixins import TeamScopedMixin
 
 MISSING_RESPONSE = inline_serializer(
@@ -96,6 +96,8 @@ class _AnyAccept(BaseContentNegotiation):
 
 
 class _VersionMixin(TeamScopedMixin):
+    agent_reads = True  # a launch job's model version
+
     def version(self) -> ArtifactVersion:
         k = self.kwargs
         return selectors.artifact_version_get(
@@ -128,6 +130,7 @@ class ArtifactVersionCommitView(_VersionMixin, APIView):
         },
     )
     def post(self, request, team, project, collection, version):
+        no_body(request)
         with events_recorded() as events:
             committed, _ = manifests.artifact_version_commit(artifact_version=self.version())
         return version_answer(request, committed, events=events)

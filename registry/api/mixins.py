@@ -24,6 +24,9 @@ class TeamScopedMixin:
     write_role: str = Role.MEMBER
     # Per-method exceptions, e.g. {"DELETE": Role.ADMIN}.
     method_roles: dict[str, str] = {}
+    # Whether a launch agent's token may read (GET) this route in its own team, as a viewer: artifact versions,
+    # their files and references, so a job gets the model version its event names.
+    agent_reads: bool = False
 
     def required_role(self, method: str) -> str:
         if method in self.method_roles:
@@ -39,8 +42,15 @@ class TeamScopedMixin:
                 raise exceptions.ValidationError({key: ["Query parameters may not contain the NUL character."]})
         name = self.kwargs["team"]
         if getattr(self.request.user, "is_agent", False):
-            # Agents reach only the routes made for them (claim, heartbeat, report), never member routes.
-            raise exceptions.NotFound(f"No team {name!r}.")
+            # Agents reach the routes made for them (claim, heartbeat, report) and read their own team's artifact
+            # versions; no other team route exists for them.
+            team = getattr(self.request.auth, "team", None)
+            if not self.agent_reads or team is None or team.name != name:
+                raise exceptions.NotFound(f"No team {name!r}.")
+            if self.request.method not in permissions.SAFE_METHODS:
+                raise exceptions.PermissionDenied("An agent token only reads its team's artifact versions.")
+            self._team, self._team_role = team, Role.VIEWER
+            return
         team = unique_or_none(Team.objects.filter(name=name))
         role = team_role(team=team, user=self.request.user) if team else None
         if role is None:

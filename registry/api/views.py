@@ -121,6 +121,7 @@ class ProjectListView(TeamScopedMixin, ListView):
 
 class ArtifactVersionListView(TeamScopedMixin, ListView):
     serializer_class = s.ArtifactVersionSerializer
+    agent_reads = True
 
     def get_queryset(self):
         project = selectors.project_get(team=self.team, name=self.kwargs["project"])
@@ -142,6 +143,8 @@ class ArtifactVersionListView(TeamScopedMixin, ListView):
 class ArtifactVersionDetailView(TeamScopedMixin, APIView):
     """Resolve the opaque ``${artifact_version}`` id (``registry-artifact://_id/<id>``)."""
 
+    agent_reads = True
+
     @extend_schema(responses=s.ArtifactVersionDetailSerializer)
     def get(self, request, team, public_id):
         version = selectors.artifact_version_by_public_id(team=self.team, public_id=public_id)
@@ -151,6 +154,8 @@ class ArtifactVersionDetailView(TeamScopedMixin, APIView):
 class ReferenceResolveView(TeamScopedMixin, APIView):
     """Any reference to the artifact version it names, with its manifest and download links: what a workflow that
     a webhook started does with the ``artifact_version_string`` or ``artifact_version`` it was sent."""
+
+    agent_reads = True  # what a launch agent downloads for a job
 
     @extend_schema(
         parameters=[
