@@ -21,9 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
-from launch.agent.client import AgentAuthError, AgentClient, Item, LostItem, ServerUnreachable
-from launch.agent.runner import LOG_TAIL_CHARS, LOG_TAIL_LINES, LocalProcessRunner, LogBuffer, RunnerError
+from registry_client.agent.client import AgentAuthError, AgentClient, Item, LostItem, ServerUnreachable
+from registry_client.agent.runner import LOG_TAIL_CHARS, LOG_TAIL_LINES, LocalProcessRunner, LogBuffer, RunnerError
 
 pytestmark = pytest.mark.e2e  # jobs, and the agent itself, run as processes
 
@@ -274,6 +273,33 @@ def test_processes_left_behind_are_stopped_when_the_job_ends(tmp_path):
     assert not alive(int(pid_file.read_text()))
 
 
+def test_the_model_version_folder_is_named_to_the_job_only_when_it_was_downloaded(tmp_path):
+    out = tmp_path / "seen.json"
+    job = script(
+        tmp_path,
+        "job.py",
+        f"""
+        import json, os
+        folder = os.environ.get("LAUNCH_ARTIFACT_DIR")
+        seen = {{"folder": folder, "cwd": os.getcwd(), "files": sorted(os.listdir(folder)) if folder else None}}
+        json.dump(seen, open({str(out)!r}, "w"))
+        """,
+    )
+    env = {**os.environ, "LAUNCH_ARTIFACT_DIR": "/stale/from/the/agent"}
+    with LocalProcessRunner(make_item([sys.executable, str(job)]), env=env) as runner:
+        target = Path(runner.artifact_target())
+        target.mkdir()
+        (target / "model.bin").write_bytes(b"weights")
+        assert runner.run() == 0
+    seen = json.loads(out.read_text())
+    assert seen["folder"] == str(target) and Path(seen["cwd"]) / "artifact" == target
+    assert seen["files"] == ["model.bin"]
+
+    with LocalProcessRunner(make_item([sys.executable, str(job)]), env=env) as runner:
+        assert runner.run() == 0
+    assert json.loads(out.read_text())["folder"] is None
+
+
 def test_log_buffer_keeps_a_terminal_view():
     buffer = LogBuffer(max_chars=40, max_lines=3)
     buffer.append("one\ntwo\nthr")
@@ -287,23 +313,22 @@ def test_log_buffer_keeps_a_terminal_view():
     assert buffer.tail() == "z" * 40
 
 
-def test_the_agent_imports_nothing_from_django():
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    subprocess.run(
-        [sys.executable, "-c", "import sys; import launch.agent.cli; assert 'django' not in sys.modules"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        timeout=60,
-    )
-    # Nor any other part of the project: only the standard library and requests.
+def test_the_agent_comes_with_the_client_and_imports_nothing_of_the_server(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
+    # Only the standard library, requests and the client: no Django, no server app.
     check = (
-        "import sys; import launch.agent, launch.agent.cli, launch.agent.client, launch.agent.runner; "
-        "project = ('django', 'rest_framework', 'registry', 'automations', 'secrets_vault', 'config'); "
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in project or m.startswith('launch.') "
-        "and not m.startswith('launch.agent')); assert not bad, bad"
+        "import sys; import registry_client.agent.cli, registry_client.agent.client, registry_client.agent.runner; "
+        "server = ('django', 'rest_framework', 'registry', 'automations', 'secrets_vault', 'config', 'launch'); "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in server); assert not bad, bad"
     )
-    subprocess.run([sys.executable, "-c", check], cwd=ROOT, env=env, check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, check=True, timeout=60)
+    # The server keeps no copy of it.
+    assert not (ROOT / "launch" / "agent").exists()
+    # The console script is the client's.
+    script = Path(sys.executable).with_name("launch-agent")
+    run = subprocess.run([str(script), "--help"], env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert "--queue" in run.stdout
+    assert "registry_client.agent.cli" in script.read_text()
 
 
 # --- A protocol-faithful test server --------------------------------------------------------------------
@@ -342,7 +367,9 @@ class FakeRegistry:
         self.server.shutdown()
         self.server.server_close()
 
-    def add_item(self, entrypoint: list[str], *, queue: str = "gpu", config=None, event=None, context=None) -> str:
+    def add_item(
+        self, entrypoint: list[str], *, queue: str = "gpu", config=None, event=None, context=None, **fields
+    ) -> str:
         item_id = str(uuid.uuid4())
         with self.cond:
             self.items[item_id] = {
@@ -367,6 +394,8 @@ class FakeRegistry:
                 "created_at": f"2026-11-24T19:00:{len(self.items):02d}Z",
                 "started_at": None,
                 "finished_at": None,
+                "download_artifact": False,
+                **fields,
             }
         return item_id
 
@@ -430,7 +459,7 @@ class FakeRegistry:
                 if registry.fail_next:
                     registry.fail_next -= 1
                     return self._error(503, "Try again later.", "unavailable")
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                if self.headers.get("Authorization") != f"Token {TOKEN}":
                     return self._error(401, "Invalid or disabled agent token.", "authentication_failed")
                 if method == "GET" and self.path == "/api/v1/launch/agent/":
                     return self._send(200, {"team": registry.team, "name": registry.name, "queues": registry.queues})
@@ -468,7 +497,7 @@ class FakeRegistry:
                         if not held:
                             return self._error(409, conflict, "conflict")
                         item["state"] = body["state"]
-                        for key in ("exit_code", "log_tail"):
+                        for key in ("exit_code", "log_tail", "reason"):
                             if key in body:
                                 item[key] = body[key]
                         if registry.drop_next_report:
@@ -488,15 +517,17 @@ def registry():
 
 
 class AgentProcess:
-    """``python -m launch.agent`` as a real process; its stderr goes to a file."""
+    """``python -m registry_client.agent`` as a real process; its stderr goes to a file."""
 
     def __init__(self, tmp_path: Path, url: str, *args: str, token: str = TOKEN) -> None:
         self.log_path = tmp_path / "agent.log"
-        env = {**os.environ, "LAUNCH_AGENT_TOKEN": token, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "LAUNCH_AGENT_TOKEN": token}
         env.pop("DJANGO_SETTINGS_MODULE", None)
-        cmd = [sys.executable, "-m", "launch.agent", "--url", url, "--poll-interval", "0.1", "--heartbeat", "0.3"]
+        cmd = [sys.executable, "-m", "registry_client.agent", "--url", url, "--poll-interval", "0.1"]
         self.log_file = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([*cmd, *args], cwd=ROOT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [*cmd, "--heartbeat", "0.3", *args], cwd=tmp_path, env=env, stdout=self.log_file, stderr=subprocess.STDOUT
+        )
 
     @property
     def log(self) -> str:
@@ -558,7 +589,7 @@ def test_agent_claims_runs_heartbeats_and_reports_finished(registry, agents, tmp
     beats = registry.calls("POST", f"/items/{item_id}/heartbeat/")
     assert beats, "a job running longer than the heartbeat interval is heartbeaten"
     assert any("hello from" in (body or {}).get("log_tail", "") for _, _, body in beats)
-    assert registry.authorizations == {f"Bearer {TOKEN}"}
+    assert registry.authorizations == {f"Token {TOKEN}"}
 
     log = agent.log
     short = item_id[:8]
@@ -690,7 +721,7 @@ def test_bad_token_or_unreachable_server_or_unserved_queue_exit_non_zero(registr
 def test_arguments_are_checked(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "LAUNCH_AGENT_TOKEN"}
     run = subprocess.run(
-        [sys.executable, "-m", "launch.agent", "--url", "http://127.0.0.1:9", "--queue", "gpu"],
+        [sys.executable, "-m", "registry_client.agent", "--url", "http://127.0.0.1:9", "--queue", "gpu"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -699,7 +730,17 @@ def test_arguments_are_checked(tmp_path):
     )
     assert run.returncode == 2 and "LAUNCH_AGENT_TOKEN" in run.stderr
     run = subprocess.run(
-        [sys.executable, "-m", "launch.agent", "--url", "http://127.0.0.1:9", "--queue", "gpu", "--max-jobs", "0"],
+        [
+            sys.executable,
+            "-m",
+            "registry_client.agent",
+            "--url",
+            "http://127.0.0.1:9",
+            "--queue",
+            "gpu",
+            "--max-jobs",
+            "0",
+        ],
         cwd=ROOT,
         env={**env, "LAUNCH_AGENT_TOKEN": TOKEN},
         capture_output=True,
@@ -713,7 +754,7 @@ def test_arguments_are_checked(tmp_path):
 
 
 def test_client_retries_server_errors_and_maps_statuses(registry):
-    client = AgentClient(registry.url, TOKEN, sleep=lambda _: None)
+    client = AgentClient(registry.url, TOKEN, backoff=0)
     registry.fail_next = 2
     identity = client.identity()
     assert (identity.team, identity.name, identity.queues) == ("acme", "gpu-box-1", ("gpu", "cpu"))
@@ -735,14 +776,14 @@ def test_client_retries_server_errors_and_maps_statuses(registry):
         client.report("acme", item_id, "failed", exit_code=1)
 
     with pytest.raises(AgentAuthError) as auth:
-        AgentClient(registry.url, "agt_nope", sleep=lambda _: None).identity()
+        AgentClient(registry.url, "agt_nope", backoff=0).identity()
     assert "agt_nope" not in str(auth.value) and "agt_nope" not in repr(auth.value)
     assert TOKEN not in repr(client)
     client.close()
 
 
 def test_client_confirms_a_report_whose_answer_was_lost(registry):
-    client = AgentClient(registry.url, TOKEN, sleep=lambda _: None)
+    client = AgentClient(registry.url, TOKEN, backoff=0)
     item_id = registry.add_item(["true"])
     assert client.claim("acme", "gpu").id == item_id
     registry.drop_next_report = True
@@ -755,10 +796,23 @@ def test_client_confirms_a_report_whose_answer_was_lost(registry):
 def test_client_gives_up_on_an_unreachable_server():
     with FakeRegistry() as gone:
         url = gone.url
-    client = AgentClient(url, TOKEN, retries=2, sleep=lambda _: None)
+    client = AgentClient(url, TOKEN, retries=2, backoff=0)
     with pytest.raises(ServerUnreachable) as info:
         client.identity()
     assert TOKEN not in str(info.value)
+
+
+def test_an_item_asking_for_its_events_model_version_without_an_event_fails_with_the_reason(registry, agents, tmp_path):
+    marker = tmp_path / "ran"
+    item_id = registry.add_item([sys.executable, "-c", f"open({str(marker)!r}, 'w')"], download_artifact=True)
+    agents.append(agent := AgentProcess(tmp_path, registry.url, "--queue", "gpu"))
+    assert registry.wait_for(lambda: registry.items[item_id]["state"] == "failed"), agent.log
+    assert agent.stop() == 0
+    item = registry.item(item_id)
+    assert "has no event naming one" in item["reason"] and item["reason"] in item["log_tail"]
+    assert item["exit_code"] is None
+    assert not marker.exists(), "the job never starts"
+    assert f"item {item_id[:8]} failed before it started" in agent.log
 
 
 def test_an_item_cancelled_between_claim_and_start_is_not_run(registry, agents, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import signal
@@ -16,8 +18,9 @@ import requests
 from automations import services as automations
 from launch import services as launch
 from launch.models import RunQueueItem
+from registry import blobs, manifests
 from registry import services as registry_services
-from registry.models import Event
+from registry.models import Blob, Event
 
 from .conftest import wait_until
 from .factories import link, make_project, make_registered_model, make_team, make_user
@@ -30,7 +33,7 @@ class AgentProcess:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "launch.agent", "--url", url, "--queue", "cpu", "--poll-interval", "0.1",
+            [sys.executable, "-m", "registry_client.agent", "--url", url, "--queue", "cpu", "--poll-interval", "0.1",
              "--heartbeat", "0.5", "--grace", "2", *args],
             env={**os.environ, "LAUNCH_AGENT_TOKEN": token}, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -278,3 +281,72 @@ def test_an_agent_of_team_a_cannot_claim_from_or_see_team_b(cpu_team, agents, li
     time.sleep(1)  # ten polls of the agent's own "cpu" queue
     theirs.refresh_from_db()
     assert theirs.state == "pending" and theirs.agent is None and theirs.attempts == 0
+
+
+# --- The event's model version ----------------------------------------------------------------------------
+
+
+def committed_version(team, files: dict[str, bytes]):
+    """A committed artifact version of training/classifier holding ``files``, stored as an upload would."""
+    for data in files.values():
+        digest = hashlib.sha256(data).hexdigest()
+        blobs.blob_receive(team=team, sha256=digest, size=len(data), stream=io.BytesIO(data))
+    version = manifests.artifact_version_log(
+        project=make_project(team, "training"), collection_name="classifier", type="model", user=None,
+        files=[{"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for p, d in files.items()],
+    )  # fmt: skip
+    return manifests.artifact_version_commit(artifact_version=version)[0]
+
+
+def test_a_job_gets_the_events_model_version_checked_in_its_folder_and_a_corrupt_one_fails_the_item(
+    cpu_team, agents, worker_factory, tmp_path
+):
+    team, admin = cpu_team
+    received = tmp_path / "received"
+    received.mkdir()
+    entrypoint = script(tmp_path, "evaluate.py", f"""
+        import hashlib, json, os, pathlib
+        folder = pathlib.Path(os.environ["LAUNCH_ARTIFACT_DIR"])
+        files = {{str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                 for p in folder.rglob("*") if p.is_file()}}
+        seen = {{"folder": str(folder), "cwd": os.getcwd(), "files": files,
+                "event": json.loads(os.environ["LAUNCH_EVENT"])["artifact_version"]}}
+        (pathlib.Path({str(received)!r}) / os.environ["LAUNCH_ITEM_ID"]).write_text(json.dumps(seen))
+    """)  # fmt: skip
+    job = launch.job_create(team=team, name="evaluate", project="evaluation")
+    launch.job_version_create(job=job, entrypoint=entrypoint, download_artifact=True)
+    model = make_registered_model(team)
+    automations.automation_create(
+        team=team, user=admin, name="evaluate each link", event_type="LINK_ARTIFACT", action_type="LAUNCH_JOB",
+        job="evaluate", job_version="v0", queue="cpu", destination_project="evaluation",
+    )  # fmt: skip
+    good_files = {"model.bin": b"\x00weights" * 5000, "config/params.json": b'{"layers": 3}'}
+    good = committed_version(team, good_files)
+    bad = committed_version(team, {"model.bin": b"other weights" * 100})
+    # The stored bytes of the second version change under the registry (a disk fault): same size, other content.
+    blob = Blob.objects.get(team=team, sha256=hashlib.sha256(b"other weights" * 100).hexdigest())
+    stored = blobs.artifact_storage().path(blobs.blob_key(blob))
+    with open(stored, "r+b") as handle:
+        handle.write(b"X")
+    worker_factory()
+    agent = agents(launch.agent_create(team=team, name="box", queues=["cpu"])[1])
+
+    registry_services.model_version_link(registered_model=model, artifact_version=good, user=admin)
+    first = settled(wait_until(lambda: RunQueueItem.objects.first(), message="the first item").pk, "finished", "failed")
+    registry_services.model_version_link(registered_model=model, artifact_version=bad, user=admin)
+    second = wait_until(lambda: RunQueueItem.objects.exclude(pk=first.pk).first(), message="the second item")
+    second = settled(second.pk, "finished", "failed")
+
+    # The good version is in artifact/ of the job's working directory, every file as logged.
+    assert (first.state, first.exit_code) == ("finished", 0), (first.log_tail, agent.log())
+    seen = json.loads((received / str(first.pk)).read_text())
+    assert seen["files"] == {path: hashlib.sha256(data).hexdigest() for path, data in good_files.items()}
+    assert seen["folder"] == os.path.join(seen["cwd"], "artifact")
+    assert seen["event"] == f"registry-artifact://_id/{good.public_id}"
+    assert "downloaded registry-artifact://" in first.log_tail
+    # The corrupt one fails the item, saying why, and the job never starts.
+    assert second.state == "failed" and second.exit_code is None, (second.log_tail, agent.log())
+    assert f"could not download the event's model version registry-artifact://_id/{bad.public_id}" in second.reason
+    assert "model.bin" in second.reason and "SHA-256" in second.reason
+    assert second.reason in second.log_tail
+    assert not (received / str(second.pk)).exists()

@@ -1,10 +1,10 @@
 """Launch claims: items claimed per second by 1, 4 and 16 concurrent agents, and duplicates (must be 0).
 
 Each level has its own queue with ``ITEMS`` items enqueued beforehand. Every agent is its own process (as agents
-are, on their own machines) using the project's agent client (``launch/agent/client.py``) with an agent token made
-through the API; all start together and claim until the queue answers 204. Claims per second = items claimed /
-(last answer - first request). Duplicates are item ids handed out more than once; the database is checked as
-well (nothing left pending, every item claimed exactly once).
+are, on their own machines) using the launch agent's client (``registry_client.agent.client``) with an agent token
+made through the API; all start together and claim until the queue answers 204. Claims per second = items claimed /
+(last answer - first request). Duplicates are item ids handed out more than once; the database is checked as well
+(nothing left pending, every item claimed exactly once).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import multiprocessing
 import time
 from collections import Counter
 
-from launch.agent.client import AgentClient
+from registry_client.agent.client import AgentClient
 
 from ..api import admin_api, djhelper, team_create
 from ..report import Context, Target, process_table, summary, table

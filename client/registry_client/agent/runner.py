@@ -9,6 +9,8 @@ process group of its own, with its inputs in the environment:
 ``LAUNCH_ITEM_ID``               the queue item's id
 ``LAUNCH_DESTINATION_PROJECT``   the project the run belongs to
 ``LAUNCH_CAUSED_BY``             the event id (only with an event): send it as ``X-Registry-Caused-By`` on API calls
+``LAUNCH_ARTIFACT_DIR``         the folder holding the event's model version (only for a job version that asks
+                               for it: ``download_artifact``), ``artifact/`` in the working directory
 ``LAUNCH_JOB_VERSION``, ``LAUNCH_QUEUE``, ``LAUNCH_ATTEMPT``   for the job's own logs
 
 The rest of the agent's environment is inherited, except ``LAUNCH_AGENT_TOKEN``: a job never sees the agent's
@@ -43,6 +45,7 @@ __all__ = ["LOG_TAIL_CHARS", "LOG_TAIL_LINES", "LocalProcessRunner", "LogBuffer"
 LOG_TAIL_CHARS = 16 * 1024
 LOG_TAIL_LINES = 200
 KILL_GRACE_SECONDS = 5.0
+ARTIFACT_DIR = "artifact"  # in the job's working directory
 SECRET_ENV = ("LAUNCH_AGENT_TOKEN",)
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
@@ -148,6 +151,8 @@ class LocalProcessRunner:
         self.root: str | None = None
         self.work_dir: str | None = None
         self.config_path: str | None = None
+        self.artifact_dir: str | None = None
+        self._config_json = ""
         self.returncode: int | None = None
         self.cancelled = False
         self.started_at: float | None = None
@@ -178,10 +183,13 @@ class LocalProcessRunner:
         tail = self.log.tail()
         self.log.append(("" if not tail or tail.endswith("\n") else "\n") + f"[launch-agent] {message}\n")
 
-    def start(self) -> int:
-        """Start the job; returns its pid. Raises ``RunnerError`` (with the reason in the log) if it cannot start."""
-        if self._proc is not None or self.returncode is not None:
-            raise RuntimeError("This runner was already started.")
+    def prepare(self) -> None:
+        """Check the entrypoint and make the item's folders and config file (``start`` does it if not done yet).
+
+        Raises ``RunnerError`` (with the reason in the log) for an entrypoint that cannot run.
+        """
+        if self.root is not None:
+            return
         argv = self.item.entrypoint
         if not argv or not all(isinstance(a, str) and a and "\x00" not in a for a in argv):
             self._cannot_start(f"the entrypoint {argv!r} is not a non-empty list of strings", EXIT_NOT_FOUND)
@@ -189,16 +197,30 @@ class LocalProcessRunner:
         self.work_dir = os.path.join(self.root, "work")
         os.mkdir(self.work_dir, 0o700)
         self.config_path = os.path.join(self.root, "config.json")
-        config_json = json.dumps(self.item.config, ensure_ascii=False)
+        self._config_json = json.dumps(self.item.config, ensure_ascii=False)
         fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(config_json)
+            fh.write(self._config_json)
+
+    def artifact_target(self) -> str:
+        """The folder the event's model version goes into, named to the job in ``LAUNCH_ARTIFACT_DIR``."""
+        self.prepare()
+        assert self.work_dir is not None
+        self.artifact_dir = os.path.join(self.work_dir, ARTIFACT_DIR)
+        return self.artifact_dir
+
+    def start(self) -> int:
+        """Start the job; returns its pid. Raises ``RunnerError`` (with the reason in the log) if it cannot start."""
+        if self._proc is not None or self.returncode is not None:
+            raise RuntimeError("This runner was already started.")
+        self.prepare()
+        argv = self.item.entrypoint
         self.started_at = time.monotonic()
         try:
             self._proc = subprocess.Popen(  # noqa: S603 - an argument list from the queue item, no shell
                 argv,
                 cwd=self.work_dir,
-                env=self._env(config_json),
+                env=self._env(self._config_json),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -261,14 +283,14 @@ class LocalProcessRunner:
     def __enter__(self) -> LocalProcessRunner:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.cleanup()
 
     # -- Internals --
 
     def _env(self, config_json: str) -> dict[str, str]:
         env = dict(os.environ if self.base_env is None else self.base_env)
-        for name in (*SECRET_ENV, "LAUNCH_CAUSED_BY"):
+        for name in (*SECRET_ENV, "LAUNCH_CAUSED_BY", "LAUNCH_ARTIFACT_DIR"):
             env.pop(name, None)
         item = self.item
         env.update(
@@ -285,6 +307,8 @@ class LocalProcessRunner:
         )
         if item.event:
             env["LAUNCH_CAUSED_BY"] = item.event
+        if self.artifact_dir is not None:
+            env["LAUNCH_ARTIFACT_DIR"] = self.artifact_dir
         env.setdefault("PYTHONUNBUFFERED", "1")
         return {k: v.replace("\x00", "") for k, v in env.items()}
 

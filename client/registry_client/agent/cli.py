@@ -9,6 +9,9 @@ The main loop claims from the queues in turn while fewer than ``--max-jobs`` ite
 worker thread that reports ``running``, runs it with the local-process runner, heartbeats (sending its log tail), and
 reports ``finished`` or ``failed`` with the exit code and log tail, or ``cancelled`` when a heartbeat says someone
 asked for it. If the server answers 409 the item went to another agent: the process is killed and the item forgotten.
+When the item's job version asks for the event's model version (``download_artifact``), the worker first downloads
+it into the job's working directory, every file checked against its SHA-256, heartbeating meanwhile; a version that
+cannot be had (a digest mismatch, a version gone) fails the item with the reason, and the job never starts.
 
 SIGTERM or SIGINT stops claiming and lets running jobs finish for ``--grace`` seconds; the rest are then stopped and
 reported ``failed``. A second signal skips what is left of the grace. Exit status: 0 after a stop by signal, 1 when
@@ -25,28 +28,31 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
 
+from ..config import redact_url
+from ..errors import ConfigError, RegistryError
+from ..types import DownloadResult
 from .client import (
+    UNAVAILABLE,
     AgentAuthError,
     AgentClient,
-    AgentError,
     Identity,
     Item,
     LostItem,
     RequestRejected,
     ServerError,
-    redact_url,
+    ServerUnreachable,
 )
 from .runner import KILL_GRACE_SECONDS, LocalProcessRunner, RunnerError, describe_exit
 
 __all__ = ["Agent", "build_parser", "main"]
 
-log = logging.getLogger("launch.agent")
+log = logging.getLogger("registry_client.agent")
 
 FINAL_REPORT_PATIENCE = 30.0  # seconds to keep retrying a final report while the server is unavailable
 MAX_POLL_BACKOFF = 30.0
-STARTUP_RETRIES = 2  # a server that is down at startup is reported within seconds (a supervisor restarts us)
 
 
 def short(item_id: str) -> str:
@@ -96,7 +102,7 @@ class Agent:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
-    def _on_signal(self, signum, frame) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Plain assignments only: a handler that took a lock the interrupted code holds would deadlock.
         self._signal = signal.Signals(signum).name
         self._signals += 1
@@ -175,17 +181,17 @@ class Agent:
         try:
             item = self.client.claim(self.team, queue)
         except AgentAuthError as exc:
-            log.error("the server no longer accepts this agent's token: %s; stopping", exc.detail or exc)
+            log.error("the server no longer accepts this agent's token: %s; stopping", exc)
             self.exit_status = 1
             self.abort.set()
             self.stopping.set()
             return None
         except RequestRejected as exc:
             if self._refused.get(queue) != str(exc):
-                log.warning("queue %s: claim refused (%s): %s; will keep trying", queue, exc.status, exc.detail)
+                log.warning("queue %s: claim refused: %s; will keep trying", queue, exc)
                 self._refused[queue] = str(exc)
             return None
-        except ServerError as exc:
+        except UNAVAILABLE as exc:
             if not self._unreachable:
                 log.warning("server unavailable (will keep polling): %s", exc)
                 self._unreachable = True
@@ -261,12 +267,12 @@ class Agent:
             log.info("item %s lost (lease lapsed) before it started", name)
             return
         except AgentAuthError as exc:
-            log.error("item %s not started: the server refused the token: %s", name, exc.detail)
+            log.error("item %s not started: the server refused the token: %s", name, exc)
             return
         except RequestRejected as exc:
             log.warning("item %s not started: %s", name, exc)
             return
-        except ServerError as exc:
+        except UNAVAILABLE as exc:
             log.warning("item %s: could not report running (%s); starting it anyway", name, exc)
             reported = {}
         if item.cancel_requested or reported.get("cancel_requested"):
@@ -275,26 +281,89 @@ class Agent:
                 log.info("item %s cancelled before it started", name)
             return
         try:
+            if item.download_artifact and not self._download(item, runner):
+                return
             pid = runner.start()
         except RunnerError as exc:
             log.info("item %s failed %s: %s", name, describe_exit(exc.exit_code), exc)
             self._final(item, runner, "failed", exc.exit_code)
             return
         log.info("item %s running (pid %d)", name, pid)
+        if not self._watch(item, runner, lambda timeout: runner.wait(timeout=timeout) is not None):
+            return
+        code = runner.returncode
+        state = "finished" if code == 0 else "failed"
+        if self._final(item, runner, state, code):
+            log.info("item %s %s %s in %.1fs", name, state, describe_exit(code), runner.duration)
 
+    def _download(self, item: Item, runner: LocalProcessRunner) -> bool:
+        """Download the event's model version into the job's folder while heartbeating; False when the item ended
+        (its reason reported) instead."""
+        name = short(item.id)
+        reference = item.artifact_version
+        if reference is None:
+            return self._refuse(
+                item,
+                runner,
+                "the job version downloads the event's model version, but this item has no event naming one "
+                "(it was queued by hand): queue it through an automation, or use a job version without "
+                "download_artifact",
+            )
+        target = runner.artifact_target()  # RunnerError for an entrypoint that cannot run: before any download
+        results: list[DownloadResult] = []
+        errors: list[Exception] = []
+
+        def fetch() -> None:
+            try:
+                results.append(self.client.download(self.team, reference, target))
+            except Exception as exc:  # reported by the worker thread
+                errors.append(exc)
+
+        log.info("item %s: downloading %s", name, reference)
+        thread = threading.Thread(target=fetch, name=f"download-{name}", daemon=True)
+        thread.start()
+
+        def done(timeout: float) -> bool:
+            thread.join(timeout)
+            return not thread.is_alive()
+
+        if not self._watch(item, runner, done):
+            return False
+        if errors:
+            error = errors[0]
+            detail = str(error) if isinstance(error, RegistryError) else f"{type(error).__name__}: {error}"
+            return self._refuse(item, runner, f"could not download the event's model version {reference}: {detail}")
+        (result,) = results
+        log.info("item %s: %s downloaded (%d files)", name, reference, len(result.written) + len(result.unchanged))
+        runner.note(f"downloaded {reference} into LAUNCH_ARTIFACT_DIR={target}")
+        return True
+
+    def _refuse(self, item: Item, runner: LocalProcessRunner, reason: str) -> bool:
+        """Fail the item before its job starts, saying why; always False."""
+        runner.note(reason)
+        if self._final(item, runner, "failed", None, reason=reason):
+            log.info("item %s failed before it started: %s", short(item.id), reason)
+        return False
+
+    def _watch(self, item: Item, runner: LocalProcessRunner, done: Callable[[float], bool]) -> bool:
+        """Heartbeat until ``done(timeout)`` says the work at hand (a download, the job) is over: True. False when
+        the item ended meanwhile (agent shutting down, item lost or cancelled), the job stopped and reported."""
+        name = short(item.id)
         next_beat = time.monotonic() + self.heartbeat
         sent_version = -1
         server_trouble = False
         while True:
-            code = runner.wait(timeout=max(0.0, min(0.2, next_beat - time.monotonic())))
-            if code is not None:
-                break
+            if done(max(0.0, min(0.2, next_beat - time.monotonic()))):
+                return True
             if self.abort.is_set():
                 code = runner.cancel()
-                runner.note(f"the agent shut down before the job finished; it was stopped: {describe_exit(code)}")
+                if runner.pid is None:
+                    runner.note("the agent shut down before the job started")
+                else:
+                    runner.note(f"the agent shut down before the job finished; it was stopped: {describe_exit(code)}")
                 if self._final(item, runner, "failed", code):
                     log.info("item %s failed (agent shut down) %s", name, describe_exit(code))
-                return
+                return False
             if time.monotonic() < next_beat:
                 continue
             next_beat = time.monotonic() + self.heartbeat
@@ -306,12 +375,12 @@ class Agent:
             except LostItem:
                 code = runner.cancel()
                 log.info("item %s lost (lease lapsed); stopped it: %s", name, describe_exit(code))
-                return
+                return False
             except AgentAuthError as exc:
                 code = runner.cancel()
-                log.error("item %s stopped: the server refused the token: %s", name, exc.detail)
-                return
-            except (ServerError, RequestRejected) as exc:
+                log.error("item %s stopped: the server refused the token: %s", name, exc)
+                return False
+            except (ServerError, ServerUnreachable, RequestRejected) as exc:
                 if not server_trouble:
                     log.warning("item %s: heartbeat failed (%s); will keep trying", name, exc)
                     server_trouble = True
@@ -325,19 +394,17 @@ class Agent:
                 code = runner.cancel()
                 if self._final(item, runner, "cancelled", code):
                     log.info("item %s cancelled %s in %.1fs", name, describe_exit(code), runner.duration)
-                return
+                return False
 
-        state = "finished" if code == 0 else "failed"
-        if self._final(item, runner, state, code):
-            log.info("item %s %s %s in %.1fs", name, state, describe_exit(code), runner.duration)
-
-    def _final(self, item: Item, runner: LocalProcessRunner, state: str, code: int | None) -> bool:
+    def _final(
+        self, item: Item, runner: LocalProcessRunner, state: str, code: int | None, *, reason: str | None = None
+    ) -> bool:
         """Report the outcome; True once the server has it."""
         name = short(item.id)
         deadline = time.monotonic() + FINAL_REPORT_PATIENCE
         while True:
             try:
-                self.client.report(self.team, item.id, state, exit_code=code, log_tail=runner.tail())
+                self.client.report(self.team, item.id, state, exit_code=code, log_tail=runner.tail(), reason=reason)
                 return True
             except LostItem:
                 log.info("item %s lost (lease lapsed) before its outcome (%s) was reported", name, state)
@@ -345,7 +412,7 @@ class Agent:
             except (AgentAuthError, RequestRejected) as exc:
                 log.error("item %s: the server refused its outcome (%s): %s", name, state, exc)
                 return False
-            except ServerError as exc:
+            except UNAVAILABLE as exc:
                 if self.abort.is_set() or time.monotonic() >= deadline:
                     log.error("item %s: could not report %s: %s", name, state, exc)
                     return False
@@ -356,8 +423,8 @@ class Agent:
 # --- Command line ---------------------------------------------------------------------------------------
 
 
-def _positive(kind: type, *, allow_zero: bool = False):
-    def parse(text: str):
+def _positive(kind: Callable[[str], float], *, allow_zero: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
@@ -432,27 +499,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     try:
         client = AgentClient(args.url, token)
-    except ValueError as exc:
+    except (ValueError, ConfigError) as exc:
         parser.error(str(exc))
 
     shown = redact_url(client.base_url)
     try:
-        identity = client.identity(retries=STARTUP_RETRIES)
+        identity = client.identity()
     except AgentAuthError as exc:
-        log.error("the server at %s refused the agent token: %s", shown, exc.detail or exc)
+        log.error("the server at %s refused the agent token: %s", shown, exc)
         return 1
     except RequestRejected as exc:
         log.error(
-            "the server at %s refused the agent's identity request (%s): %s; is this an agent token (agt_...)?",
-            shown,
-            exc.status,
-            exc.detail,
+            "the server at %s refused the agent's identity request: %s; is this an agent token (agt_...)?", shown, exc
         )
         return 1
-    except ServerError as exc:
+    except UNAVAILABLE as exc:
         log.error("cannot reach the registry at %s: %s", shown, exc)
         return 1
-    except AgentError as exc:  # pragma: no cover - every kind is handled above
+    except RegistryError as exc:  # pragma: no cover - every kind is handled above
         log.error("cannot start: %s", exc)
         return 1
 
