@@ -589,3 +589,20 @@ def test_settings_document_every_artifact_variable():
     ]  # fmt: skip
     assert [n for n in names if f"`{n}`" not in readme] == []
     assert [n for n in names if f"#{n}=" not in example] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [(b"[]", "application/json", 400), (b'{"force": true}', "application/json", 400), (b"{oops", "application/json", 400),
+     (b"commit", "text/plain", 415)],
+)  # fmt: skip
+def test_commit_takes_no_body_and_refuses_one_without_committing(client, body, content_type, status):
+    create(client, files=[file_entry("w/model.bin", WEIGHTS)])
+    put_file(client, "v0", "w/model.bin", WEIGHTS)
+    before = snapshot()
+
+    response = client.generic("POST", f"{VERSIONS}v0/commit/", body, content_type=content_type)
+
+    assert response.status_code == status, response.content
+    assert snapshot() == before
+    assert client.post(f"{VERSIONS}v0/commit/", {}, format="json").status_code == 200

@@ -232,3 +232,20 @@ def resign(url: str, *, expires: int) -> str:
     request.context["timestamp"] = stamp
     signer.add_auth(request)
     return parse_qs(urlsplit(request.url).query)["X-Amz-Signature"][0]
+
+
+def test_a_kept_alive_connection_serves_the_next_request_after_a_refused_unread_body(web_factory):
+    # Bodies gunicorn would not drain (over 64 KiB), refused before the application read them.
+    web = web_factory()
+    refused = [
+        ("POST", "/api/v1/teams/acme/registered-models/", b'{"name": "' + b"x" * 3 * MB + b'"}', "application/json"),
+        ("POST", "/api/v1/teams/acme/registered-models/", b"x" * 500_000, "text/plain"),
+        ("PUT", "/api/v1/teams/acme/blobs/not-a-digest/", b"x" * 500_000, "application/octet-stream"),
+    ]
+    for n, (method, path, body, content_type) in enumerate(refused):
+        answer = web.call(method, path, data=body, headers={"Content-Type": content_type})
+        assert 400 <= answer.status_code < 500, answer.text
+        # At once, on the same kept-alive connection; a POST, which no client library sends twice.
+        after = web.call("POST", "/api/v1/teams/acme/registered-models/", json={"name": f"model-{n}"})
+        assert after.status_code == 201, after.text
+    assert web.errors() == []

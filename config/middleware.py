@@ -1,0 +1,38 @@
+"""Keep-alive connections stay usable after a refused request.
+
+A request refused before its body was read (413 for a body over DATA_UPLOAD_MAX_MEMORY_SIZE, 401, 415, ...) leaves
+the body on the socket. gunicorn then drains at most 64 KiB of it before taking the connection's next request and,
+past that, closes the connection without having said so in the answer; a client that reuses it (requests'
+Session, any HTTP/1.1 client) sees its next request fail with "connection closed without response". Reading the
+rest here, up to a bound, keeps the connection whole. A larger unread body (a refused multi-gigabyte upload) is not
+read: that connection closes, as it would with any server, and the client still has its answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+DRAIN_MAX = 16 * 1024 * 1024
+_PIECE = 1024 * 1024
+
+
+class DrainUnreadBodyMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return response
+        if 0 < length <= DRAIN_MAX:
+            try:
+                # The rest of Django's length-bounded stream: nothing when the view read the body.
+                while request.read(_PIECE):
+                    pass
+            except OSError:  # the client went away: nothing to keep
+                pass
+        return response
