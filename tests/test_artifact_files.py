@@ -593,9 +593,13 @@ def test_settings_document_every_artifact_variable():
 
 @pytest.mark.parametrize(
     ("body", "content_type", "status"),
-    [(b"[]", "application/json", 400), (b'{"force": true}', "application/json", 400), (b"{oops", "application/json", 400),
-     (b"commit", "text/plain", 415)],
-)  # fmt: skip
+    [
+        (b"[]", "application/json", 400),
+        (b'{"force": true}', "application/json", 400),
+        (b"{oops", "application/json", 400),
+        (b"commit", "text/plain", 415),
+    ],
+)
 def test_commit_takes_no_body_and_refuses_one_without_committing(client, body, content_type, status):
     create(client, files=[file_entry("w/model.bin", WEIGHTS)])
     put_file(client, "v0", "w/model.bin", WEIGHTS)
