@@ -286,11 +286,10 @@ ADMIN_READS = [
     ("GET", "secrets/", None),
     ("GET", "webhooks/", None),
     ("GET", "webhooks/{webhook}/", None),
-    ("GET", "deliveries/", None),
-    ("GET", "deliveries/{delivery}/", None),
 ]
 VIEWER_READS = [("GET", "automations/", None), ("GET", "automations/{automation}/", None)]
-ALL_ROUTES = ADMIN_WRITES + ADMIN_READS + VIEWER_READS
+DELIVERY_READS = [("GET", "deliveries/", None), ("GET", "deliveries/{delivery}/", None)]
+ALL_ROUTES = ADMIN_WRITES + ADMIN_READS + VIEWER_READS + DELIVERY_READS
 BY_ID_ROUTES = [route for route in ALL_ROUTES if "{" in route[1]]
 
 
@@ -318,10 +317,29 @@ def test_a_member_cannot_change_secrets_webhooks_automations_or_deliveries(world
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_READS, ids=_ids(ADMIN_READS))
 @pytest.mark.parametrize("role", ["member", "viewer"])
-def test_members_and_viewers_cannot_read_secrets_webhooks_or_deliveries(world, deliveries, role, method, path, body):
+def test_members_and_viewers_cannot_read_secrets_or_webhooks(world, deliveries, role, method, path, body):
     response = world.client(getattr(world, role)).get(_own_path(path, world, deliveries))
 
     assert response.status_code == 403, response.content
+
+
+ADMIN_ONLY_DELIVERY_FIELDS = {"url", "last_error", "payload", "attempts"}
+
+
+@pytest.mark.parametrize(("method", "path", "body"), DELIVERY_READS, ids=_ids(DELIVERY_READS))
+@pytest.mark.parametrize("role", ["member", "viewer"])
+def test_members_and_viewers_see_a_deliverys_status_but_not_its_url_payload_or_answers(
+    world, deliveries, role, method, path, body
+):
+    response = world.client(getattr(world, role)).get(_own_path(path, world, deliveries))
+
+    assert response.status_code == 200, response.content
+    found = response.json()["results"] if "results" in response.json() else [response.json()]
+    assert found and all({"id", "status", "attempt_count", "event"} <= set(d) for d in found)
+    assert not ADMIN_ONLY_DELIVERY_FIELDS & {key for d in found for key in d}
+    admin_view = world.client(world.admin).get(_own_path(path, world, deliveries)).json()
+    admin_found = admin_view.get("results", [admin_view])
+    assert all("url" in d for d in admin_found)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), VIEWER_READS, ids=_ids(VIEWER_READS))

@@ -107,7 +107,10 @@ class DeliveryAttemptSerializer(serializers.ModelSerializer):
         fields = ["number", "started_at", "duration_ms", "status_code", "response_headers", "response_body", "error"]
 
 
-class DeliverySerializer(serializers.ModelSerializer):
+class DeliveryStatusSerializer(serializers.ModelSerializer):
+    """What members and viewers see of a delivery: whether what their change fired got through. Not its URL (a Slack
+    or Teams URL is itself a credential), payload, error text or the endpoint's answers: those are for admins."""
+
     event_type = serializers.CharField(source="event.type")
     attempt_count = serializers.IntegerField(source="attempts")
 
@@ -115,8 +118,13 @@ class DeliverySerializer(serializers.ModelSerializer):
         model = Delivery
         fields = [
             "id", "status", "attempt_count", "next_attempt_at", "event", "event_type", "automation", "automation_name",
-            "webhook", "webhook_name", "url", "last_status_code", "last_error", "created_at", "finished_at",
+            "webhook", "webhook_name", "last_status_code", "created_at", "finished_at",
         ]  # fmt: skip
+
+
+class DeliverySerializer(DeliveryStatusSerializer):
+    class Meta(DeliveryStatusSerializer.Meta):
+        fields = [*DeliveryStatusSerializer.Meta.fields, "url", "last_error"]
 
 
 class DeliveryDetailSerializer(DeliverySerializer):

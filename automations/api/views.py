@@ -120,7 +120,19 @@ class AutomationDetailView(TeamScopedMixin, APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class DeliveryListView(AdminScoped, ListView):
+class DeliveryStatusForAll(TeamScopedMixin):
+    """Every role reads deliveries' status (what a change fired, for ``registry wait``); admins see all of them."""
+
+    read_role = Role.VIEWER
+    write_role = Role.ADMIN
+
+    def shown(self, admin_serializer: type, others: type = s.DeliveryStatusSerializer) -> type:
+        if getattr(self, "swagger_fake_view", False):  # the schema documents the admins' answer
+            return admin_serializer
+        return admin_serializer if self.team_role == Role.ADMIN else others
+
+
+class DeliveryListView(DeliveryStatusForAll, ListView):
     serializer_class = s.DeliverySerializer
     query_filters = (
         QueryFilter("status", "Deliveries in this state", choices=s.DELIVERY_STATUSES),
@@ -132,12 +144,15 @@ class DeliveryListView(AdminScoped, ListView):
     def get_queryset(self):
         return selectors.deliveries_for_team(team=self.team, **self.filters)
 
+    def get_serializer_class(self):
+        return self.shown(s.DeliverySerializer)
 
-class DeliveryDetailView(AdminScoped, APIView):
+
+class DeliveryDetailView(DeliveryStatusForAll, APIView):
     @extend_schema(responses=s.DeliveryDetailSerializer)
     def get(self, request, team, delivery_id):
         found = selectors.delivery_get(team=self.team, delivery_id=delivery_id)
-        return Response(s.DeliveryDetailSerializer(found).data)
+        return Response(self.shown(s.DeliveryDetailSerializer)(found).data)
 
 
 class DeliveryRedeliverView(AdminScoped, APIView):

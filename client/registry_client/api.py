@@ -405,7 +405,8 @@ class Registry:
         limit: int | None = None,
         team: str | None = None,
     ) -> list[Delivery]:
-        """Webhook deliveries (team admins), newest first; ``event`` keeps those one event started."""
+        """Webhook deliveries, newest first (their URL and error for team admins only); ``event`` keeps those one
+        event started."""
         params = {k: v for k, v in (("event", event), ("status", status)) if v}
         rows = self.transport.pages(f"/teams/{seg(team or self.team)}/deliveries/", params=params, limit=limit)
         return [Delivery.from_json(row) for row in rows]

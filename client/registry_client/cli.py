@@ -476,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="registered model")
     p.add_argument("--limit", type=int, default=50)
 
-    p = command("deliveries", cmd_deliveries, "webhook deliveries, newest first (team admins)")
+    p = command("deliveries", cmd_deliveries, "webhook deliveries, newest first")
     p.add_argument("--event")
     p.add_argument("--status", choices=["pending", "sending", "succeeded", "retrying", "failed"])
     p.add_argument("--limit", type=int, default=50)

@@ -8,13 +8,15 @@ import time
 
 import pytest
 import requests
-from registry_client import Delivery, LaunchItem, TimedOut, WaitFailed
+from registry_client import Delivery, LaunchItem, Registry, TimedOut, WaitFailed
 from registry_client.cli import main
 
 from automations import services as automations
 from launch import services as launch
+from registry import services
+from registry.choices import Role
 
-from ..factories import make_project
+from ..factories import add_member, make_project
 from ..receivers import Receiver, Reply
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -82,10 +84,11 @@ def run_agent(account, stop: threading.Event) -> threading.Thread:
     return thread
 
 
-def test_wait_follows_an_alias_until_its_delivery_and_launch_item_have_settled(
-    registry, account, worker_factory, tmp_path
-):
-    with Receiver(Reply(200)) as receiver:
+def test_wait_follows_an_alias_until_its_delivery_and_launch_item_have_settled(account, worker_factory, tmp_path):
+    # As a training script runs it: a member's token, not an admin's.
+    member = add_member(account.team, role=Role.MEMBER)
+    _, token = services.api_token_create(user=member)
+    with Registry(url=account.url, token=token, team=account.team.name) as registry, Receiver(Reply(200)) as receiver:
         on_production(account, receiver.url, launch_job=True)
         linked(registry, tmp_path)
         worker_factory(**WORKER)
