@@ -6,12 +6,14 @@ class AutomationsConfig(AppConfig):
 
     def ready(self) -> None:
         from django.contrib import admin
+        from django.core.checks import Tags, register
 
         from registry.events import event_handler_register
         from secrets_vault.usage import reserved_names_register, usage_finder_register
 
-        from . import dispatch, rendering, selectors
+        from . import checks, dispatch, rendering, selectors
 
+        register(checks.alias_filters_check, Tags.database)
         event_handler_register(dispatch.event_handle)
         usage_finder_register(selectors.secret_users)
         reserved_names_register(

@@ -1,0 +1,56 @@
+"""System checks of the automations' stored data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.core import checks
+from django.db import DatabaseError, router, transaction
+
+from .alias_filter import AliasFilterError, alias_filter_validate
+from .models import Automation
+
+
+def alias_filters_check(
+    app_configs: Sequence[AppConfig] | None = None, databases: Iterable[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Every saved automation whose alias filter RE2 does not compile (saved before alias filters used RE2, or
+    written around the services): such a filter matches no alias, so the automation never runs.
+
+    Registered as a database check (``AutomationsConfig.ready``), which Django runs in ``manage.py check --database
+    default`` and ``manage.py migrate``. A warning, not an error, so that it never stops a migrate. Before the tables
+    exist (the first migrate) or while the database does not answer, it has nothing to say.
+    """
+    if not databases or (app_configs is not None and Automation._meta.app_config not in app_configs):
+        return []
+    messages: list[checks.CheckMessage] = []
+    for alias in databases:
+        if not router.allow_migrate_model(alias, Automation):
+            continue
+        try:
+            # A savepoint when the caller is in a transaction: a missing table must not break theirs.
+            with transaction.atomic(using=alias):
+                stored = list(
+                    Automation.objects.using(alias)
+                    .exclude(alias_regex="")
+                    .order_by("team__name", "name")
+                    .values_list("pk", "team__name", "name", "alias_regex")
+                )
+        except DatabaseError:
+            continue
+        for pk, team, name, pattern in stored:
+            try:
+                alias_filter_validate(pattern)
+            except AliasFilterError as exc:
+                messages.append(
+                    checks.Warning(
+                        f"Automation {name!r} of team {team!r} (id {pk}) has the alias filter {pattern!r}, which "
+                        f"does not compile, so the automation runs for no alias. {exc}",
+                        hint="Rewrite the filter in RE2 syntax (the whole alias must match), or clear it.",
+                        obj=f"{team}/{name}",
+                        id="automations.W001",
+                    )
+                )
+    return messages
