@@ -32,9 +32,10 @@ from registry.errors import ApplicationError
 from registry.events import ADD_ARTIFACT_ALIAS, event_type_get
 from registry.scoping import scope
 
-from . import delivery, selectors, services
+from . import delivery, selectors, services, webhook_testing
 from .admin_forms import AutomationForm, variables_help
 from .choices import DeliveryStatus
+from .fairness import TooManyTests
 from .models import Automation, Delivery, DeliveryAttempt, Webhook
 from .presets import preset_payload
 from .rendering import render_preview
@@ -54,7 +55,7 @@ scope(DeliveryAttempt, team_lookup="delivery__team", view=Role.ADMIN, write=None
 
 
 class WebhookTestForm(forms.Form):
-    """The payload to send: checked and sent by ``delivery.webhook_test_send``, exactly as the API does."""
+    """The payload to send: checked and sent by ``webhook_testing.webhook_test_send``, exactly as the API does."""
 
     payload = forms.CharField(
         strip=False,
@@ -160,7 +161,8 @@ class WebhookAdmin(ServiceWriteAdmin):
         return format_html('<a href="{}">Test</a>', url)
 
     def test_view(self, request, object_id: str):
-        """Send a payload once through ``delivery.webhook_test_send`` (the API's path) and show what came back."""
+        """Send a payload once through ``webhook_testing.webhook_test_send`` (the API's path) and show what came back;
+        a test refused for the limits on tests under way shows why, above the form."""
         webhook = self.get_object(request, unquote(object_id))
         if webhook is None:
             raise Http404(f"No webhook with id {object_id!r}.")
@@ -171,9 +173,11 @@ class WebhookAdmin(ServiceWriteAdmin):
             form = WebhookTestForm(request.POST)
             if form.is_valid():
                 try:
-                    result = delivery.webhook_test_send(
+                    result = webhook_testing.webhook_test_send(
                         webhook=webhook, payload=form.cleaned_data["payload"], user=request.user, show_request=True
                     )
+                except TooManyTests as exc:
+                    form.add_error(None, exc.message)
                 except ApplicationError as exc:
                     form.add_error("payload" if exc.field in (None, "payload") else None, exc.message)
         else:

@@ -1,36 +1,37 @@
 """Sending deliveries: claim, render, sign, send through the safe client, record the attempt, decide what next.
 
-Deliveries travel in batches of one webhook each: one task, one claim, one transaction recording the attempts, so
-the per-delivery cost is the request itself. The claim is a conditional UPDATE (pending/retrying and due → sending,
-with a lease), so a task delivered twice never sends twice at once. Long waits live in ``next_attempt_at``; the beat
-sweep sends whatever is due, and also takes back deliveries whose worker died mid-attempt once their lease lapses.
+Deliveries travel in batches of one destination and team each: one task, one send slot (``fairness``), one claim,
+one transaction recording the attempts, so the per-delivery cost is the request itself. The claim is a conditional
+UPDATE (pending/retrying and due → sending, with a lease), so a task delivered twice never sends twice at once.
+Long waits live in ``next_attempt_at``; the beat sweep sends whatever is due, and also takes back deliveries whose
+worker died mid-attempt once their lease lapses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from operator import attrgetter, itemgetter
 from typing import TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from registry import inline
 from registry.errors import ApplicationError, Conflict
 from registry.models import Event, Team
 from registry.outbox import task_send
 from secrets_vault.crypto import DecryptionError
 from secrets_vault.services import secret_values, secret_values_decrypt
 
-from . import rendering, retry, safe_http, signing
+from . import fairness, rendering, retry, safe_http, signing
 from .choices import CLAIMABLE, DeliveryStatus
 from .models import Delivery, DeliveryAttempt, Webhook
 from .selectors import sample_context
@@ -151,39 +152,74 @@ def request_shown(prepared: PreparedRequest) -> dict:
 
 # --- Scheduling -----------------------------------------------------------------------------------------
 
+BatchKey = tuple[str, int]  # (destination, team id): what a batch's deliveries have in common
 
-def batches(items: Iterable[T], webhook_of: Callable[[T], int | None]) -> list[list[T]]:
-    """Group deliveries (rows, or (id, webhook id) pairs) into batches of one webhook each, at most
-    ``DELIVERY_BATCH`` long, in order: a batch is sent one request after another, so a slow endpoint delays only its
-    own deliveries."""
-    open_batches: dict[int | None, list[T]] = {}
+
+def batches(items: Iterable[T], key_of: Callable[[T], BatchKey]) -> list[list[T]]:
+    """Group deliveries (rows, or value tuples) into batches of one destination and team each, at most
+    ``DELIVERY_BATCH`` long, in order. A batch holds one send slot and is sent one request after another."""
+    open_batches: dict[BatchKey, list[T]] = {}
     result: list[list[T]] = []
     for item in items:
-        webhook_id = webhook_of(item)
-        batch = open_batches.get(webhook_id)
+        key = key_of(item)
+        batch = open_batches.get(key)
         if batch is None or len(batch) >= settings.DELIVERY_BATCH:
-            batch = open_batches[webhook_id] = []
+            batch = open_batches[key] = []
             result.append(batch)
         batch.append(item)
     return result
 
 
-def deliveries_publish(delivery_ids: list[str], *, countdown: float | None = None) -> bool:
+def _row_key(delivery: Delivery) -> BatchKey:
+    return delivery.destination, delivery.team_id
+
+
+def _values_key(row: tuple) -> BatchKey:
+    return row[1], row[2]
+
+
+def deliveries_publish(
+    delivery_ids: list[str], *, destination: str, team_id: int, countdown: float | None = None
+) -> bool:
     """Hand one batch to the deliveries workers. Never raises (see ``task_send``)."""
     from .tasks import deliveries_send
 
-    return task_send(deliveries_send, list(delivery_ids), countdown=countdown)
+    return task_send(deliveries_send, list(delivery_ids), destination, team_id, countdown=countdown)
+
+
+def _publish_rows(group: list[Delivery]) -> None:
+    deliveries_publish([str(d.pk) for d in group], destination=group[0].destination, team_id=group[0].team_id)
+
+
+# The dispatching task sends from at most this many of its process's threads at once; the others keep
+# dispatching, and their batches go to the deliveries queue.
+_dispatch_senders = threading.BoundedSemaphore(max(1, settings.EVENTS_CONCURRENCY // 2))
 
 
 def deliveries_start(deliveries: list[Delivery]) -> None:
-    """Send freshly written deliveries, after their transaction committed: claimed on creation ones by idle
-    inline threads of this process (``registry.inline``), a batch each, the rest by the deliveries workers, a task
-    per batch."""
-    for group in batches(deliveries, webhook_of=attrgetter("webhook_id")):
-        if group[0].status == DeliveryStatus.SENDING:
-            inline.run_soon(partial(deliveries_send_claimed, group), fallback=partial(claim_release_and_publish, group))
-        else:
-            deliveries_publish([str(d.pk) for d in group])
+    """Start freshly dispatched deliveries, right after their event's dispatch committed. For a small fan-out the
+    dispatching task sends the first batch itself (no second broker hop); every other batch is published to the
+    deliveries queue first, so that no destination waits for another."""
+    groups = batches(deliveries, key_of=_row_key)
+    keep = len(deliveries) <= settings.DISPATCH_SEND_MAX and _dispatch_senders.acquire(blocking=False)
+    for group in groups[1:] if keep else groups:
+        _publish_rows(group)
+    if keep:
+        first = groups[0]
+        try:
+            deliveries_attempt(
+                delivery_ids=[d.pk for d in first],
+                destination=first[0].destination,
+                team_id=first[0].team_id,
+                from_dispatch=True,
+            )
+        except Exception as exc:
+            # The event is dispatched and its deliveries are written: whatever this attempt did not finish, the
+            # workers do (a lapsed claim, or a due delivery, is the sweep's). Only the type: messages may quote data.
+            logger.warning("deliveries of a dispatch not sent by it (%s); left to the workers", type(exc).__name__)
+            _publish_rows(first)
+        finally:
+            _dispatch_senders.release()
 
 
 def deliveries_waiting() -> int | None:
@@ -203,11 +239,11 @@ def deliveries_waiting() -> int | None:
 
 
 def deliveries_sweep(*, limit: int = 1000) -> int:
-    """Send what is due, and take back deliveries whose worker died mid-attempt. Returns how many were sent.
+    """Send what is due, and take back deliveries (and send slots) whose worker died mid-attempt. Returns how many
+    deliveries were sent to the workers.
 
-    The sweep never fills the deliveries queue beyond ``limit`` waiting tasks. When the workers are behind, a
-    delivery still waiting in the queue is late without being lost, and a task sent again would only queue up behind
-    it as a duplicate: resent every sweep, those duplicates grew faster than the workers could drop them.
+    The sweep never fills the deliveries queue beyond ``limit`` waiting tasks, and gives each destination no more
+    batches than it has free send slots: a queued task refused a slot would only come back on the next sweep.
     """
     now = timezone.now()
     Delivery.objects.filter(status=DeliveryStatus.SENDING, claimed_until__lt=now).update(
@@ -216,6 +252,7 @@ def deliveries_sweep(*, limit: int = 1000) -> int:
         claimed_until=None,
         last_error="The worker stopped during an attempt; it is sent again.",
     )
+    fairness.slots_expired_delete(now=now)
     waiting = deliveries_waiting()
     room = limit if waiting is None else max(0, limit - waiting)
     if not room:
@@ -226,11 +263,17 @@ def deliveries_sweep(*, limit: int = 1000) -> int:
     due = list(
         Delivery.objects.filter(status__in=CLAIMABLE, next_attempt_at__lte=grace)
         .order_by("next_attempt_at")
-        .values_list("pk", "webhook_id")[: room * settings.DELIVERY_BATCH]
+        .values_list("pk", "destination", "team_id")[: room * settings.DELIVERY_BATCH]
     )
-    groups = batches(due, webhook_of=itemgetter(1))[:room]
+    free = fairness.slots_free({row[1] for row in due}, now=now)
+    groups = []
+    for group in batches(due, key_of=_values_key):
+        destination = group[0][1]
+        if free[destination] > 0 and len(groups) < room:
+            free[destination] -= 1
+            groups.append(group)
     for group in groups:
-        deliveries_publish([str(pk) for pk, _ in group])
+        deliveries_publish([str(pk) for pk, _, _ in group], destination=group[0][1], team_id=group[0][2])
     sent = sum(len(group) for group in groups)
     if sent:
         logger.info("deliveries sweep: %d due deliveries sent to the workers in %d tasks", sent, len(groups))
@@ -246,7 +289,7 @@ def delivery_redeliver(*, delivery: Delivery) -> Delivery:
     )
     if not updated:
         raise Conflict("This delivery is being sent right now; try again when the attempt ends.")
-    transaction.on_commit(lambda: deliveries_publish([str(delivery.pk)]))
+    transaction.on_commit(lambda: _publish_rows([delivery]))
     delivery.refresh_from_db()
     return delivery
 
@@ -261,6 +304,7 @@ class _Outcome:
     summary: dict | None
     error: str
     verdict: retry.Verdict
+    answer: fairness.Answer | None  # what it says about the destination (None: nothing reached it)
 
 
 def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
@@ -305,88 +349,87 @@ def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
     return [rows[pk] for pk in wanted if pk in rows]
 
 
-class SlowEndpoints:
-    """Webhooks this process saw answer slowly lately. Their deliveries are left to the deliveries workers rather
-    than sent inline, so an endpoint taking seconds holds no thread of a web process: each process learns it from
-    one slow answer, and forgets it after ``MEMORY`` seconds (or at its next fast answer)."""
-
-    SLOW_AFTER = 1.0  # seconds an answer took
-    MEMORY = 300.0
-
-    def __init__(self) -> None:
-        self._until: dict[int, float] = {}
-
-    def saw(self, webhook_id: int | None, seconds: float) -> None:
-        if webhook_id is None:
-            return
-        if seconds >= self.SLOW_AFTER:
-            self._until[webhook_id] = time.monotonic() + self.MEMORY
-        else:
-            self._until.pop(webhook_id, None)
-
-    def __contains__(self, webhook_id: object) -> bool:
-        until = self._until.get(webhook_id)  # type: ignore[arg-type]
-        return until is not None and time.monotonic() < until
-
-
-slow_endpoints = SlowEndpoints()
-
-
-def claimed_on_creation(delivery: Delivery) -> Delivery:
-    """Write a delivery already claimed by the process creating it, which sends it right after commit (inline):
-    no claim query on the way. If that process cannot send it after all, ``claim_release_and_publish`` hands it
-    back; if it
-    dies, the claim lapses like any other and the sweep takes the delivery back."""
-    delivery.status = DeliveryStatus.SENDING
-    delivery.attempts = 1
-    delivery.claimed_until = timezone.now() + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)
-    return delivery
-
-
-def claim_release_and_publish(deliveries: list[Delivery]) -> None:
-    """Hand claimed-on-creation deliveries not yet attempted back to the workers."""
-    ids = [d.pk for d in deliveries]
-    Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING, attempts=1, attempt_log__isnull=True).update(
-        status=DeliveryStatus.PENDING, attempts=0, claimed_until=None
-    )
-    deliveries_publish([str(pk) for pk in ids])
-
-
 def delivery_attempt(*, delivery_id: object) -> str | None:
-    """Make one attempt if the delivery is due and unclaimed. Returns the resulting status, or None."""
-    return deliveries_attempt(delivery_ids=[delivery_id]).get(str(delivery_id))
+    """Make one attempt if the delivery is due and unclaimed (and its destination has a slot). Returns the
+    resulting status, or None."""
+    row = Delivery.objects.filter(pk=delivery_id).values_list("destination", "team_id").first()
+    if row is None:
+        return None
+    return deliveries_attempt(delivery_ids=[delivery_id], destination=row[0], team_id=row[1]).get(str(delivery_id))
 
 
-def deliveries_attempt(*, delivery_ids: Iterable[object]) -> dict[str, str]:
-    """One attempt for each of these deliveries that is due and unclaimed, one after another; returns the status
-    each ended in, by id."""
-    return deliveries_send_claimed(_claim(delivery_ids))
+def deliveries_attempt(
+    *, delivery_ids: Iterable[object], destination: str, team_id: int, from_dispatch: bool = False
+) -> dict[str, str]:
+    """One attempt for each of these deliveries (of one destination and team) that is due and unclaimed, one after
+    another, holding one send slot; returns the status each ended in, by id.
+
+    Without a slot nothing waits here: deliveries refused because the destination or the team has all its sends
+    under way stay due (the send that frees a slot hands them on); those of a destination whose breaker is open
+    wait in the database until it half-opens. From dispatch, a destination that answered badly lately is left to
+    the deliveries workers rather than hold a thread of the events worker.
+    """
+    wanted = list(delivery_ids)
+    now = timezone.now()
+    with transaction.atomic():
+        grant = fairness.slot_take(destination=destination, team_id=team_id, now=now, from_dispatch=from_dispatch)
+        if grant.slot_id is None:
+            if grant.wait_until is not None:
+                _park(wanted, until=grant.wait_until)
+            elif grant.hand_over:
+                transaction.on_commit(
+                    partial(deliveries_publish, [str(pk) for pk in wanted], destination=destination, team_id=team_id)
+                )
+            return {}
+        claimed = _claim(wanted[:1] if grant.probe else wanted)
+        if not claimed:
+            fairness.slot_release(grant.slot_id)
+            return {}
+    return _send_claimed(claimed, destination=destination, slot_id=grant.slot_id)
 
 
-def deliveries_send_claimed(claimed: list[Delivery]) -> dict[str, str]:
-    """One attempt for each of these deliveries, claimed by the caller, one after another.
+def _park(delivery_ids: list[object], *, until: datetime) -> None:
+    """Leave deliveries waiting for their destination's breaker: due again when it half-opens."""
+    Delivery.objects.filter(pk__in=delivery_ids, status__in=CLAIMABLE, next_attempt_at__lt=until).update(
+        next_attempt_at=until
+    )
+
+
+def _send_claimed(claimed: list[Delivery], *, destination: str, slot_id: int) -> dict[str, str]:
+    """Attempt claimed deliveries one after another, holding the send slot.
 
     Attempts are recorded together once the batch is sent (one transaction instead of one per delivery), or as soon
     as ``RECORD_EVERY`` has passed since the last record, so a slow endpoint's outcomes are not held back (nor resent
-    in numbers should the process die); the claims of the rest are then extended, so no lease lapses under a batch
-    that is still working through them.
+    in numbers should the process die); the claims of the rest (and the slot) are then extended. A batch stops
+    after ``DESTINATION_OPEN_AFTER`` bad answers in a row: the rest go back, to wait for the breaker.
     """
     secrets_of = _SecretsCache()
     gone: set[int] = set()  # webhooks that answered 410 in this batch: the rest of it is not sent
     outcomes: list[_Outcome] = []
     last_record = time.monotonic()
-    with safe_http.Reuse() as connection_kept:  # one connection for the batch, while the endpoint keeps it open
-        for index, delivery in enumerate(claimed):
-            outcome = _attempt(delivery, secrets_of=secrets_of, gone=gone, reuse=connection_kept)
-            outcomes.append(outcome)
-            if outcome.verdict is retry.Verdict.GONE and delivery.webhook_id:
-                gone.add(delivery.webhook_id)
-            rest = claimed[index + 1 :]
-            if rest and time.monotonic() - last_record >= RECORD_EVERY:
-                _record(outcomes, extend=rest)
-                outcomes, last_record = [], time.monotonic()
-    if outcomes:
-        _record(outcomes)
+    bad_in_a_row = 0
+    try:
+        with safe_http.Reuse() as connection_kept:  # one connection for the batch, while the endpoint keeps it open
+            for index, delivery in enumerate(claimed):
+                outcome = _attempt(delivery, secrets_of=secrets_of, gone=gone, reuse=connection_kept)
+                outcomes.append(outcome)
+                if outcome.verdict is retry.Verdict.GONE and delivery.webhook_id:
+                    gone.add(delivery.webhook_id)
+                if outcome.answer is not None:
+                    bad_in_a_row = bad_in_a_row + 1 if outcome.answer.bad else 0
+                rest = claimed[index + 1 :]
+                if rest and bad_in_a_row >= settings.DESTINATION_OPEN_AFTER:
+                    _record(outcomes, destination=destination, slot_id=slot_id, give_back=rest)
+                    return {str(d.pk): d.status for d in claimed[: index + 1]}
+                if rest and time.monotonic() - last_record >= RECORD_EVERY:
+                    _record(outcomes, destination=destination, slot_id=slot_id, extend=rest)
+                    outcomes, last_record = [], time.monotonic()
+    except BaseException:
+        # Unrecorded attempts are taken back by the sweep once their lease lapses; the slot need not wait for it.
+        with contextlib.suppress(Exception):
+            fairness.slot_release(slot_id)
+        raise
+    _record(outcomes, destination=destination, slot_id=slot_id, final=True)
     return {str(d.pk): d.status for d in claimed}
 
 
@@ -452,7 +495,6 @@ def _attempt(delivery: Delivery, *, secrets_of, gone: set[int], reuse: safe_http
         else:
             secrets = prepared.secrets
             response = http_send(delivery.url, prepared, reuse=reuse)
-            slow_endpoints.saw(delivery.webhook_id, response.duration_ms / 1000)
             error = response.error
             verdict = (
                 retry.Verdict.FAILED
@@ -460,13 +502,31 @@ def _attempt(delivery: Delivery, *, secrets_of, gone: set[int], reuse: safe_http
                 else retry.classify(response.status_code, network_error=response.status_code is None)
             )
     summary = response_summary(response, secrets) if response else None
-    return _Outcome(delivery, started=started, summary=summary, error=redact(error, secrets), verdict=verdict)
+    error = redact(error, secrets)
+    answer = None
+    if response is not None and not response.refused:
+        answer = fairness.Answer(
+            failed=verdict is retry.Verdict.RETRY,
+            seconds=response.duration_ms / 1000,
+            error=error or f"HTTP {response.status_code}",
+        )
+    return _Outcome(delivery, started=started, summary=summary, error=error, verdict=verdict, answer=answer)
 
 
 @transaction.atomic
-def _record(outcomes: list[_Outcome], *, extend: list[Delivery] = ()) -> None:
-    """Record the attempts, settle the deliveries and update the webhooks' health together: no one sees one
-    without the others. Only the holder of a claim may settle it (a lapsed lease may have been taken over)."""
+def _record(
+    outcomes: list[_Outcome],
+    *,
+    destination: str,
+    slot_id: int,
+    extend: list[Delivery] = (),
+    give_back: list[Delivery] = (),
+    final: bool = False,
+) -> None:
+    """Record the attempts, settle the deliveries and update the webhooks' health and the destination's breaker
+    together: no one sees one without the others. Only the holder of a claim may settle it (a lapsed lease may have
+    been taken over). ``extend`` keeps the rest of a batch (and its slot) claimed; ``give_back`` returns it unsent,
+    and with ``final`` the slot is released and whatever was refused one meanwhile is handed on."""
     now = timezone.now()
     DeliveryAttempt.objects.bulk_create(
         DeliveryAttempt(
@@ -493,7 +553,15 @@ def _record(outcomes: list[_Outcome], *, extend: list[Delivery] = ()) -> None:
         if settled.update(**changes):
             _apply(delivery, changes)
             if countdown is not None:
-                transaction.on_commit(partial(deliveries_publish, [str(delivery.pk)], countdown=countdown))
+                transaction.on_commit(
+                    partial(
+                        deliveries_publish,
+                        [str(delivery.pk)],
+                        destination=delivery.destination,
+                        team_id=delivery.team_id,
+                        countdown=countdown,
+                    )
+                )
     for (attempts, _), (changes, group) in succeeded.items():
         Delivery.objects.filter(pk__in=[d.pk for d in group], status=DeliveryStatus.SENDING, attempts=attempts).update(
             **changes
@@ -505,7 +573,53 @@ def _record(outcomes: list[_Outcome], *, extend: list[Delivery] = ()) -> None:
         Delivery.objects.filter(pk__in=[d.pk for d in extend], status=DeliveryStatus.SENDING).update(
             claimed_until=lease
         )
+        fairness.slot_extend(slot_id, now=now)
     _webhooks_health(outcomes, now=now)
+    open_until = fairness.breaker_record(destination, [o.answer for o in outcomes if o.answer is not None], now=now)
+    if give_back:
+        _give_back(give_back, until=open_until or now)
+    if open_until is not None:
+        _park_destination(destination, until=open_until)
+    if final or give_back:
+        fairness.slot_release(slot_id)
+        if open_until is None and fairness.handoff_wanted(destination):
+            _hand_on(destination, now=now)
+
+
+def _give_back(deliveries: list[Delivery], *, until: datetime) -> None:
+    """Return claimed deliveries that were not attempted, as if never claimed, due at ``until``."""
+    Delivery.objects.filter(pk__in=[d.pk for d in deliveries], status=DeliveryStatus.SENDING).update(
+        status=Case(When(attempts=1, then=Value(DeliveryStatus.PENDING)), default=Value(DeliveryStatus.RETRYING)),
+        attempts=F("attempts") - 1,
+        claimed_until=None,
+        next_attempt_at=until,
+    )
+    for delivery in deliveries:
+        delivery.refresh_from_db(fields=["status", "attempts", "next_attempt_at", "claimed_until"])
+
+
+def _park_destination(destination: str, *, until: datetime) -> None:
+    """The breaker just opened: everything due at the destination waits for it to half-open."""
+    Delivery.objects.filter(destination=destination, status__in=CLAIMABLE, next_attempt_at__lt=until).update(
+        next_attempt_at=until
+    )
+
+
+def _hand_on(destination: str, *, now: datetime) -> None:
+    """A slot at ``destination`` came free while deliveries waited for one: publish the oldest due batch."""
+    due = list(
+        Delivery.objects.filter(destination=destination, status__in=CLAIMABLE, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("pk", "destination", "team_id")[: settings.DELIVERY_BATCH]
+    )
+    if not due:
+        return
+    group = batches(due, key_of=_values_key)[0]
+    if len(group) < len(due) or len(due) == settings.DELIVERY_BATCH:
+        fairness.waiting_again(destination)  # more wait than this batch: the next slot to free hands them on
+    transaction.on_commit(
+        partial(deliveries_publish, [str(pk) for pk, _, _ in group], destination=destination, team_id=group[0][2])
+    )
 
 
 def _apply(delivery: Delivery, changes: dict) -> None:
@@ -577,42 +691,3 @@ def _webhook_health(webhook_id: int, *, verdict: retry.Verdict, error: str, now)
             reason=f"Every delivery failed for more than {limit}; last error: {error}"[:2000],
         )
 
-
-# --- Test a webhook -------------------------------------------------------------------------------------
-
-
-def webhook_test(*, webhook: Webhook, payload: dict | str, context: dict, show_request: bool = False) -> dict:
-    """Send a payload once through the production path (render, sign, safety checks); record nothing. The answer
-    is the endpoint's (``response_summary``); with ``show_request``, also what was sent, under ``request``
-    (``request_shown``)."""
-    template = rendering.template_parse(payload)
-    prepared = request_prepare(
-        team=webhook.team,
-        template=template,
-        context=context,
-        secret_name=webhook.secret.name if webhook.secret else "",
-        access_token_name=webhook.access_token.name if webhook.access_token else "",
-        msg_id=str(uuid.uuid4()),
-    )
-    answer = response_summary(http_send(webhook.url, prepared), prepared.secrets)
-    return {**answer, "request": request_shown(prepared)} if show_request else answer
-
-
-def webhook_test_send(*, webhook: Webhook, payload: object, user, show_request: bool = False) -> dict:
-    """Test a webhook, for the API and the admin alike: check ``payload`` as a template of the webhook's team (the
-    variables of every event type), render it for a sample event (``selectors.sample_context``) and send it once
-    through the production path. Nothing is recorded.
-
-    A payload that cannot be sent is refused with ``ApplicationError(field="payload")`` naming the cause (the
-    offending variable, a secret that is gone) and nothing is sent. Otherwise the endpoint's answer, or why none came
-    (a timeout, a refused address), is returned as ``response_summary`` gives it, with echoed secrets as ``${NAME}``;
-    with ``show_request`` (the admin's Test page), also the request as sent, secret-bearing values masked.
-    """
-    template = payload_validate(team=webhook.team, payload=payload, event_type=None)
-    try:
-        context = sample_context(team=webhook.team, user=user)
-        return webhook_test(webhook=webhook, payload=template, context=context, show_request=show_request)
-    except rendering.TemplateError as exc:
-        raise ApplicationError(exc.message, field="payload") from exc
-    except RequestError as exc:
-        raise ApplicationError(str(exc), field="payload") from exc

@@ -1,26 +1,25 @@
 """The registry's event handler for automations: a Delivery per matching webhook automation, a queue item per
 launch automation.
 
-It runs inside the event's dispatch transaction, so deliveries exist exactly when the event is marked dispatched;
-they are sent after commit (``delivery.deliveries_start``).
+It runs inside the event's dispatch transaction (a Celery task's), so deliveries exist exactly when the event is
+marked dispatched; they are started after commit by the same task (``delivery.deliveries_start``).
 """
 
 from __future__ import annotations
 
 import json
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from launch.services import item_enqueue
-from registry import inline
 from registry.models import Event
 
 from . import rendering
 from .choices import ActionType, DeliveryStatus
-from .delivery import claimed_on_creation, deliveries_start, slow_endpoints
+from .delivery import deliveries_start
 from .models import Automation, Delivery
+from .safe_http import destination_key
 from .selectors import automations_matching
 
 
@@ -40,6 +39,7 @@ def event_handle(event: Event) -> list[Delivery]:
             automation_name=automation.name,
             webhook_name=webhook.name,
             url=webhook.url,
+            destination=destination_key(webhook.url),
             payload_template=automation.payload,
             secret_name=webhook.secret.name if webhook.secret else "",
             access_token_name=webhook.access_token.name if webhook.access_token else "",
@@ -52,10 +52,6 @@ def event_handle(event: Event) -> list[Delivery]:
             delivery.finished_at = now
         deliveries.append(delivery)
     pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
-    if inline.is_here() and len(pending) <= settings.DISPATCH_INLINE_SEND_MAX:
-        # Dispatched with its change: this process sends them right after commit (``deliveries_start``), except
-        # to endpoints it saw answer slowly, which the workers send.
-        pending = [d if d.webhook_id in slow_endpoints else claimed_on_creation(d) for d in pending]
     Delivery.objects.bulk_create(deliveries)
     if pending:
         transaction.on_commit(lambda: deliveries_start(pending))

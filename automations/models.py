@@ -129,6 +129,8 @@ class Delivery(models.Model):
     automation_name = models.CharField(max_length=128)
     webhook_name = models.CharField(max_length=128)
     url = models.CharField(max_length=2048)
+    # scheme://host:port of ``url``: the key deliveries share their send capacity by (``fairness``).
+    destination = models.CharField(max_length=300, blank=True)
     payload_template = models.JSONField()
     secret_name = models.CharField(max_length=64, blank=True)
     access_token_name = models.CharField(max_length=64, blank=True)
@@ -154,10 +156,59 @@ class Delivery(models.Model):
             ),
             models.Index(fields=["claimed_until"], condition=Q(status="sending"), name="delivery_sending_idx"),
             models.Index(fields=["team", "status", "-created_at"], name="delivery_team_status_idx"),
+            models.Index(
+                fields=["destination", "next_attempt_at"],
+                condition=Q(status__in=["pending", "retrying"]),
+                name="delivery_destination_due_idx",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.webhook_name} ← {self.event.type} ({self.status})"
+
+
+class Destination(models.Model):
+    """An endpoint's host as deliveries see it (scheme://host:port), with its circuit breaker.
+
+    Closed (``open_until`` empty): sends go through, up to the destination's share of the send capacity.
+    Open (``open_until`` ahead): its deliveries wait in the database until then. Half-open (``open_until`` passed):
+    one probe at a time; the probe's outcome closes it or opens it again for twice as long.
+    """
+
+    key = models.CharField(max_length=300, unique=True)
+    failures = models.PositiveIntegerField(default=0)  # consecutive failed or slow answers
+    open_until = models.DateTimeField(null=True, blank=True)
+    backoff = models.FloatField(default=0)  # seconds the breaker last stayed open
+    # Deliveries were refused a slot here: the next send to end hands them on.
+    waiting = models.BooleanField(default=False)
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class SendSlot(models.Model):
+    """One send under way (a batch of deliveries, or a webhook test): what bounds a destination's and a team's share
+    of the senders. A slot whose holder died lapses at ``expires_at``."""
+
+    class Kind(models.TextChoices):
+        DELIVERY = "delivery", "Delivery"
+        TEST = "test", "Webhook test"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    destination = models.CharField(max_length=300, blank=True)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["destination", "expires_at"], name="sendslot_destination_idx"),
+            models.Index(fields=["team", "kind", "expires_at"], name="sendslot_team_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} slot of {self.destination or self.team_id}"
 
 
 class DeliveryAttempt(models.Model):

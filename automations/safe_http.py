@@ -270,6 +270,17 @@ def _check(target: _Target) -> list[ResolvedAddress]:
     return addresses
 
 
+def destination_key(url: str) -> str:
+    """``scheme://host:port`` of a webhook URL: what several webhooks to one server have in common. Empty for a URL
+    that cannot be parsed (sending refuses it without touching the network)."""
+    try:
+        target = _parse(url)
+    except UnsafeURL:
+        return ""
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    return f"{target.scheme}://{host}:{target.port}"
+
+
 def url_check(url: str) -> list[ResolvedAddress]:
     """Check ``url`` for outbound use and return its host's addresses, in resolver order.
 

@@ -6,15 +6,9 @@ from . import delivery
 
 
 @shared_task(name="automations.tasks.deliveries_send")
-def deliveries_send(delivery_ids: list[str]) -> dict[str, str]:
+def deliveries_send(delivery_ids: list[str], destination: str, team_id: int) -> dict[str, str]:
     # No Celery retries: a failed attempt is recorded and rescheduled by the attempt itself.
-    return delivery.deliveries_attempt(delivery_ids=delivery_ids)
-
-
-@shared_task(name="automations.tasks.delivery_send")
-def delivery_send(delivery_id: str) -> str | None:
-    # One delivery per task, as sent before deliveries travelled in batches: queued messages still run.
-    return delivery.delivery_attempt(delivery_id=delivery_id)
+    return delivery.deliveries_attempt(delivery_ids=delivery_ids, destination=destination, team_id=team_id)
 
 
 @shared_task(name="automations.tasks.deliveries_sweep")

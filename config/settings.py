@@ -201,8 +201,7 @@ CELERY_TASK_DEFAULT_QUEUE = "events"
 CELERY_TASK_ROUTES = {
     "registry.tasks.*": {"queue": "events"},
     "automations.tasks.deliveries_send": {"queue": "deliveries"},
-    "automations.tasks.delivery_send": {"queue": "deliveries"},
-    "automations.tasks.deliveries_sweep": {"queue": "events"},
+    "automations.tasks.deliveries_sweep": {"queue": "deliveries"},
     "launch.tasks.*": {"queue": "events"},
 }
 CELERY_BEAT_SCHEDULE = {
@@ -286,14 +285,31 @@ DELIVERY_CLAIM_LEASE = env.float("DELIVERY_CLAIM_LEASE", default=120.0)
 DELIVERY_COUNTDOWN_MAX = env.float("DELIVERY_COUNTDOWN_MAX", default=60.0)
 # The sweep leaves deliveries this many seconds past due to their own task first.
 DELIVERY_SWEEP_GRACE = env.float("DELIVERY_SWEEP_GRACE", default=5.0)
-# Deliveries to one webhook travel in batches of at most this many (one task, one claim, one record).
+# Deliveries to one destination travel in batches of at most this many (one task, one claim, one record).
 DELIVERY_BATCH = env.int("DELIVERY_BATCH", default=20)
-# The process that commits an event dispatches it and sends its deliveries in a background thread when one of
-# its DISPATCH_INLINE_THREADS is idle and the event has at most DISPATCH_INLINE_SEND_MAX deliveries; otherwise
-# (or with DISPATCH_INLINE off) the Celery workers do. The outbox rows and sweeps make either way lossless.
-DISPATCH_INLINE = env.bool("DISPATCH_INLINE", default=True)
-DISPATCH_INLINE_THREADS = env.int("DISPATCH_INLINE_THREADS", default=8)
-DISPATCH_INLINE_SEND_MAX = env.int("DISPATCH_INLINE_SEND_MAX", default=20)
+# Threads of the Procfile's `deliveries` and `worker` processes (read there too): the send capacity the shares
+# below are cut from.
+DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=16)
+EVENTS_CONCURRENCY = env.int("EVENTS_CONCURRENCY", default=8)
+# No destination (scheme, host, port) holds more sends at once than this, and no team more than the next one,
+# across every process, so one slow server or one busy team cannot take every sender.
+DELIVERY_DESTINATION_MAX_SENDS = env.int("DELIVERY_DESTINATION_MAX_SENDS", default=max(1, DELIVERY_CONCURRENCY // 4))
+DELIVERY_TEAM_MAX_SENDS = env.int("DELIVERY_TEAM_MAX_SENDS", default=max(1, DELIVERY_CONCURRENCY // 2))
+# The task that dispatches an event sends the first batch itself when the event has at most this many deliveries
+# (the rest, and larger fan-outs, go to the deliveries queue), from at most half the events worker's threads.
+DISPATCH_SEND_MAX = env.int("DISPATCH_SEND_MAX", default=20)
+# A destination's breaker opens after this many failed answers in a row (network errors, timeouts, 408, 429, 5xx,
+# or answers slower than DESTINATION_SLOW_AFTER seconds); it stays open DESTINATION_BACKOFF_MIN seconds, twice as
+# long after each failed probe, up to DESTINATION_BACKOFF_MAX.
+DESTINATION_OPEN_AFTER = env.int("DESTINATION_OPEN_AFTER", default=5)
+DESTINATION_SLOW_AFTER = env.float("DESTINATION_SLOW_AFTER", default=10.0)
+DESTINATION_BACKOFF_MIN = env.float("DESTINATION_BACKOFF_MIN", default=5.0)
+DESTINATION_BACKOFF_MAX = env.float("DESTINATION_BACKOFF_MAX", default=300.0)
+# Testing a webhook waits on its endpoint inside a web request: it has a shorter deadline, and only a few may run
+# at once per team and per web process (more get a 429).
+WEBHOOK_TEST_DEADLINE = env.float("WEBHOOK_TEST_DEADLINE", default=10.0)
+WEBHOOK_TEST_MAX_PER_TEAM = env.int("WEBHOOK_TEST_MAX_PER_TEAM", default=2)
+WEBHOOK_TEST_MAX_PER_PROCESS = env.int("WEBHOOK_TEST_MAX_PER_PROCESS", default=2)
 
 # --- Launch ------------------------------------------------------------------------------------------------
 # Seconds an agent's claim lasts without a heartbeat; agents heartbeat well within it.

@@ -1,10 +1,9 @@
 """Events as a transactional outbox: record in the change's transaction, dispatch after commit, sweep.
 
 Recording happens in the same transaction as the change, so an event exists exactly when its change does.
-With ``DISPATCH_INLINE`` (the default) the event is dispatched in the change's transaction too, so its deliveries
-are written with it and the committing process sends them right after commit (``registry.inline``). Otherwise, or
-if that dispatch fails, dispatch is a Celery task sent with ``transaction.on_commit``; if the broker is unreachable
-then, the event simply stays undispatched and ``events_sweep`` (run by beat) schedules it again.
+Dispatch is a Celery task sent with ``transaction.on_commit``: web processes write rows and publish, and never send
+anything themselves. If the broker is unreachable then, the event simply stays undispatched and ``events_sweep``
+(run by beat) schedules it again.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import inline
 from .choices import LATEST_ALIAS, REGISTRY_PROJECT
 from .events import ADD_ARTIFACT_ALIAS, CREATE_ARTIFACT, LINK_ARTIFACT, EventType, event_handlers
 from .models import Alias, ArtifactVersion, Event, ModelVersion
@@ -134,8 +132,7 @@ def _event_create(
     )
     if (recorded := _recorded.get()) is not None:
         recorded.append(event)
-    if not (inline.enabled() and _dispatch_with_change(event)):
-        transaction.on_commit(lambda: event_dispatch_schedule(event.pk))
+    transaction.on_commit(lambda: event_dispatch_schedule(event.pk))
     return event
 
 
@@ -149,23 +146,6 @@ def _model_event_create(*, event_type: EventType, model_version: ModelVersion, a
         model_version=model_version,
         alias=alias,
     )
-
-
-def _dispatch_with_change(event: Event) -> bool:
-    """Dispatch in the change's own transaction, in a savepoint: the deliveries are written with the change, and
-    sent after commit by this process when it has an idle thread (``registry.inline``). A handler that fails rolls
-    back only its savepoint, and the event goes to the workers as usual; the change itself never fails for it."""
-    try:
-        with transaction.atomic(), inline.here():
-            _dispatch(event)
-            event.save(update_fields=["dispatch_attempts", "dispatch_note", "dispatched_at"])
-    except Exception as exc:
-        logger.warning(
-            "event %s: dispatch with the change failed (%s); sent to the workers", event.pk, type(exc).__name__
-        )
-        event.dispatch_attempts, event.dispatch_note, event.dispatched_at = 0, "", None
-        return False
-    return True
 
 
 def event_record_link(*, model_version: ModelVersion) -> Event:

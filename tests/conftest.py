@@ -196,8 +196,6 @@ ARTIFACT_STORE = "store"  # below each test's tmp_path
 @pytest.fixture(autouse=True)
 def _test_settings(settings, tmp_path) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # Events of the test process go through the broker to the test's workers; inline dispatch has its own tests.
-    settings.DISPATCH_INLINE = False
     # Pages rendered in tests need no collectstatic run (production's manifest storage does).
     settings.STORAGES = {
         **settings.STORAGES,

@@ -1,17 +1,17 @@
-"""Automations API: thin views over automations.services, .delivery and .selectors."""
+"""Automations API: thin views over automations.services, .webhook_testing, .delivery and .selectors."""
 
 from __future__ import annotations
 
 import uuid
 
 from django.db import transaction
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from automations import delivery, selectors, services
+from automations import delivery, selectors, services, webhook_testing
 from automations.presets import PRESETS
 from registry.api.inputs import validated
 from registry.api.listing import ListView, QueryFilter
@@ -72,12 +72,22 @@ class WebhookDetailView(AdminScoped, APIView):
 
 
 class WebhookTestView(AdminScoped, APIView):
-    @extend_schema(request=s.WebhookTestSerializer, responses=TEST_RESULT)
+    @extend_schema(
+        request=s.WebhookTestSerializer,
+        responses={
+            200: TEST_RESULT,
+            429: OpenApiResponse(
+                description="Too many tests under way for the team (WEBHOOK_TEST_MAX_PER_TEAM) or on this server "
+                "(WEBHOOK_TEST_MAX_PER_PROCESS); code too_many_tests, with Retry-After. Nothing was sent."
+            ),
+        },
+    )
     def post(self, request, team, webhook_id):
-        """Send a payload once through the production signing and safety path; nothing is recorded."""
+        """Send a payload once through the production signing and safety path, within WEBHOOK_TEST_DEADLINE;
+        nothing is recorded."""
         payload = validated(s.WebhookTestSerializer, request.data)["payload"]
         webhook = selectors.webhook_get(team=self.team, webhook_id=webhook_id)
-        return Response(delivery.webhook_test_send(webhook=webhook, payload=payload, user=request.user))
+        return Response(webhook_testing.webhook_test_send(webhook=webhook, payload=payload, user=request.user))
 
 
 class AutomationListView(TeamScopedMixin, ListView):
