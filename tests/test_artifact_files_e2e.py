@@ -83,7 +83,6 @@ def web_factory(transactional_db, tmp_path):
             "PORT": str(port),
             "WEB_BIND": "127.0.0.1",
             "WEB_CONCURRENCY": "1",
-            "DISPATCH_INLINE": "false",
             "ARTIFACT_STORAGE_DIR": str(store),
             **env,
         }
