@@ -10,7 +10,7 @@ import time
 import pytest
 from django.conf import settings
 
-from automations import delivery, services
+from automations import services, webhook_testing
 from secrets_vault import services as vault
 
 from .factories import make_team, make_user
@@ -44,7 +44,7 @@ def test_the_receiver_verifies_what_a_webhook_sends(settings, receiver_secret, e
         webhook = services.webhook_create(
             team=team, name="local", url=f"http://127.0.0.1:{port}/", secret="SIGNING", access_token="TOKEN", user=admin
         )
-        result = delivery.webhook_test(webhook=webhook, payload={"hello": "wörld"}, context={})
+        result = webhook_testing.webhook_test(webhook=webhook, payload={"hello": "wörld"}, context={})
         output, _ = process.communicate(timeout=20)
     finally:
         process.kill()
