@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from registry.errors import ApplicationError, Conflict
+from registry.errors import Conflict
 from registry.models import Event, Team
 from registry.outbox import task_send
 from secrets_vault.crypto import DecryptionError
@@ -34,8 +34,7 @@ from secrets_vault.services import secret_values, secret_values_decrypt
 from . import fairness, rendering, retry, safe_http, signing
 from .choices import CLAIMABLE, DeliveryStatus
 from .models import Delivery, DeliveryAttempt, Webhook
-from .selectors import sample_context
-from .services import payload_validate, webhook_disable
+from .services import webhook_disable
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -690,4 +689,3 @@ def _webhook_health(webhook_id: int, *, verdict: retry.Verdict, error: str, now)
             webhook_id=webhook_id,
             reason=f"Every delivery failed for more than {limit}; last error: {error}"[:2000],
         )
-

@@ -198,7 +198,10 @@ def test_slot(*, team: Team) -> Iterator[None]:
     somebody's server inside a web request, so only a few may do so at once."""
     here = _process_semaphore()
     if not here.acquire(blocking=False):
-        raise TooManyTests("Too many webhook tests are under way on this server; try again in a few seconds.")
+        raise TooManyTests(
+            f"Too many webhook tests are under way on this server (at most {settings.WEBHOOK_TEST_MAX_PER_PROCESS} at "
+            "once); try again in a few seconds."
+        )
     try:
         now = timezone.now()
         with transaction.atomic():

@@ -317,7 +317,7 @@ def test_a_team_at_its_share_waits_while_another_team_sends_to_the_same_destinat
     settings.DELIVERY_TEAM_MAX_SENDS = 1
     with Receiver() as receiver:
         busy, _, (busy_hook,) = team_with_hooks(receiver.url)
-        other, _, (other_hook,) = team_with_hooks(receiver.url)
+        _, _, (other_hook,) = team_with_hooks(receiver.url)
         hold_slot(destination="https://elsewhere.example:443", team_id=busy.pk)
         refused = [str(d.pk) for d in pending_deliveries(busy_hook, 1)]
         assert attempt(busy_hook, refused) == {}
