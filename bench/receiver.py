@@ -8,7 +8,8 @@ whole request has been read and before it answers::
 
 The marker is the ``m`` member of the JSON body (automations render it from e.g. ``${alias}``). CLOCK_MONOTONIC
 is system-wide on Linux, so the driver compares these times with its own. ``--delay`` sleeps before answering
-(the slow endpoint). ``ReceiverProcess`` runs one and collects its lines.
+(the slow endpoint); ``--trickle N`` sends the status line and headers at once, then a body of N bytes one a second
+(an endpoint that answers, slowly). ``ReceiverProcess`` runs one and collects its lines.
 """
 
 from __future__ import annotations
@@ -53,7 +54,15 @@ def _read_request(conn: socket.socket) -> tuple[str, dict[str, str], bytes] | No
     return path, headers, body
 
 
-def serve(*, port: int, delay: float, threads: int) -> None:
+def _trickle(conn: socket.socket, size: int) -> None:
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+    conn.sendall(head.encode())
+    for _ in range(size):
+        time.sleep(1.0)
+        conn.sendall(b".")
+
+
+def serve(*, port: int, delay: float, threads: int, trickle: int = 0) -> None:
     out = sys.stdout.buffer
     lock = threading.Lock()
     connections: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
@@ -78,7 +87,10 @@ def serve(*, port: int, delay: float, threads: int) -> None:
                     out.flush()
                 if delay:
                     time.sleep(delay)
-                conn.sendall(ANSWER)
+                if trickle:
+                    _trickle(conn, trickle)
+                else:
+                    conn.sendall(ANSWER)
             except OSError:
                 pass
             finally:
@@ -108,8 +120,9 @@ class Arrival:
 class ReceiverProcess:
     """A receiver subprocess and the arrivals it reported, in order."""
 
-    def __init__(self, *, delay: float = 0.0, threads: int = 64, name: str = "fast") -> None:
+    def __init__(self, *, delay: float = 0.0, threads: int = 64, name: str = "fast", trickle: int = 0) -> None:
         self.delay = delay
+        self.trickle = trickle
         self.threads = threads
         self.name = name
         self.arrivals: list[Arrival] = []
@@ -123,7 +136,8 @@ class ReceiverProcess:
 
     def start(self) -> ReceiverProcess:
         self._popen = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "bench.receiver", "--delay", str(self.delay), "--threads", str(self.threads)],
+            [sys.executable, "-m", "bench.receiver", "--delay", str(self.delay), "--threads", str(self.threads),
+             "--trickle", str(self.trickle)],
             stdout=subprocess.PIPE, start_new_session=True,
         )  # fmt: skip
         first = self._popen.stdout.readline().decode().split()
@@ -181,9 +195,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering")
     parser.add_argument("--threads", type=int, default=64, help="handler threads")
+    parser.add_argument("--trickle", type=int, default=0, help="answer with a body of this many bytes, one a second")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        serve(port=args.port, delay=args.delay, threads=args.threads)
+        serve(port=args.port, delay=args.delay, threads=args.threads, trickle=args.trickle)
 
 
 if __name__ == "__main__":

@@ -275,12 +275,18 @@ class DedupReceiver:
     """A webhook endpoint on loopback that de-duplicates on ``webhook-id``, as the wire format asks receivers to.
 
     ``fail_until`` (a ``time.monotonic()`` instant) makes it answer 503 until then: an endpoint that is down.
+    ``trickle`` makes it answer 200 with its headers at once and then a body of that many bytes, one a second: an
+    endpoint that is up and answers, slowly (a request is accepted when read, before the answer starts).
     """
 
     fail_until: float = 0.0
     delay: float = 0.0  # seconds each request is held before the answer (requests in flight when a fault hits)
+    trickle: int = 0
     accepted: dict[str, Accepted] = field(default_factory=dict)
     duplicates: int = 0
+    duplicated_ids: Counter = field(default_factory=Counter)  # webhook-id → times it came again
+    in_flight: int = 0  # trickling answers under way
+    peak_in_flight: int = 0
     refused: int = 0
     requests: int = 0
     last_new_at: float = 0.0
@@ -297,6 +303,9 @@ class DedupReceiver:
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 status = receiver._take(self.headers.get("webhook-id") or "", body)
+                if status == 200 and receiver.trickle:
+                    self._trickle(receiver.trickle)
+                    return
                 reply = b'{"ok":true}' if status == 200 else b'{"error":"down"}'
                 try:
                     self.send_response(status)
@@ -306,6 +315,28 @@ class DedupReceiver:
                     self.wfile.write(reply)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+
+            def _trickle(self, size: int) -> None:
+                # Counted from the request read to before the last byte leaves: the sender cannot be done with the
+                # request sooner, so the peak is a lower bound of the sends it had under way at once.
+                receiver._flight(+1)
+                counted = True
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(size))
+                    self.end_headers()  # the status line and headers leave now; the body takes ``size`` seconds
+                    for left in range(size, 0, -1):
+                        time.sleep(1.0)
+                        if left == 1:
+                            receiver._flight(-1)
+                            counted = False
+                        self.wfile.write(b".")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    if counted:
+                        receiver._flight(-1)
 
             def log_message(self, format: str, *args) -> None:
                 pass
@@ -325,15 +356,25 @@ class DedupReceiver:
                 return 503
             if webhook_id in self.accepted:
                 self.duplicates += 1
+                self.duplicated_ids[webhook_id] += 1
             else:
                 now = time.monotonic()
                 self.accepted[webhook_id] = Accepted(now, json.loads(body or b"{}"))
                 self.last_new_at = now
             return 200
 
+    def _flight(self, change: int) -> None:
+        with self._lock:
+            self.in_flight += change
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/hook"
+        return self.url_for("/hook")
+
+    def url_for(self, path: str) -> str:
+        """A URL of this receiver with another path: webhooks that differ but share one destination."""
+        return f"http://127.0.0.1:{self.server.server_port}{path}"
 
     @property
     def delivered(self) -> int:
