@@ -26,6 +26,8 @@ SCENARIOS = {
     "embedded": "bench.scenarios.embedded",
     "files": "bench.scenarios.files",
     "client": "bench.scenarios.client",
+    "trickle": "bench.scenarios.trickle",
+    "hop": "bench.scenarios.hop",
 }
 TIME_LIMIT = 90 * 60  # the whole run stops by itself after this many seconds
 

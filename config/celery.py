@@ -1,6 +1,8 @@
 """The Celery application. Settings come from Django's settings under the CELERY_ namespace."""
 
 import os
+import threading
+import time
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
@@ -11,10 +13,15 @@ app = Celery("registry_automations")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# A task that starts within this many seconds of the previous one in its thread (or pool process) runs on the
+# connection that task has just used, so it skips CONN_HEALTH_CHECKS' SELECT 1: a PostgreSQL round trip on the path
+# of every event and every delivery. A connection idle for longer is checked before its first query, as in a request.
+HEALTH_CHECK_AFTER_IDLE = 1.0
+_last_task = threading.local()
+
 
 @task_prerun.connect(dispatch_uid="config.celery.task_db_connections_prerun")
-@task_postrun.connect(dispatch_uid="config.celery.task_db_connections_postrun")
-def task_db_connections(task=None, **kwargs) -> None:
+def task_db_connections_prerun(task=None, **kwargs) -> None:
     """Treat a task like a request: keep the database connection for DB_CONN_MAX_AGE seconds, and drop it once it
     failed or is too old (with CONN_HEALTH_CHECKS a connection that died in between is replaced at its first query).
 
@@ -23,6 +30,21 @@ def task_db_connections(task=None, **kwargs) -> None:
     """
     if task is not None and getattr(task.request, "is_eager", False):
         return  # runs inside the caller's transaction (tests): leave its connection alone
+    from django.db import close_old_connections, connections
+
+    close_old_connections()
+    if time.monotonic() - getattr(_last_task, "finished", float("-inf")) < HEALTH_CHECK_AFTER_IDLE:
+        for connection in connections.all(initialized_only=True):
+            if connection.connection is not None:
+                connection.health_check_done = True
+
+
+@task_postrun.connect(dispatch_uid="config.celery.task_db_connections_postrun")
+def task_db_connections_postrun(task=None, **kwargs) -> None:
+    """After a task, as after a request: drop a connection that failed or is too old."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
     from django.db import close_old_connections
 
     close_old_connections()
+    _last_task.finished = time.monotonic()
