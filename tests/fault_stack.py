@@ -473,6 +473,7 @@ class Stack:
         self.fixture = Fixture()
         self._counter = Counter()
         self._lock = threading.Lock()
+        self.failures: list[str] = []  # alias calls that got no answer: name and exception, for assertion messages
         self._stopping = threading.Event()
         self.exits: list[str] = []  # every exit the supervisor saw: "name exited CODE (crash|killed)"
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
@@ -597,7 +598,8 @@ class Stack:
         path = f"/teams/{fx.team}/registered-models/{fx.model}/versions/v0/aliases/"
         try:
             return self.api.call("POST", path, json={"alias": name}, retry_for=retry_for).status_code
-        except requests.RequestException:
+        except requests.RequestException as exc:
+            self.failures.append(f"{name}: {type(exc).__name__}: {exc}")
             return 0
 
     def burst(self, names: list[str], *, threads: int = 4, retry_for: float = 0.0) -> dict[str, int]:

@@ -141,7 +141,8 @@ def test_events_made_while_redis_is_down_are_all_delivered_once_it_is_back(redis
         made_before = stack.events()[0]
         burst.join(timeout=120)
         assert not burst.is_alive(), "the API hung without its broker"
-        assert set(statuses.values()) == {201}, statuses  # the API keeps working without the broker
+        # the API keeps working without the broker
+        assert set(statuses.values()) == {201}, f"{statuses}\n{stack.failures[:5]}\n{stack.tails()}"
         redis_server.start()
         back = time.monotonic()
 
@@ -281,7 +282,9 @@ def test_an_endpoint_down_for_a_while_gets_every_delivery_once_it_is_back(redis_
         time.sleep(max(0.0, receiver.fail_until - time.monotonic()))
         # Nothing got through while it was down (a retry may land the moment it is back, before this line runs).
         assert not [a for a in receiver.accepted.values() if a.at < receiver.fail_until]
-        assert receiver.refused >= events
+        # The breaker parked the host after a few refusals and probed it one request at a time, instead of sending
+        # each delivery's each retry to a host that was down.
+        assert 1 <= receiver.refused < events, receiver.refused
 
         settle(stack, receiver, expected=events, timeout=OUTAGE_SECONDS + 90)
         figures = Figures(
