@@ -193,32 +193,77 @@ def _publish_rows(group: list[Delivery]) -> None:
 # The dispatching task sends from at most this many of its process's threads at once; the others keep
 # dispatching, and their batches go to the deliveries queue.
 _dispatch_senders = threading.BoundedSemaphore(max(1, settings.EVENTS_CONCURRENCY // 2))
+_sender = threading.local()
 
 
-def deliveries_start(deliveries: list[Delivery]) -> None:
-    """Start freshly dispatched deliveries, right after their event's dispatch committed. For a small fan-out the
-    dispatching task sends the first batch itself (no second broker hop); every other batch is published to the
-    deliveries queue first, so that no destination waits for another."""
-    groups = batches(deliveries, key_of=_row_key)
-    keep = len(deliveries) <= settings.DISPATCH_SEND_MAX and _dispatch_senders.acquire(blocking=False)
-    for group in groups[1:] if keep else groups:
+def _sender_reserve() -> bool:
+    """A sending permit for this thread's dispatch. A dispatch whose transaction rolled back neither sent nor gave
+    its permit back: the thread still holds it, and its next dispatch uses it."""
+    if not getattr(_sender, "held", False):
+        _sender.held = _dispatch_senders.acquire(blocking=False)
+    return _sender.held
+
+
+def _sender_release() -> None:
+    if getattr(_sender, "held", False):
+        _sender.held = False
+        _dispatch_senders.release()
+
+
+def deliveries_create(deliveries: list[Delivery]) -> None:
+    """Write a dispatch's deliveries, in its transaction, and start the pending ones once it commits.
+
+    For a small fan-out the dispatching task sends the first batch itself, right after the commit (no second broker
+    hop): its send slot is taken and the batch written already claimed in this transaction, so nothing else runs
+    between the commit and the first request. Every other batch is published to the deliveries queue first, so that
+    no destination waits for another.
+    """
+    pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
+    groups = batches(pending, key_of=_row_key)
+    claimed, slot_id, published = _dispatch_claim(groups, fan_out=len(pending))
+    Delivery.objects.bulk_create(deliveries)
+    if groups:
+        transaction.on_commit(partial(_deliveries_start, published, claimed, slot_id))
+
+
+def _dispatch_claim(
+    groups: list[list[Delivery]], *, fan_out: int
+) -> tuple[list[Delivery], int | None, list[list[Delivery]]]:
+    """Claim the first batch for the dispatching task, if the fan-out is small, a permit is free and the
+    destination grants a slot. Returns (claimed, slot id, batches to publish)."""
+    if not groups or fan_out > settings.DISPATCH_SEND_MAX or not _sender_reserve():
+        return [], None, groups
+    first, rest = groups[0], groups[1:]
+    now = timezone.now()
+    grant = fairness.slot_take(destination=first[0].destination, team_id=first[0].team_id, now=now, from_dispatch=True)
+    if grant.slot_id is None:
+        _sender_release()
+        if grant.hand_over:
+            return [], None, groups
+        if grant.wait_until is not None:  # the breaker is open: due when it half-opens
+            for delivery in first:
+                delivery.next_attempt_at = grant.wait_until
+        return [], None, rest  # a slot that frees hands the others on
+    claimed = first[:1] if grant.probe else first
+    lease = now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)
+    for delivery in claimed:
+        delivery.status, delivery.attempts, delivery.claimed_until = DeliveryStatus.SENDING, 1, lease
+    return claimed, grant.slot_id, rest
+
+
+def _deliveries_start(published: list[list[Delivery]], claimed: list[Delivery], slot_id: int | None) -> None:
+    for group in published:
         _publish_rows(group)
-    if keep:
-        first = groups[0]
-        try:
-            deliveries_attempt(
-                delivery_ids=[d.pk for d in first],
-                destination=first[0].destination,
-                team_id=first[0].team_id,
-                from_dispatch=True,
-            )
-        except Exception as exc:
-            # The event is dispatched and its deliveries are written: whatever this attempt did not finish, the
-            # workers do (a lapsed claim, or a due delivery, is the sweep's). Only the type: messages may quote data.
-            logger.warning("deliveries of a dispatch not sent by it (%s); left to the workers", type(exc).__name__)
-            _publish_rows(first)
-        finally:
-            _dispatch_senders.release()
+    if not claimed:
+        return
+    try:
+        _send_claimed(claimed, destination=claimed[0].destination, slot_id=slot_id)
+    except Exception as exc:
+        # The deliveries are written and claimed: whatever this attempt did not record, the sweep takes back once
+        # the claim lapses. Only the type: messages may quote data.
+        logger.warning("deliveries of a dispatch not sent by it (%s); left to the sweep", type(exc).__name__)
+    finally:
+        _sender_release()
 
 
 def deliveries_waiting() -> int | None:

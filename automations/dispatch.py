@@ -2,14 +2,13 @@
 launch automation.
 
 It runs inside the event's dispatch transaction (a Celery task's), so deliveries exist exactly when the event is
-marked dispatched; they are started after commit by the same task (``delivery.deliveries_start``).
+marked dispatched; they are started after commit by the same task (``delivery.deliveries_create``).
 """
 
 from __future__ import annotations
 
 import json
 
-from django.db import transaction
 from django.utils import timezone
 
 from launch.services import item_enqueue
@@ -17,7 +16,7 @@ from registry.models import Event
 
 from . import rendering
 from .choices import ActionType, DeliveryStatus
-from .delivery import deliveries_start
+from .delivery import deliveries_create
 from .models import Automation, Delivery
 from .safe_http import destination_key
 from .selectors import automations_matching
@@ -51,10 +50,7 @@ def event_handle(event: Event) -> list[Delivery]:
             delivery.last_error = f"Webhook disabled: {webhook.disabled_reason or 'by an admin'}"
             delivery.finished_at = now
         deliveries.append(delivery)
-    pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
-    Delivery.objects.bulk_create(deliveries)
-    if pending:
-        transaction.on_commit(lambda: deliveries_start(pending))
+    deliveries_create(deliveries)
     return deliveries
 
 

@@ -150,6 +150,30 @@ def test_a_dispatch_that_fails_changes_nothing_and_is_retried(loopback, broker):
     assert Delivery.objects.filter(event=event).count() == 1
 
 
+def test_a_dispatch_rolled_back_after_claiming_its_first_batch_leaves_no_slot_and_no_permit_behind(loopback, broker):
+    def broken(event) -> None:
+        raise RuntimeError("boom")  # after the automations' handler claimed the first batch
+
+    rounds = settings.EVENTS_CONCURRENCY + 1  # more rollbacks than the dispatch task has sending permits
+    with Receiver() as receiver:
+        _, model, _ = team_with_hooks(receiver.url)
+        made = [Event.objects.get(model_version=link(model)) for _ in range(rounds)]
+        events.event_handler_register(broken)
+        try:
+            for event in made:
+                with pytest.raises(RuntimeError):
+                    outbox.event_dispatch(event_id=event.pk)
+        finally:
+            events._HANDLERS.remove(broken)
+        assert not SendSlot.objects.exists() and not Delivery.objects.exists()
+        for event in made:
+            assert outbox.event_dispatch(event_id=event.pk)
+        assert len(receiver.requests) == rounds  # each sent by its own dispatch: no permit was lost
+    assert broker("deliveries") == []
+    assert set(Delivery.objects.values_list("status", "attempts")) == {("succeeded", 1)}
+    assert not SendSlot.objects.exists()
+
+
 def test_a_destination_that_answered_badly_is_left_to_the_deliveries_workers(loopback, broker):
     with Receiver(Reply(503)) as receiver:
         _, model, _ = team_with_hooks(receiver.url)
