@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from registry.errors import Conflict
@@ -221,6 +221,7 @@ def deliveries_create(deliveries: list[Delivery]) -> None:
     pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
     groups = batches(pending, key_of=_row_key)
     claimed, slot_id, published = _dispatch_claim(groups, fan_out=len(pending))
+    published = _within_shares(published)
     Delivery.objects.bulk_create(deliveries)
     if groups:
         transaction.on_commit(partial(_deliveries_start, published, claimed, slot_id))
@@ -249,6 +250,22 @@ def _dispatch_claim(
     for delivery in claimed:
         delivery.status, delivery.attempts, delivery.claimed_until = DeliveryStatus.SENDING, 1, lease
     return claimed, grant.slot_id, rest
+
+
+def _within_shares(groups: list[list[Delivery]]) -> list[list[Delivery]]:
+    """At most a destination's share of batches: more could not get a slot, and a refused task costs a slot query
+    for nothing. The destination is marked waiting, so that each slot that frees hands one more on."""
+    kept: list[list[Delivery]] = []
+    per_destination: dict[str, int] = {}
+    for group in groups:
+        destination = group[0].destination
+        per_destination[destination] = per_destination.get(destination, 0) + 1
+        if per_destination[destination] <= settings.DELIVERY_DESTINATION_MAX_SENDS:
+            kept.append(group)
+    for destination, count in per_destination.items():
+        if count > settings.DELIVERY_DESTINATION_MAX_SENDS:
+            fairness.waiting_again(destination)
+    return kept
 
 
 def _deliveries_start(published: list[list[Delivery]], claimed: list[Delivery], slot_id: int | None) -> None:
@@ -650,9 +667,12 @@ def _park_destination(destination: str, *, until: datetime) -> None:
 
 
 def _hand_on(destination: str, *, now: datetime) -> None:
-    """A slot at ``destination`` came free while deliveries waited for one: publish the oldest due batch."""
+    """A slot at ``destination`` came free while deliveries waited for one: publish the oldest due batch that no
+    other ending send has just handed on (sends ending together take turns on the destination's row, so each
+    offers a batch of its own)."""
+    offered = Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
     due = list(
-        Delivery.objects.filter(destination=destination, status__in=CLAIMABLE, next_attempt_at__lte=now)
+        Delivery.objects.filter(offered, destination=destination, status__in=CLAIMABLE, next_attempt_at__lte=now)
         .order_by("next_attempt_at")
         .values_list("pk", "destination", "team_id")[: settings.DELIVERY_BATCH]
     )
@@ -661,9 +681,17 @@ def _hand_on(destination: str, *, now: datetime) -> None:
     group = batches(due, key_of=_values_key)[0]
     if len(group) < len(due) or len(due) == settings.DELIVERY_BATCH:
         fairness.waiting_again(destination)  # more wait than this batch: the next slot to free hands them on
+    ids = [pk for pk, _, _ in group]
+    # On a due delivery, claimed_until is the end of its offer: the task handed it should claim it long before.
+    Delivery.objects.filter(pk__in=ids).update(claimed_until=now + timedelta(seconds=HAND_ON_OFFER))
     transaction.on_commit(
-        partial(deliveries_publish, [str(pk) for pk, _, _ in group], destination=destination, team_id=group[0][2])
+        partial(deliveries_publish, [str(pk) for pk in ids], destination=destination, team_id=group[0][2])
     )
+
+
+# Seconds a handed-on batch is not offered again: the task it went to claims it in far less, unless it was lost
+# or refused, and then another ending send offers it again.
+HAND_ON_OFFER = 5.0
 
 
 def _apply(delivery: Delivery, changes: dict) -> None:

@@ -117,7 +117,12 @@ def handoff_wanted(destination: str) -> bool:
 
 
 def waiting_again(destination: str) -> None:
-    Destination.objects.filter(key=destination).update(waiting=True)
+    """Deliveries at ``destination`` wait for a slot: the next send to end there hands them on. Written the first
+    time a key is seen, too, as a dispatch may hold back batches of a destination nothing has sent to yet."""
+    Destination.objects.bulk_create(
+        [Destination(key=destination, waiting=True)], update_conflicts=True, unique_fields=["key"],
+        update_fields=["waiting"],
+    )  # fmt: skip
 
 
 def slots_free(destinations: Iterable[str], *, now: datetime) -> dict[str, int]:

@@ -337,6 +337,30 @@ def test_webhooks_to_one_destination_share_its_slots_and_a_freed_slot_hands_the_
     assert not Destination.objects.get(key=destination).waiting
 
 
+def test_sends_ending_together_hand_on_different_batches(settings, loopback, broker):
+    settings.DELIVERY_BATCH = 2
+    with Receiver() as receiver:
+        team, _, (webhook,) = team_with_hooks(receiver.url)
+        destination = destination_key(webhook.url)
+        waiting = [str(d.pk) for d in pending_deliveries(webhook, 5)]
+        for _ in range(4):  # four slots ending one after another, each finding deliveries waiting
+            fairness.waiting_again(destination)
+            delivery._hand_on(destination, now=timezone.now())
+    handed = [task_args(t)[0] for t in broker("deliveries")]
+    assert len(handed) == 3  # 2 + 2 + 1: no batch offered twice, and the fourth found nothing left to offer
+    assert sorted(pk for batch in handed for pk in batch) == sorted(waiting)
+
+
+def test_a_dispatch_publishes_no_more_batches_of_a_destination_than_its_share(settings, loopback, broker):
+    settings.DELIVERY_BATCH, settings.DELIVERY_DESTINATION_MAX_SENDS, settings.DISPATCH_SEND_MAX = 1, 2, 0
+    with Receiver() as receiver:
+        _, model, (webhook, *_) = team_with_hooks(*[receiver.url.replace("/hook", f"/h{n}") for n in range(5)])
+        event = dispatch_link(model)
+    assert len(broker("deliveries")) == 2  # the rest wait in the database for a slot to free
+    assert Delivery.objects.filter(event=event, status="pending").count() == 5
+    assert Destination.objects.get(key=destination_key(webhook.url)).waiting
+
+
 def test_a_team_at_its_share_waits_while_another_team_sends_to_the_same_destination(settings, loopback, broker):
     settings.DELIVERY_TEAM_MAX_SENDS = 1
     with Receiver() as receiver:
