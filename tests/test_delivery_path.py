@@ -340,7 +340,7 @@ def test_webhooks_to_one_destination_share_its_slots_and_a_freed_slot_hands_the_
 def test_sends_ending_together_hand_on_different_batches(settings, loopback, broker):
     settings.DELIVERY_BATCH = 2
     with Receiver() as receiver:
-        team, _, (webhook,) = team_with_hooks(receiver.url)
+        _, _, (webhook,) = team_with_hooks(receiver.url)
         destination = destination_key(webhook.url)
         waiting = [str(d.pk) for d in pending_deliveries(webhook, 5)]
         for _ in range(4):  # four slots ending one after another, each finding deliveries waiting
