@@ -14,6 +14,7 @@ class AutomationsConfig(AppConfig):
         from . import checks, dispatch, rendering, selectors
 
         register(checks.alias_filters_check, Tags.database)
+        register(checks.removed_settings_check)
         event_handler_register(dispatch.event_handle)
         usage_finder_register(selectors.secret_users)
         reserved_names_register(

@@ -1,7 +1,8 @@
-"""System checks of the automations' stored data."""
+"""System checks of the automations' stored data and settings."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -54,3 +55,21 @@ def alias_filters_check(
                     )
                 )
     return messages
+
+
+# Settings of the inline dispatch that web processes once did; the dispatch task does it now (DISPATCH_SEND_MAX).
+REMOVED_SETTINGS = ("DISPATCH_INLINE", "DISPATCH_INLINE_THREADS", "DISPATCH_INLINE_SEND_MAX")
+
+
+def removed_settings_check(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """An environment that still sets a removed setting: it does nothing now, which its operator should know."""
+    return [
+        checks.Warning(
+            f"{name} is set in the environment but no longer exists: web processes never send deliveries; the "
+            "events worker dispatches and sends the first batch of a small fan-out itself.",
+            hint=f"Remove {name}; DISPATCH_SEND_MAX and EVENTS_CONCURRENCY bound what the dispatch task sends.",
+            id="automations.W002",
+        )
+        for name in REMOVED_SETTINGS
+        if name in os.environ
+    ]

@@ -89,6 +89,16 @@ def test_a_web_request_only_records_the_event_and_publishes_its_dispatch(loopbac
     assert str(event.pk) in {task_args(t)[0] for t in tasks}
 
 
+def test_a_removed_inline_dispatch_setting_left_in_the_environment_is_reported(monkeypatch):
+    from django.core import checks
+
+    assert "automations.W002" not in {m.id for m in checks.run_checks()}
+    monkeypatch.setenv("DISPATCH_INLINE", "true")
+    found = [m for m in checks.run_checks() if m.id == "automations.W002"]
+    assert len(found) == 1 and found[0].level == checks.WARNING
+    assert "DISPATCH_INLINE is set" in found[0].msg and "DISPATCH_SEND_MAX" in found[0].hint
+
+
 def test_the_dispatch_task_sends_a_small_fan_out_itself_without_a_second_hop(loopback, broker):
     with Receiver() as receiver:
         team, model, _ = team_with_hooks(receiver.url)
