@@ -170,11 +170,13 @@ class ServiceWriteAdmin(TeamScopedAdmin, RegistryModelAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # Reached on a POST only when the page is shown again with errors (an inline, say): the service's write
-        # must not outlive it. This runs inside the admin view's transaction.
+        # must not outlive it. This runs inside the admin view's transaction, which is marked for rollback only
+        # after the page's own queries (its content type, say): none may run once it is.
+        response = super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
         adminform = context.get("adminform")
         if getattr(getattr(adminform, "form", None), "service_saved", False):
             transaction.set_rollback(True)
-        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+        return response
 
     # --- Starting from a parent -------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from django.test import override_settings
 from django.utils import timezone
 
 from automations.models import Automation, Delivery, Webhook
@@ -195,11 +196,13 @@ def world(loopback) -> World:
 
 
 def link_and_dispatch(model: RegisteredModel, *, user, aliases=()) -> list[Delivery]:
-    """Link a new version through the registry services and dispatch its events, as the events worker would."""
+    """Link a new version through the registry services and dispatch its events, as the events worker would when
+    it leaves every batch to the deliveries workers: the deliveries stay pending (nothing is sent in this file)."""
     before = set(Event.objects.filter(team=model.team).values_list("pk", flat=True))
     f.link(model, user=user, aliases=aliases)
-    for event_id in Event.objects.filter(team=model.team).exclude(pk__in=before).values_list("pk", flat=True):
-        assert event_dispatch(event_id=event_id)
+    with override_settings(DISPATCH_SEND_MAX=0):
+        for event_id in Event.objects.filter(team=model.team).exclude(pk__in=before).values_list("pk", flat=True):
+            assert event_dispatch(event_id=event_id)
     return list(Delivery.objects.filter(team=model.team, event_id__in=Event.objects.exclude(pk__in=before)))
 
 
