@@ -2,7 +2,8 @@
 
 Deliveries travel in batches of one destination and team each: one task, one send slot (``fairness``), one claim,
 one transaction recording the attempts, so the per-delivery cost is the request itself. The claim is a conditional
-UPDATE (pending/retrying and due → sending, with a lease), so a task delivered twice never sends twice at once.
+UPDATE (pending/retrying and due → sending, with a lease), so a task delivered twice never sends twice at once; the
+batch a dispatching task sends itself is written already claimed, in the dispatch transaction.
 Long waits live in ``next_attempt_at``; the beat sweep sends whatever is due, and also takes back deliveries whose
 worker died mid-attempt once their lease lapses.
 """
@@ -14,6 +15,7 @@ import logging
 import re
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -221,7 +223,16 @@ def deliveries_create(deliveries: list[Delivery]) -> None:
     pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
     groups = batches(pending, key_of=_row_key)
     claimed, slot_id, published = _dispatch_claim(groups, fan_out=len(pending))
-    published = _within_shares(published)
+    free = defaultdict(lambda: settings.DELIVERY_DESTINATION_MAX_SENDS)
+    if claimed:
+        free[claimed[0].destination] -= 1
+    published, held_back = _shared_out(published, free, destination_of=_row_key)
+    for destination in held_back:
+        fairness.waiting_again(destination)  # each slot that frees there hands one more on
+    offer = _offer_end(timezone.now())
+    for group in published:
+        for delivery in group:
+            delivery.claimed_until = offer
     Delivery.objects.bulk_create(deliveries)
     if groups:
         transaction.on_commit(partial(_deliveries_start, published, claimed, slot_id))
@@ -245,27 +256,28 @@ def _dispatch_claim(
             for delivery in first:
                 delivery.next_attempt_at = grant.wait_until
         return [], None, rest  # a slot that frees hands the others on
-    claimed = first[:1] if grant.probe else first
+    # Never a probe: a destination whose breaker has opened is handed over to the deliveries workers.
     lease = now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)
-    for delivery in claimed:
+    for delivery in first:
         delivery.status, delivery.attempts, delivery.claimed_until = DeliveryStatus.SENDING, 1, lease
-    return claimed, grant.slot_id, rest
+    return first, grant.slot_id, rest
 
 
-def _within_shares(groups: list[list[Delivery]]) -> list[list[Delivery]]:
-    """At most a destination's share of batches: more could not get a slot, and a refused task costs a slot query
-    for nothing. The destination is marked waiting, so that each slot that frees hands one more on."""
-    kept: list[list[Delivery]] = []
-    per_destination: dict[str, int] = {}
+def _shared_out(
+    groups: list[list[T]], free: dict[str, int], *, destination_of: Callable[[T], BatchKey], room: int | None = None
+) -> tuple[list[list[T]], set[str]]:
+    """The batches to publish: at most ``free[destination]`` per destination (a task refused a slot costs a slot
+    query for nothing) and ``room`` in all. Returns them and the destinations some batches were held back from."""
+    kept: list[list[T]] = []
+    held_back: set[str] = set()
     for group in groups:
-        destination = group[0].destination
-        per_destination[destination] = per_destination.get(destination, 0) + 1
-        if per_destination[destination] <= settings.DELIVERY_DESTINATION_MAX_SENDS:
+        destination = destination_of(group[0])[0]
+        if free[destination] > 0 and (room is None or len(kept) < room):
+            free[destination] -= 1
             kept.append(group)
-    for destination, count in per_destination.items():
-        if count > settings.DELIVERY_DESTINATION_MAX_SENDS:
-            fairness.waiting_again(destination)
-    return kept
+        else:
+            held_back.add(destination)
+    return kept, held_back
 
 
 def _deliveries_start(published: list[list[Delivery]], claimed: list[Delivery], slot_id: int | None) -> None:
@@ -327,12 +339,8 @@ def deliveries_sweep(*, limit: int = 1000) -> int:
         .values_list("pk", "destination", "team_id")[: room * settings.DELIVERY_BATCH]
     )
     free = fairness.slots_free({row[1] for row in due}, now=now)
-    groups = []
-    for group in batches(due, key_of=_values_key):
-        destination = group[0][1]
-        if free[destination] > 0 and len(groups) < room:
-            free[destination] -= 1
-            groups.append(group)
+    groups, _ = _shared_out(batches(due, key_of=_values_key), free, destination_of=_values_key, room=room)
+    _offer([pk for group in groups for pk, _, _ in group], now=now)
     for group in groups:
         deliveries_publish([str(pk) for pk, _, _ in group], destination=group[0][1], team_id=group[0][2])
     sent = sum(len(group) for group in groups)
@@ -667,12 +675,12 @@ def _park_destination(destination: str, *, until: datetime) -> None:
 
 
 def _hand_on(destination: str, *, now: datetime) -> None:
-    """A slot at ``destination`` came free while deliveries waited for one: publish the oldest due batch that no
-    other ending send has just handed on (sends ending together take turns on the destination's row, so each
-    offers a batch of its own)."""
-    offered = Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
+    """A slot at ``destination`` came free while deliveries waited for one: publish the oldest due batch not
+    published lately (by a dispatch, the sweep or another ending send: sends ending together take turns on the
+    destination's row, so each offers a batch of its own)."""
+    not_offered = Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
     due = list(
-        Delivery.objects.filter(offered, destination=destination, status__in=CLAIMABLE, next_attempt_at__lte=now)
+        Delivery.objects.filter(not_offered, destination=destination, status__in=CLAIMABLE, next_attempt_at__lte=now)
         .order_by("next_attempt_at")
         .values_list("pk", "destination", "team_id")[: settings.DELIVERY_BATCH]
     )
@@ -682,16 +690,25 @@ def _hand_on(destination: str, *, now: datetime) -> None:
     if len(group) < len(due) or len(due) == settings.DELIVERY_BATCH:
         fairness.waiting_again(destination)  # more wait than this batch: the next slot to free hands them on
     ids = [pk for pk, _, _ in group]
-    # On a due delivery, claimed_until is the end of its offer: the task handed it should claim it long before.
-    Delivery.objects.filter(pk__in=ids).update(claimed_until=now + timedelta(seconds=HAND_ON_OFFER))
+    _offer(ids, now=now)
     transaction.on_commit(
         partial(deliveries_publish, [str(pk) for pk in ids], destination=destination, team_id=group[0][2])
     )
 
 
-# Seconds a handed-on batch is not offered again: the task it went to claims it in far less, unless it was lost
-# or refused, and then another ending send offers it again.
-HAND_ON_OFFER = 5.0
+# Seconds a published batch is not handed on again: the task it went to claims it in far less, unless it was lost
+# or refused, and then a send ending at its destination offers it again.
+OFFER_SECONDS = 5.0
+
+
+def _offer_end(now: datetime) -> datetime:
+    """On a due (pending or retrying) delivery, ``claimed_until`` is the end of its offer: until then it has been
+    published to a task that should claim it, and ``_hand_on`` leaves it alone."""
+    return now + timedelta(seconds=OFFER_SECONDS)
+
+
+def _offer(delivery_ids: list[object], *, now: datetime) -> None:
+    Delivery.objects.filter(pk__in=delivery_ids, status__in=CLAIMABLE).update(claimed_until=_offer_end(now))
 
 
 def _apply(delivery: Delivery, changes: dict) -> None:

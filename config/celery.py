@@ -28,8 +28,8 @@ def task_db_connections_prerun(task=None, **kwargs) -> None:
     Celery's own Django fixup would close it around every task (CELERY_DB_REUSE_MAX in settings turns that off):
     a new PostgreSQL connection per task cost several milliseconds on the path of every event and every delivery.
     """
-    if task is not None and getattr(task.request, "is_eager", False):
-        return  # runs inside the caller's transaction (tests): leave its connection alone
+    if _eager(task):
+        return
     from django.db import close_old_connections, connections
 
     close_old_connections()
@@ -42,9 +42,14 @@ def task_db_connections_prerun(task=None, **kwargs) -> None:
 @task_postrun.connect(dispatch_uid="config.celery.task_db_connections_postrun")
 def task_db_connections_postrun(task=None, **kwargs) -> None:
     """After a task, as after a request: drop a connection that failed or is too old."""
-    if task is not None and getattr(task.request, "is_eager", False):
+    if _eager(task):
         return
     from django.db import close_old_connections
 
     close_old_connections()
     _last_task.finished = time.monotonic()
+
+
+def _eager(task) -> bool:
+    """The task runs inside its caller (tests), in the caller's transaction: its connection is left alone."""
+    return task is not None and getattr(task.request, "is_eager", False)

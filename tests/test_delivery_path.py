@@ -371,6 +371,18 @@ def test_a_dispatch_publishes_no_more_batches_of_a_destination_than_its_share(se
     assert Destination.objects.get(key=destination_key(webhook.url)).waiting
 
 
+def test_the_batch_a_dispatch_sends_itself_counts_against_its_destinations_share(settings, loopback, broker):
+    settings.DELIVERY_BATCH, settings.DELIVERY_DESTINATION_MAX_SENDS = 1, 2
+    with Receiver() as receiver:
+        _, model, _ = team_with_hooks(*[receiver.url.replace("/hook", f"/h{n}") for n in range(5)])
+        event = dispatch_link(model)
+        assert len(receiver.requests) == 1  # the first batch, sent by the dispatch
+    # One batch published with the dispatch (the share is two), one handed on once the dispatch's own send ended.
+    handed = [task_args(t)[0] for t in broker("deliveries")]
+    assert len(handed) == 2 and handed[0] != handed[1]
+    assert Delivery.objects.filter(event=event, status="pending").count() == 4
+
+
 def test_a_team_at_its_share_waits_while_another_team_sends_to_the_same_destination(settings, loopback, broker):
     settings.DELIVERY_TEAM_MAX_SENDS = 1
     with Receiver() as receiver:
