@@ -474,6 +474,7 @@ class Stack:
         self._counter = Counter()
         self._lock = threading.Lock()
         self.failures: list[str] = []  # alias calls that got no answer: name and exception, for assertion messages
+        self.calls: dict[str, tuple[float, float]] = {}  # alias name → (start, end), time.monotonic()
         self._stopping = threading.Event()
         self.exits: list[str] = []  # every exit the supervisor saw: "name exited CODE (crash|killed)"
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
@@ -592,20 +593,25 @@ class Stack:
         fx.automations = automations
         return fx
 
-    def alias(self, name: str, *, retry_for: float = 0.0) -> int:
+    def alias(self, name: str, *, retry_for: float = 0.0, timeout: float = 15) -> int:
         """Put alias ``name`` on v0 (an ADD_ARTIFACT_ALIAS event); returns the final HTTP status."""
         fx = self.fixture
         path = f"/teams/{fx.team}/registered-models/{fx.model}/versions/v0/aliases/"
+        start = time.monotonic()
         try:
-            return self.api.call("POST", path, json={"alias": name}, retry_for=retry_for).status_code
+            return self.api.call("POST", path, json={"alias": name}, retry_for=retry_for, timeout=timeout).status_code
         except requests.RequestException as exc:
             self.failures.append(f"{name}: {type(exc).__name__}: {exc}")
             return 0
+        finally:
+            self.calls[name] = (start, time.monotonic())
 
-    def burst(self, names: list[str], *, threads: int = 4, retry_for: float = 0.0) -> dict[str, int]:
+    def burst(
+        self, names: list[str], *, threads: int = 4, retry_for: float = 0.0, timeout: float = 15
+    ) -> dict[str, int]:
         """Create one event per name from ``threads`` concurrent clients; returns name → final HTTP status."""
         with ThreadPoolExecutor(threads) as pool:
-            statuses = pool.map(lambda name: self.alias(name, retry_for=retry_for), names)
+            statuses = pool.map(lambda name: self.alias(name, retry_for=retry_for, timeout=timeout), names)
             return dict(zip(names, statuses, strict=True))
 
     # the database, read as an operator would
