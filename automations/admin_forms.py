@@ -15,11 +15,10 @@ from django.utils.html import format_html, format_html_join
 from launch.models import Job, JobVersion
 from registry.admin import VerbatimJSONField, form_parent_id
 from registry.choices import REGISTRY_PROJECT
-from registry.events import ADD_ARTIFACT_ALIAS, event_type_get, event_types
+from registry.events import ADD_ARTIFACT_ALIAS, VARIABLES, event_type_get, event_types
 
 from .models import Automation
 from .presets import PRESETS
-from .rendering import VARIABLES
 
 TEAM_FIELDS = ("registered_model", "webhook", "destination_project", "queue")
 WATCH_FIELDS = ("registered_model", "alias_regex", "project", "collection")
@@ -39,8 +38,10 @@ def watch_fields(event_type: str) -> tuple[str, ...]:
 
 
 def variables_help(intro: str) -> str:
-    """``intro``, then every payload variable with what it holds (``automations.rendering.VARIABLES``)."""
-    rows = format_html_join("", "<li><code>${{{}}}</code>: {}</li>", VARIABLES.items())
+    """``intro``, then every payload variable with what it holds, from the event registry's table."""
+    rows = format_html_join(
+        "", "<li><code>${{{}}}</code>: {}</li>", ((v.name, v.description) for v in VARIABLES.values())
+    )
     return format_html(
         '{} <details class="payload-variables"><summary>Variables</summary><ul>{}</ul></details>', intro, rows
     )

@@ -1,4 +1,5 @@
-"""Payload templates: the variable table, validation when saved, and JSON-safe rendering when sent.
+"""Payload templates: validation when saved, and JSON-safe rendering when sent. The variables come from the event
+registry (``registry.events``).
 
 A template is a JSON object whose string values may hold ``${name}`` placeholders. Rendering works on the parsed
 structure and serialises it once with ``json.dumps``, so no value (an author named ``a"b``, a metadata string with
@@ -10,10 +11,10 @@ Rules:
   key is refused (the shape of the document would then depend on the event), so receivers always see fixed keys.
 - **Escape**: ``$${`` always stands for a literal ``${``, in values and keys: ``"$${event_type}"`` renders as
   ``"${event_type}"``. A ``$`` not followed by ``{`` is plain text.
-- **Names**: a variable of :data:`VARIABLES`; ``artifact_metadata.KEY`` for the top-level metadata key ``KEY`` (taken
-  whole, dots included: ``artifact_metadata.a.b`` reads key ``"a.b"``; it may hold any character but ``{`` and
-  ``}``); otherwise the name of a team secret (letters, digits, ``_``). Built-in variables win over a secret of the
-  same name.
+- **Names**: a variable of the event registry's table (``registry.events.VARIABLES``); ``artifact_metadata.KEY``
+  for the top-level metadata key ``KEY`` (taken whole, dots included: ``artifact_metadata.a.b`` reads key ``"a.b"``;
+  it may hold any character but ``{`` and ``}``); otherwise the name of a team secret (letters, digits, ``_``).
+  Built-in variables win over a secret of the same name.
 - **Exact placeholder**: a string value that is one placeholder and nothing else (``"${artifact_metadata.params}"``)
   becomes the variable's native JSON value (number, object, list, boolean, null, string).
 - **Embedded placeholder**: inside a longer string, a non-string value is written as its compact JSON text
@@ -34,40 +35,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from registry.events import event_type_get, event_types
+from registry.events import METADATA_PREFIX, VARIABLES, event_type_get, event_types
 
-METADATA_PREFIX = "artifact_metadata."
-METADATA_VARIABLE = "artifact_metadata.KEY"
-
-VARIABLES: dict[str, str] = {
-    "event_type": "The event that fired: LINK_ARTIFACT, ADD_ARTIFACT_ALIAS or CREATE_ARTIFACT.",
-    "event_author": "Username of the user who made the change.",
-    "artifact_version": "Opaque, stable reference to the artifact version (registry-artifact://_id/<id>).",
-    "artifact_version_string": (
-        "<team>/model-registry/<registered model>:<vN> for links, ...:<alias> for aliases; "
-        "<team>/<project>/<collection>:<vN> for CREATE_ARTIFACT."
-    ),
-    "artifact_collection_name": "The registered model's name (CREATE_ARTIFACT: the artifact collection's).",
-    "project_name": "The registry project, model-registry (CREATE_ARTIFACT: the artifact's project).",
-    "entity_name": "The team's name.",
-    "artifact_digest": "The SHA-256 of the artifact version's manifest.",
-    "artifact_files_url": "Absolute API URL of the artifact version's manifest: its files and download links.",
-    "alias": "The alias that was added (ADD_ARTIFACT_ALIAS only).",
-    METADATA_VARIABLE: "A top-level key of the artifact version's metadata (empty, or null when alone, if absent).",
-}
-
-# Provided by every event type; the others come from ``EventType.extra_variables`` in the event registry.
-COMMON_VARIABLES: tuple[str, ...] = (
-    "event_type",
-    "event_author",
-    "artifact_version",
-    "artifact_version_string",
-    "artifact_collection_name",
-    "project_name",
-    "entity_name",
-    "artifact_digest",
-    "artifact_files_url",
-)
+METADATA_VARIABLE = METADATA_PREFIX + "KEY"
 
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _METADATA_KEY_RE = re.compile(r"[^{}]+")
@@ -92,7 +62,7 @@ class TemplateError(Exception):
 
 def event_type_variables(event_type: str) -> tuple[str, ...]:
     """The built-in variables an event type provides (``artifact_metadata.KEY`` aside, which all provide)."""
-    return COMMON_VARIABLES + tuple(event_type_get(event_type).extra_variables)
+    return tuple(v.name for v in event_type_get(event_type).variables if v.name != METADATA_VARIABLE)
 
 
 def variables_by_event_type() -> dict[str, tuple[str, ...]]:
@@ -101,8 +71,7 @@ def variables_by_event_type() -> dict[str, tuple[str, ...]]:
 
 
 def _builtin_variables() -> set[str]:
-    extras = {name for t in event_types() for name in t.extra_variables}
-    return (set(VARIABLES) - {METADATA_VARIABLE}) | set(COMMON_VARIABLES) | extras
+    return set(VARIABLES) - {METADATA_VARIABLE}
 
 
 # --- Parsing placeholders -----------------------------------------------------------------------------------

@@ -13,15 +13,14 @@ import contextvars
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
-from urllib.parse import quote
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .choices import LATEST_ALIAS, REGISTRY_PROJECT
-from .events import ADD_ARTIFACT_ALIAS, CREATE_ARTIFACT, LINK_ARTIFACT, EventType, event_handlers
+from .choices import LATEST_ALIAS
+from .events import ADD_ARTIFACT_ALIAS, CREATE_ARTIFACT, LINK_ARTIFACT, Change, EventType, event_handlers
 from .models import Alias, ArtifactVersion, Event, ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -58,77 +57,28 @@ def events_recorded() -> Iterator[list[Event]]:
         outer.extend(events)
 
 
-def artifact_version_uri(public_id: object) -> str:
-    return f"registry-artifact://_id/{public_id}"
-
-
-def artifact_files_url(artifact: ArtifactVersion) -> str:
-    """The absolute API URL of an artifact version's manifest (its files and download links)."""
-    collection = artifact.collection
-    project = collection.project
-    return (
-        f"{settings.PUBLIC_BASE_URL}/api/v1/teams/{quote(project.team.name)}/projects/{quote(project.name)}"
-        f"/artifacts/{quote(collection.name)}/versions/{artifact.version}/"
-    )
-
-
-def _artifact_context(*, event_type: EventType, artifact: ArtifactVersion, author) -> dict:
-    """The variables every event type has, taken from the artifact version; model events then name the model."""
-    collection = artifact.collection
-    project = collection.project
-    return {
-        "event_type": event_type.name,
-        "event_author": author.get_username() if author else "",
-        "artifact_version": artifact_version_uri(artifact.public_id),
-        "artifact_version_string": f"{project.team.name}/{project.name}/{collection.name}:{artifact.version}",
-        "artifact_collection_name": collection.name,
-        "project_name": project.name,
-        "entity_name": project.team.name,
-        "version": artifact.version,
-        "source_artifact": artifact.reference,
-        "artifact_digest": artifact.digest,
-        "artifact_files_url": artifact_files_url(artifact),
-        "artifact_metadata": artifact.metadata if isinstance(artifact.metadata, dict) else {},
-    }
-
-
-def _model_context(*, event_type: EventType, model_version: ModelVersion, author, alias: str = "") -> dict:
-    registered_model = model_version.registered_model
-    suffix = alias if event_type is ADD_ARTIFACT_ALIAS else model_version.version
-    context = _artifact_context(event_type=event_type, artifact=model_version.artifact_version, author=author)
-    context.update(
-        artifact_version_string=f"{registered_model.team.name}/{REGISTRY_PROJECT}/{registered_model.name}:{suffix}",
-        artifact_collection_name=registered_model.name,
-        project_name=REGISTRY_PROJECT,
-        version=model_version.version,
-    )
-    if alias:
-        context["alias"] = alias
+def _context(change: Change) -> dict:
+    """The event type's variables (``registry.events``), and two fields the admin and the API show with the event."""
+    context = change.event_type.context(change)
+    context["version"] = change.model_version.version if change.model_version else change.artifact.version
+    context["source_artifact"] = change.artifact.reference
     return context
 
 
-def _event_create(
-    *,
-    event_type: EventType,
-    team_id: int,
-    artifact: ArtifactVersion,
-    context: dict,
-    author,
-    model_version: ModelVersion | None = None,
-    alias: str = "",
-) -> Event:
+def _event_create(*, change: Change, team_id: int) -> Event:
     cause = _cause.get()
+    model_version = change.model_version
     event = Event.objects.create(
         team_id=team_id,
-        type=event_type.name,
+        type=change.event_type.name,
         registered_model=model_version.registered_model if model_version else None,
         model_version=model_version,
-        artifact_version=artifact,
-        alias=alias,
-        author=author,
+        artifact_version=change.artifact,
+        alias=change.alias,
+        author=change.author,
         caused_by=cause,
         depth=cause.depth + 1 if cause else 0,
-        context=context,
+        context=_context(change),
     )
     if (recorded := _recorded.get()) is not None:
         recorded.append(event)
@@ -137,15 +87,14 @@ def _event_create(
 
 
 def _model_event_create(*, event_type: EventType, model_version: ModelVersion, author, alias: str = "") -> Event:
-    return _event_create(
+    change = Change(
         event_type=event_type,
-        team_id=model_version.registered_model.team_id,
         artifact=model_version.artifact_version,
-        context=_model_context(event_type=event_type, model_version=model_version, author=author, alias=alias),
         author=author,
         model_version=model_version,
         alias=alias,
     )
+    return _event_create(change=change, team_id=model_version.registered_model.team_id)
 
 
 def event_record_link(*, model_version: ModelVersion) -> Event:
@@ -162,14 +111,8 @@ def event_record_alias(*, alias: Alias) -> Event | None:
 
 def event_record_artifact_created(*, artifact_version: ArtifactVersion) -> Event:
     """CREATE_ARTIFACT, recorded in the transaction that commits the version (with all its files)."""
-    author = artifact_version.created_by
-    return _event_create(
-        event_type=CREATE_ARTIFACT,
-        team_id=artifact_version.collection.project.team_id,
-        artifact=artifact_version,
-        context=_artifact_context(event_type=CREATE_ARTIFACT, artifact=artifact_version, author=author),
-        author=author,
-    )
+    change = Change(event_type=CREATE_ARTIFACT, artifact=artifact_version, author=artifact_version.created_by)
+    return _event_create(change=change, team_id=artifact_version.collection.project.team_id)
 
 
 def task_send(task, *args: object, countdown: float | None = None) -> bool:

@@ -14,10 +14,10 @@ from django.urls import reverse
 
 from automations import services as automations
 from automations.models import Automation, Webhook
-from automations.rendering import VARIABLES
 from automations.selectors import automations_matching
 from registry import manifests
 from registry.choices import REGISTRY_PROJECT, Role
+from registry.events import VARIABLES
 from registry.models import ArtifactCollection, Project, RegisteredModel, Team
 
 from .factories import add_member, make_artifact_version, make_registered_model, make_team, make_user
@@ -251,8 +251,8 @@ def test_the_payload_help_lists_every_variable_with_its_description(client, worl
         client.get(reverse("admin:automations_webhook_test", args=[world.webhook.pk])).content.decode(),
     ]
     for page in pages:
-        for name, description in VARIABLES.items():
-            assert f"<li><code>${{{name}}}</code>: {html.escape(description)}</li>" in page
+        for variable in VARIABLES.values():
+            assert f"<li><code>${{{variable.name}}}</code>: {html.escape(variable.description)}</li>" in page
         assert "${artifact_digest}" in page and "${artifact_files_url}" in page
 
 

@@ -38,7 +38,7 @@ def events_queue_length() -> int:
 def test_event_types_are_a_registry():
     names = [t.name for t in event_registry.event_types()]
     assert names[:2] == ["LINK_ARTIFACT", "ADD_ARTIFACT_ALIAS"]
-    assert event_registry.event_type_get("ADD_ARTIFACT_ALIAS").extra_variables == ("alias",)
+    assert [v.name for v in event_registry.event_type_get("ADD_ARTIFACT_ALIAS").extra_variables] == ["alias"]
     with pytest.raises(ValueError, match="already registered"):
         event_registry.EventType("LINK_ARTIFACT", "dup", "dup").register()
 
