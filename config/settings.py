@@ -28,8 +28,9 @@ if not SECRET_KEY:
     SECRET_KEY = _key_file.read_text().strip()
 
 # Where users and webhook receivers reach this registry: absolute links such as ${artifact_files_url} start with it.
-# Unset, it is where ./dev up listens (WEB_BIND, PORT), on loopback when that is every address.
-_bind = env.str("WEB_BIND", default="127.0.0.1")
+# Unset, it is where the web process listens (WEB_BIND, PORT; the Procfile's defaults), on loopback when that is
+# every address.
+_bind = env.str("WEB_BIND", default="0.0.0.0")  # noqa: S104 (only read to build the URL below)
 PUBLIC_BASE_URL = env.str(
     "PUBLIC_BASE_URL",
     default=f"http://{'127.0.0.1' if _bind in ('0.0.0.0', '::', '[::]') else _bind}:{env.str('PORT', default='8000')}",  # noqa: S104
