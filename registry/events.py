@@ -175,23 +175,27 @@ def event_type_choices() -> list[tuple[str, str]]:
 
 
 class _VariableTable(Mapping[str, Variable]):
-    """Every variable of every registered event type, by name, in the order the types list them. Read live, so an
-    event type registered later is included."""
+    """Every variable of every registered event type, by name, in the order the types list them. Built again when
+    a type is registered, so one registered later is included."""
 
-    def _table(self) -> dict[str, Variable]:
-        return {v.name: v for t in _EVENT_TYPES.values() for v in t.variables}
+    def __init__(self) -> None:
+        self._built_for = -1
+        self._table: dict[str, Variable] = {}
+
+    def _current(self) -> dict[str, Variable]:
+        if self._built_for != len(_EVENT_TYPES):
+            self._table = {v.name: v for t in _EVENT_TYPES.values() for v in t.variables}
+            self._built_for = len(_EVENT_TYPES)
+        return self._table
 
     def __getitem__(self, name: str) -> Variable:
-        return self._table()[name]
+        return self._current()[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._table())
+        return iter(self._current())
 
     def __len__(self) -> int:
-        return len(self._table())
-
-    def __contains__(self, name: object) -> bool:
-        return any(v.name == name for t in _EVENT_TYPES.values() for v in t.variables)
+        return len(self._current())
 
 
 VARIABLES: Mapping[str, Variable] = _VariableTable()
