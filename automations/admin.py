@@ -32,7 +32,7 @@ from registry.errors import ApplicationError
 from registry.events import ADD_ARTIFACT_ALIAS, event_type_get
 from registry.scoping import scope
 
-from . import delivery, selectors, services, webhook_testing
+from . import prepare, schedule, selectors, services, webhook_testing
 from .admin_forms import AutomationForm, variables_help
 from .choices import DeliveryStatus
 from .fairness import TooManyTests
@@ -194,7 +194,7 @@ class WebhookAdmin(ServiceWriteAdmin):
             "succeeded": status_code is not None and 200 <= status_code < 300,
             "headers": sorted(result["headers"].items(), key=lambda item: item[0].lower()) if result else [],
             "request_headers": list(result["request"]["headers"].items()) if result else [],
-            "body_limit": delivery.STORED_BODY_CHARS,
+            "body_limit": prepare.STORED_BODY_CHARS,
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.test_template, context)
@@ -395,7 +395,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
         sent = 0
         for found in deliveries:
             try:
-                delivery.delivery_redeliver(delivery=found)
+                schedule.delivery_redeliver(delivery=found)
                 sent += 1
             except ApplicationError as exc:
                 self.message_user(request, f"{found.pk}: {exc.message}", level=messages.WARNING)

@@ -2,7 +2,7 @@
 launch automation.
 
 It runs inside the event's dispatch transaction (a Celery task's), so deliveries exist exactly when the event is
-marked dispatched; they are started after commit by the same task (``delivery.deliveries_create``).
+marked dispatched; they are started after commit by the same task (``attempts.deliveries_create``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from django.utils import timezone
 from launch.services import item_enqueue
 from registry.models import Event
 
-from . import rendering
+from . import rendering, retry
+from .attempts import deliveries_create
 from .choices import ActionType, DeliveryStatus
-from .delivery import deliveries_create
 from .models import Automation, Delivery
 from .safe_http import destination_key
 from .selectors import automations_matching
@@ -47,7 +47,7 @@ def event_handle(event: Event) -> list[Delivery]:
         if not webhook.enabled:
             # Recorded, not dropped: an admin can redeliver it once the webhook is enabled again.
             delivery.status = DeliveryStatus.FAILED
-            delivery.last_error = f"Webhook disabled: {webhook.disabled_reason or 'by an admin'}"
+            delivery.last_error = retry.webhook_disabled(webhook.disabled_reason).message
             delivery.finished_at = now
         deliveries.append(delivery)
     deliveries_create(deliveries)

@@ -15,14 +15,17 @@ Outbound safety (DESIGN section 6):
 This module knows nothing of webhooks, secrets or models. Error texts never include request headers or the body,
 nor the URL's path or query (webhook URLs often embed a token); they name the host, address and port only.
 
-Settings (all optional; ``config.settings`` need not define them):
+When no answer comes back, :func:`post` raises :class:`SendError`, whose ``permanent`` flag says whether trying
+again could help: a refused destination or an invalid header cannot; a timeout or a failed connection may.
 
-``WEBHOOK_ALLOWED_NETWORKS``   list of CIDR strings admitted despite being non-public (default ``[]``)
-``WEBHOOK_CONNECT_TIMEOUT``    seconds per connection attempt, TLS handshake included (default ``5``)
-``WEBHOOK_READ_TIMEOUT``       seconds any single send or receive may wait (default ``10``)
-``WEBHOOK_DEADLINE``           seconds for the whole exchange, name resolution included (default ``30``)
-``WEBHOOK_MAX_RESPONSE_BYTES`` response body bytes kept (default ``65536``)
-``WEBHOOK_CA_BUNDLE``          path of the CA certificates trusted for https (default: certifi's bundle)
+Settings (defaults in ``config.settings``):
+
+``WEBHOOK_ALLOWED_NETWORKS``   list of CIDR strings admitted despite being non-public
+``WEBHOOK_CONNECT_TIMEOUT``    seconds per connection attempt, TLS handshake included
+``WEBHOOK_READ_TIMEOUT``       seconds any single send or receive may wait
+``WEBHOOK_DEADLINE``           seconds for the whole exchange, name resolution included
+``WEBHOOK_MAX_RESPONSE_BYTES`` response body bytes kept
+``WEBHOOK_CA_BUNDLE``          path of the CA certificates trusted for https (empty: certifi's bundle)
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util import SKIP_HEADER
 
-__all__ = ["HttpResponse", "ResolvedAddress", "Reuse", "UnsafeURL", "post", "url_check"]
+__all__ = ["HttpResponse", "ResolvedAddress", "Reuse", "SendError", "UnsafeURL", "post", "url_check"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -80,6 +83,18 @@ class UnsafeURL(Exception):
         self.reason = reason
 
 
+class SendError(Exception):
+    """No answer came back from a request. ``permanent``: the request itself is unacceptable (a refused destination,
+    an invalid header, a secret that is gone), so sending it again cannot help; otherwise (a timeout, a failed
+    connection) it may. ``duration_ms`` is how long the attempt took. The message never carries a secret."""
+
+    def __init__(self, message: str, *, permanent: bool, duration_ms: float = 0.0):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.duration_ms = duration_ms
+
+
 @dataclass(frozen=True)
 class ResolvedAddress:
     """One checked address of a URL's host: what :func:`post` connects to."""
@@ -94,25 +109,18 @@ class ResolvedAddress:
 
 @dataclass
 class HttpResponse:
-    """The outcome of :func:`post`.
+    """An answer :func:`post` received: its status line arrived.
 
-    ``error`` is ``""`` when a response was read to its end (or to the cap, then ``truncated`` is true). Otherwise it
-    says what cut the exchange short; ``status_code`` is still set when the status line arrived before that (a read
-    timeout or the deadline while reading the body), and is ``None`` when the URL was refused (``error`` starts with
-    ``"refused: "``), a header was invalid, or no response arrived.
+    ``error`` is ``""`` when the response was read to its end (or to the cap, then ``truncated`` is true); otherwise
+    it says what cut the body short (a read timeout or the deadline), and the status code still stands.
     """
 
-    status_code: int | None
+    status_code: int | None  # None only inside post(), until the status line arrives
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     truncated: bool = False
     duration_ms: float = 0.0
     error: str = ""
-
-    @property
-    def refused(self) -> bool:
-        """Nothing was sent because the request itself is unacceptable: retrying cannot help."""
-        return self.status_code is None and self.error.startswith(("refused: ", "invalid header: "))
 
 
 # --- Checking a URL -------------------------------------------------------------------------------------------
@@ -176,7 +184,7 @@ def _is_ip_literal(host: str) -> bool:
 
 def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     networks = []
-    for entry in getattr(settings, "WEBHOOK_ALLOWED_NETWORKS", None) or []:
+    for entry in settings.WEBHOOK_ALLOWED_NETWORKS:
         try:
             networks.append(ipaddress.ip_network(entry))
         except ValueError as exc:
@@ -415,7 +423,7 @@ def _connection(
             timeout=timeout,
             server_hostname=target.host,  # SNI and certificate verification use the URL's host
             cert_reqs="CERT_REQUIRED",
-            ca_certs=getattr(settings, "WEBHOOK_CA_BUNDLE", None) or certifi.where(),
+            ca_certs=settings.WEBHOOK_CA_BUNDLE or certifi.where(),
         )
     else:
         conn = _PinnedHTTPConnection(str(address.ip), target.port, timeout=timeout)
@@ -454,10 +462,6 @@ def _tls_error(exc: ssl.SSLError, target: _Target) -> str:
         detail = exc.verify_message or exc.reason or str(exc)
         return f"TLS certificate verification failed for {target.host}: {detail}"
     return f"TLS handshake with {target.host} failed: {exc.reason or type(exc).__name__}"
-
-
-def _setting(value: float | None, name: str, default: float) -> float:
-    return float(value if value is not None else getattr(settings, name, default))
 
 
 class Reuse:
@@ -509,11 +513,12 @@ def post(
     max_response_bytes: int | None = None,
     reuse: Reuse | None = None,
 ) -> HttpResponse:
-    """POST exactly ``body`` to ``url`` through the outbound safety checks, and describe what came back.
+    """POST exactly ``body`` to ``url`` through the outbound safety checks, and return the answer.
 
-    Never raises for anything the network or the URL does: a refused URL gives ``status_code=None`` and an ``error``
-    starting with ``"refused: "``; an invalid header (a line break in a value, a caller-set ``Host``) gives an
-    ``error`` starting with ``"invalid header: "``; network failures and timeouts are described in ``error``.
+    Raises :class:`SendError` when no answer came: ``permanent`` for a refused URL (message ``"refused: ..."``) or an
+    invalid header (a line break in a value, a caller-set ``Host``; ``"invalid header: ..."``), not permanent for a
+    failed connection, a TLS failure or a timeout before the status line. A body cut short after the status line
+    is described in the answer's ``error``.
 
     The request carries ``headers`` plus ``Host`` (from the URL), ``Content-Length`` and ``Accept-Encoding:
     identity``; no ``User-Agent`` is added when the caller gives none. The response body is kept as wire bytes
@@ -526,30 +531,31 @@ def post(
     (name resolution counts against it but cannot be interrupted).
     """
     started = time.monotonic()
-    connect_timeout = _setting(connect_timeout, "WEBHOOK_CONNECT_TIMEOUT", 5)
-    read_timeout = _setting(read_timeout, "WEBHOOK_READ_TIMEOUT", 10)
-    deadline = _setting(deadline, "WEBHOOK_DEADLINE", 30)
-    cap = int(
-        max_response_bytes
-        if max_response_bytes is not None
-        else getattr(settings, "WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024)
-    )
+    connect_timeout = float(settings.WEBHOOK_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout)
+    read_timeout = float(settings.WEBHOOK_READ_TIMEOUT if read_timeout is None else read_timeout)
+    deadline = float(settings.WEBHOOK_DEADLINE if deadline is None else deadline)
+    cap = int(settings.WEBHOOK_MAX_RESPONSE_BYTES if max_response_bytes is None else max_response_bytes)
     if not isinstance(body, bytes):
         raise TypeError("body must be bytes: exactly what is sent and signed")
     deadline_at = started + deadline
 
+    def failed(message: str, *, permanent: bool = False) -> SendError:
+        return SendError(message, permanent=permanent, duration_ms=(time.monotonic() - started) * 1000)
+
     def finish(result: HttpResponse) -> HttpResponse:
+        if result.status_code is None:
+            raise failed(result.error)
         result.duration_ms = (time.monotonic() - started) * 1000
         return result
 
     problem = _header_problem(headers)
     if problem:
-        return finish(HttpResponse(status_code=None, error=f"invalid header: {problem}"))
+        raise failed(f"invalid header: {problem}", permanent=True)
     try:
         target = _parse(url)
         addresses = _check(target)
     except UnsafeURL as exc:
-        return finish(HttpResponse(status_code=None, error=f"refused: {exc.reason}"))
+        raise failed(f"refused: {exc.reason}", permanent=True) from None
 
     request_headers = {"Host": target.host_header, **headers}
     if not any(name.lower() == "user-agent" for name in headers):
@@ -584,8 +590,9 @@ def post(
             except ssl.SSLError as exc:
                 watchdog.unwatch()
                 candidate.close()
-                error = f"{deadline_text} during the TLS handshake" if watchdog.fired else _tls_error(exc, target)
-                return finish(HttpResponse(status_code=None, error=error))
+                raise failed(
+                    f"{deadline_text} during the TLS handshake" if watchdog.fired else _tls_error(exc, target)
+                ) from None
             except OSError as exc:
                 watchdog.unwatch()
                 candidate.close()
@@ -597,7 +604,7 @@ def post(
             conn = candidate
             break
         if conn is None:
-            return finish(HttpResponse(status_code=None, error="; ".join(connect_errors)))
+            raise failed("; ".join(connect_errors))
 
         return finish(exchange(conn)[0])
     finally:

@@ -2,15 +2,15 @@
 
 from celery import shared_task
 
-from . import delivery
+from . import attempts, schedule
 
 
-@shared_task(name="automations.tasks.deliveries_send")
+@shared_task(name=schedule.SEND_TASK)
 def deliveries_send(delivery_ids: list[str], destination: str, team_id: int) -> dict[str, str]:
     # No Celery retries: a failed attempt is recorded and rescheduled by the attempt itself.
-    return delivery.deliveries_attempt(delivery_ids=delivery_ids, destination=destination, team_id=team_id)
+    return attempts.deliveries_attempt(delivery_ids=delivery_ids, destination=destination, team_id=team_id)
 
 
 @shared_task(name="automations.tasks.deliveries_sweep")
 def deliveries_sweep() -> int:
-    return delivery.deliveries_sweep()
+    return schedule.deliveries_sweep()

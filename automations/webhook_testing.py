@@ -16,9 +16,10 @@ from django.conf import settings
 
 from registry.errors import ApplicationError
 
-from . import fairness, rendering, safe_http
-from .delivery import PreparedRequest, RequestError, request_prepare, request_shown, response_summary
+from . import fairness, rendering
 from .models import Webhook
+from .prepare import PreparedRequest, request_prepare, request_send, request_shown, response_summary
+from .safe_http import SendError
 from .selectors import sample_context
 from .services import payload_validate
 
@@ -38,17 +39,11 @@ def _prepare(*, webhook: Webhook, template: dict, context: dict) -> PreparedRequ
 
 
 def _send(*, webhook: Webhook, prepared: PreparedRequest, show_request: bool) -> dict:
-    deadline = settings.WEBHOOK_TEST_DEADLINE
-    response = safe_http.post(
-        webhook.url,
-        body=prepared.body,
-        headers=prepared.headers,
-        connect_timeout=min(settings.WEBHOOK_CONNECT_TIMEOUT, deadline),
-        read_timeout=min(settings.WEBHOOK_READ_TIMEOUT, deadline),
-        deadline=deadline,
-        max_response_bytes=settings.WEBHOOK_MAX_RESPONSE_BYTES,
-    )
-    answer = response_summary(response, prepared.secrets)
+    try:
+        outcome = request_send(webhook.url, prepared, deadline=settings.WEBHOOK_TEST_DEADLINE)
+    except SendError as exc:  # no answer: why is the answer shown
+        outcome = exc
+    answer = response_summary(outcome, prepared.secrets)
     return {**answer, "request": request_shown(prepared)} if show_request else answer
 
 
@@ -77,8 +72,8 @@ def webhook_test_send(*, webhook: Webhook, payload: object, user, show_request: 
         prepared = _prepare(webhook=webhook, template=template, context=sample_context(team=webhook.team, user=user))
     except rendering.TemplateError as exc:
         raise ApplicationError(exc.message, field="payload") from exc
-    except RequestError as exc:
-        raise ApplicationError(str(exc), field="payload") from exc
+    except SendError as exc:  # a secret is gone: nothing was sent
+        raise ApplicationError(exc.message, field="payload") from exc
     try:
         with fairness.test_slot(team=webhook.team):
             return _send(webhook=webhook, prepared=prepared, show_request=show_request)

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from automations import delivery, fairness, services
+from automations import attempts, fairness, schedule, services
 from automations.models import Delivery, DeliveryAttempt, Destination, SendSlot, Webhook
 from automations.safe_http import destination_key
 from registry import events, outbox
@@ -223,7 +223,7 @@ def pending_deliveries(webhook: Webhook, count: int) -> list[Delivery]:
 
 
 def attempt(webhook: Webhook, ids: list[str]) -> dict[str, str]:
-    return delivery.deliveries_attempt(
+    return attempts.deliveries_attempt(
         delivery_ids=ids, destination=destination_key(webhook.url), team_id=webhook.team_id
     )
 
@@ -285,18 +285,18 @@ def test_two_workers_on_the_same_batch_send_each_delivery_once(loopback, broker)
 
 
 def test_a_slow_batch_records_as_it_goes_and_keeps_its_claims(loopback, broker, monkeypatch):
-    monkeypatch.setattr(delivery, "RECORD_EVERY", 0.0)
+    monkeypatch.setattr(attempts, "RECORD_EVERY", 0.0)
     with Receiver(Reply(200, delay=0.2)) as receiver:
         _, _, (webhook,) = team_with_hooks(receiver.url)
         ids = [str(d.pk) for d in pending_deliveries(webhook, 3)]
         leases = []
-        original = delivery._record
+        original = attempts._record
 
         def spy(outcomes, **kwargs):
             original(outcomes, **kwargs)
             leases.append(list(Delivery.objects.filter(pk__in=ids, status="sending").values_list("claimed_until")))
 
-        monkeypatch.setattr(delivery, "_record", spy)
+        monkeypatch.setattr(attempts, "_record", spy)
         attempt(webhook, ids)
     assert [len(x) for x in leases] == [2, 1, 0]  # one record per attempt, the rest still claimed
     assert all(lease > timezone.now() + timedelta(seconds=60) for (lease,) in leases[0])
@@ -307,11 +307,11 @@ def test_the_sweep_sends_due_deliveries_in_batches_and_only_fills_the_queue_up_t
     _, _, (webhook,) = team_with_hooks("http://127.0.0.1:9/hook")
     batch = pending_deliveries(webhook, 5)
     Delivery.objects.filter(pk__in=[d.pk for d in batch]).update(next_attempt_at=timezone.now() - timedelta(hours=1))
-    assert delivery.deliveries_sweep(limit=2) == 4  # two tasks of two
+    assert schedule.deliveries_sweep(limit=2) == 4  # two tasks of two
     tasks = broker("deliveries")
     assert [len(task_args(t)[0]) for t in tasks] == [2, 2]
-    assert delivery.deliveries_sweep(limit=2) == 0  # the queue is full: nothing added
-    assert delivery.deliveries_sweep(limit=4) == 4  # room for two more tasks: sent again (claims make it safe)
+    assert schedule.deliveries_sweep(limit=2) == 0  # the queue is full: nothing added
+    assert schedule.deliveries_sweep(limit=4) == 4  # room for two more tasks: sent again (claims make it safe)
     assert len(broker("deliveries")) == 4
 
 
@@ -355,7 +355,7 @@ def test_sends_ending_together_hand_on_different_batches(settings, loopback, bro
         waiting = [str(d.pk) for d in pending_deliveries(webhook, 5)]
         for _ in range(4):  # four slots ending one after another, each finding deliveries waiting
             fairness.waiting_again(destination)
-            delivery._hand_on(destination, now=timezone.now())
+            schedule.hand_on(destination, now=timezone.now())
     handed = [task_args(t)[0] for t in broker("deliveries")]
     assert len(handed) == 3  # 2 + 2 + 1: no batch offered twice, and the fourth found nothing left to offer
     assert sorted(pk for batch in handed for pk in batch) == sorted(waiting)
@@ -450,7 +450,7 @@ def test_a_slot_whose_holder_died_lapses_and_the_sweep_removes_it(settings, loop
         ids = [str(d.pk) for d in pending_deliveries(webhook, 1)]
         assert attempt(webhook, ids) == {ids[0]: "succeeded"}
     assert SendSlot.objects.filter(pk=held).exists()
-    delivery.deliveries_sweep()
+    schedule.deliveries_sweep()
     assert not SendSlot.objects.exists()
 
 
@@ -461,8 +461,8 @@ def test_the_sweep_gives_a_destination_no_more_batches_than_it_has_free_slots(se
     rows = pending_deliveries(webhook, 4)
     Delivery.objects.filter(pk__in=[d.pk for d in rows]).update(next_attempt_at=timezone.now() - timedelta(hours=1))
     hold_slot(destination=destination_key(webhook.url), team_id=team.pk)
-    assert delivery.deliveries_sweep() == 1  # two slots, one held
+    assert schedule.deliveries_sweep() == 1  # two slots, one held
     Destination.objects.filter(key=destination_key(webhook.url)).update(
         open_until=timezone.now() + timedelta(minutes=1)
     )
-    assert delivery.deliveries_sweep() == 0  # open: none until it half-opens
+    assert schedule.deliveries_sweep() == 0  # open: none until it half-opens

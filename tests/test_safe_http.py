@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from automations.safe_http import HttpResponse, Reuse, UnsafeURL, post, url_check
+from automations.safe_http import HttpResponse, Reuse, SendError, UnsafeURL, post, url_check
 
 LOOPBACK = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"), ipaddress.ip_address("::ffff:127.0.0.1")}
 
@@ -221,6 +221,15 @@ def send(url: str, **kwargs) -> HttpResponse:
     return post(url, **kwargs)
 
 
+def send_failing(url: str, *, permanent: bool, **kwargs) -> SendError:
+    """``send``, which must end without an answer: the error raised, whose ``permanent`` flag is checked."""
+    with pytest.raises(SendError) as failed:
+        send(url, **kwargs)
+    assert failed.value.permanent is permanent
+    assert str(failed.value) == failed.value.message
+    return failed.value
+
+
 def url_check_reason(url: str) -> str:
     try:
         url_check(url)
@@ -234,11 +243,10 @@ def assert_refused(url: str, network: NetworkGuard, *, reason: str) -> None:
         url_check(url)
     assert reason in refused.value.reason
 
-    response = send(url)
+    response = send_failing(url, permanent=True)
 
-    assert response.status_code is None
-    assert response.error.startswith("refused: ")
-    assert reason in response.error
+    assert response.message.startswith("refused: ")
+    assert reason in response.message
     assert network.connects == []
 
 
@@ -464,10 +472,9 @@ def test_receiver_that_never_answers_is_cut_off_at_the_read_timeout(settings, re
     settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     receiver = receiver_factory(respond_after(3))
 
-    response = send(f"http://127.0.0.1:{receiver.port}/", read_timeout=0.5)
+    response = send_failing(f"http://127.0.0.1:{receiver.port}/", permanent=False, read_timeout=0.5)
 
-    assert response.status_code is None
-    assert response.error == "timed out after 0.5 s waiting for the response"
+    assert response.message == "timed out after 0.5 s waiting for the response"
     assert 400 < response.duration_ms < 2000
 
 
@@ -476,9 +483,9 @@ def test_timeouts_default_to_settings(settings, receiver_factory):
     settings.WEBHOOK_READ_TIMEOUT = 0.3
     receiver = receiver_factory(respond_after(3))
 
-    response = send(f"http://127.0.0.1:{receiver.port}/")
+    response = send_failing(f"http://127.0.0.1:{receiver.port}/", permanent=False)
 
-    assert response.error == "timed out after 0.3 s waiting for the response"
+    assert response.message == "timed out after 0.3 s waiting for the response"
 
 
 def trickle(handler, receiver):
@@ -511,10 +518,9 @@ def test_deadline_also_cuts_a_response_whose_headers_never_end(settings, receive
     settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     receiver = receiver_factory(trickle_headers)
 
-    response = send(f"http://127.0.0.1:{receiver.port}/", read_timeout=0.5, deadline=1.0)
+    response = send_failing(f"http://127.0.0.1:{receiver.port}/", permanent=False, read_timeout=0.5, deadline=1.0)
 
-    assert response.status_code is None
-    assert response.error == "deadline of 1.0 s exceeded waiting for the response"
+    assert response.message == "deadline of 1.0 s exceeded waiting for the response"
     assert 900 < response.duration_ms < 2500
 
 
@@ -561,17 +567,16 @@ def test_response_body_is_kept_as_wire_bytes_never_decompressed(settings, receiv
     assert response.headers["Content-Encoding"] == "gzip"
 
 
-# --- Failures are reported, not raised --------------------------------------------------------------------------
+# --- Failures are raised as SendError, permanent or not -------------------------------------------------------
 
 
-def test_connection_refused_is_reported_not_raised(settings):
+def test_connection_refused_is_a_send_error_worth_retrying(settings):
     settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     port = closed_loopback_port()
 
-    response = send(f"http://127.0.0.1:{port}/")
+    response = send_failing(f"http://127.0.0.1:{port}/", permanent=False)
 
-    assert response.status_code is None
-    assert response.error == f"connection refused by 127.0.0.1:{port}"
+    assert response.message == f"connection refused by 127.0.0.1:{port}"
 
 
 def test_errors_never_contain_headers_body_or_url_path(settings, receiver_factory):
@@ -579,17 +584,22 @@ def test_errors_never_contain_headers_body_or_url_path(settings, receiver_factor
     receiver = receiver_factory(respond_after(3))
     secrets = {"body": b'{"token": "B0DY-S3CRET"}', "headers": {"Authorization": "Bearer H3ADER-S3CRET"}}
 
-    timed_out = post(f"http://127.0.0.1:{receiver.port}/hooks/PATH-S3CRET", read_timeout=0.3, **secrets)
-    refused = post(f"http://127.0.0.1:{closed_loopback_port()}/hooks/PATH-S3CRET", **secrets)
-    invalid = post(
-        f"http://127.0.0.1:{receiver.port}/", body=b"{}", headers={"Authorization": "Bearer V4LUE-S3CRET\r\nX: y"}
+    timed_out = send_failing(
+        f"http://127.0.0.1:{receiver.port}/hooks/PATH-S3CRET", permanent=False, read_timeout=0.3, **secrets
+    )
+    refused = send_failing(f"http://127.0.0.1:{closed_loopback_port()}/hooks/PATH-S3CRET", permanent=False, **secrets)
+    invalid = send_failing(
+        f"http://127.0.0.1:{receiver.port}/",
+        permanent=True,
+        body=b"{}",
+        headers={"Authorization": "Bearer V4LUE-S3CRET\r\nX: y"},
     )
 
     for response in (timed_out, refused, invalid):
-        assert response.error
-        assert "S3CRET" not in response.error
+        assert response.message
+        assert "S3CRET" not in response.message
     assert (
-        invalid.error
+        invalid.message
         == "invalid header: the value of the Authorization header contains a line break or control character"
     )
 
@@ -597,9 +607,11 @@ def test_errors_never_contain_headers_body_or_url_path(settings, receiver_factor
 def test_caller_may_not_set_the_host_header(settings, network, receiver):
     settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
 
-    response = post(f"http://127.0.0.1:{receiver.port}/", body=b"{}", headers={"Host": "internal.example"})
+    response = send_failing(
+        f"http://127.0.0.1:{receiver.port}/", permanent=True, body=b"{}", headers={"Host": "internal.example"}
+    )
 
-    assert response.error.startswith("invalid header: the Host header is derived from the URL")
+    assert response.message.startswith("invalid header: the Host header is derived from the URL")
     assert network.connects == []
 
 
@@ -654,11 +666,10 @@ def tls_receiver(receiver_factory, certificate) -> Receiver:
 def test_https_with_self_signed_certificate_fails_verification(settings, tls_receiver):
     settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
 
-    response = send(f"https://127.0.0.1:{tls_receiver.port}/hook")
+    response = send_failing(f"https://127.0.0.1:{tls_receiver.port}/hook", permanent=False)
 
-    assert response.status_code is None
-    assert response.error.startswith("TLS certificate verification failed for 127.0.0.1:")
-    assert "certificate" in response.error.split(":", 1)[1]
+    assert response.message.startswith("TLS certificate verification failed for 127.0.0.1:")
+    assert "certificate" in response.message.split(":", 1)[1]
     assert tls_receiver.requests == []
 
 
@@ -683,11 +694,10 @@ def test_https_certificate_for_another_host_fails_verification(settings, network
     settings.WEBHOOK_CA_BUNDLE = certificate[0]
     network.answer("other.test", "127.0.0.1")
 
-    response = send(f"https://other.test:{tls_receiver.port}/hook")
+    response = send_failing(f"https://other.test:{tls_receiver.port}/hook", permanent=False)
 
-    assert response.status_code is None
-    assert response.error.startswith("TLS certificate verification failed for other.test:")
-    assert "mismatch" in response.error
+    assert response.message.startswith("TLS certificate verification failed for other.test:")
+    assert "mismatch" in response.message
     assert tls_receiver.requests == []
 
 
@@ -718,9 +728,9 @@ def test_a_kept_connection_is_never_used_once_the_name_resolves_elsewhere(settin
     network.answer("rebind.example", "127.0.0.1", later=("10.0.0.1",))
     with Reuse() as reuse:
         first = send(f"http://rebind.example:{receiver.port}/hook", reuse=reuse)
-        second = send(f"http://rebind.example:{receiver.port}/hook", reuse=reuse)
+        second = send_failing(f"http://rebind.example:{receiver.port}/hook", permanent=True, reuse=reuse)
     assert first.status_code == 200
-    assert second.status_code is None and second.error.startswith("refused: ")
+    assert second.message.startswith("refused: ")
     assert len(receiver.requests) == 1  # the open connection to the old address carried nothing more
 
 

@@ -11,7 +11,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from automations import delivery, selectors, services, webhook_testing
+from automations import schedule, selectors, services, webhook_testing
 from automations.presets import PRESETS
 from registry.api.inputs import validated
 from registry.api.listing import ListView, QueryFilter
@@ -170,7 +170,7 @@ class DeliveryRedeliverView(AdminScoped, APIView):
     def post(self, request, team, delivery_id):
         found = selectors.delivery_get(team=self.team, delivery_id=delivery_id)
         with transaction.atomic():
-            found = delivery.delivery_redeliver(delivery=found)
+            found = schedule.delivery_redeliver(delivery=found)
         return Response(s.DeliverySerializer(found).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -1,0 +1,495 @@
+"""Attempting deliveries: claim, send, record; the one path every delivery takes.
+
+A batch (``schedule.batches``) is attempted holding one send slot (``fairness``) under one claim: a conditional
+UPDATE (pending/retrying and due → sending, with a lease), so a task delivered twice never sends twice at once. Its
+requests go out one after another on one kept connection, and its attempts are recorded together, with each
+delivery's next step (``retry.decide``), its webhook's health and its destination's breaker, in one transaction.
+
+The task dispatching an event claims the first batch of a small fan-out in its own transaction and sends it right
+after the commit (``deliveries_create``); every other batch is attempted by a deliveries worker
+(``deliveries_attempt``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from registry.models import Event, Team
+from secrets_vault.services import secret_values, secret_values_decrypt
+
+from . import fairness, retry, safe_http, schedule
+from .choices import CLAIMABLE, DeliveryStatus
+from .models import Delivery, DeliveryAttempt, Webhook
+from .prepare import outcome_scrubbed, request_prepare, request_send, response_summary
+from .safe_http import SendError
+from .services import webhook_disable
+
+logger = logging.getLogger(__name__)
+
+# Seconds a batch keeps finished attempts unrecorded while it sends the next ones.
+RECORD_EVERY = 0.25
+
+
+# --- From the dispatch ------------------------------------------------------------------------------------------
+
+# The dispatching task sends from at most this many of its process's threads at once; the others keep
+# dispatching, and their batches go to the deliveries queue.
+_dispatch_senders = threading.BoundedSemaphore(max(1, settings.EVENTS_CONCURRENCY // 2))
+_sender = threading.local()
+
+
+def _sender_reserve() -> bool:
+    """A sending permit for this thread's dispatch. A dispatch whose transaction rolled back neither sent nor gave
+    its permit back: the thread still holds it, and its next dispatch uses it."""
+    if not getattr(_sender, "held", False):
+        _sender.held = _dispatch_senders.acquire(blocking=False)
+    return _sender.held
+
+
+def _sender_release() -> None:
+    if getattr(_sender, "held", False):
+        _sender.held = False
+        _dispatch_senders.release()
+
+
+def deliveries_create(deliveries: list[Delivery]) -> None:
+    """Write a dispatch's deliveries, in its transaction, and start the pending ones once it commits.
+
+    For a small fan-out the dispatching task sends the first batch itself, right after the commit (no second broker
+    hop): its send slot is taken and the batch written already claimed in this transaction, so nothing else runs
+    between the commit and the first request. Every other batch is published to the deliveries queue first, so that
+    no destination waits for another.
+    """
+    pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
+    groups = schedule.batches(pending, key_of=schedule.row_key)
+    claimed, slot_id, published = _dispatch_claim(groups, fan_out=len(pending))
+    free = defaultdict(lambda: settings.DELIVERY_DESTINATION_MAX_SENDS)
+    if claimed:
+        free[claimed[0].destination] -= 1
+    published, held_back = schedule.shared_out(published, free, destination_of=schedule.row_key)
+    for destination in held_back:
+        fairness.waiting_again(destination)  # each slot that frees there hands one more on
+    offer = schedule.offer_end(timezone.now())
+    for group in published:
+        for delivery in group:
+            delivery.claimed_until = offer
+    Delivery.objects.bulk_create(deliveries)
+    if groups:
+        transaction.on_commit(partial(_deliveries_start, published, claimed, slot_id))
+
+
+def _dispatch_claim(
+    groups: list[list[Delivery]], *, fan_out: int
+) -> tuple[list[Delivery], int | None, list[list[Delivery]]]:
+    """Claim the first batch for the dispatching task, if the fan-out is small, a permit is free and the
+    destination grants a slot. Returns (claimed, slot id, batches to publish)."""
+    if not groups or fan_out > settings.DISPATCH_SEND_MAX or not _sender_reserve():
+        return [], None, groups
+    first, rest = groups[0], groups[1:]
+    now = timezone.now()
+    grant = fairness.slot_take(destination=first[0].destination, team_id=first[0].team_id, now=now, from_dispatch=True)
+    if grant.slot_id is None:
+        _sender_release()
+        if grant.hand_over:
+            return [], None, groups
+        if grant.wait_until is not None:  # the breaker is open: due when it half-opens
+            for delivery in first:
+                delivery.next_attempt_at = grant.wait_until
+        return [], None, rest  # a slot that frees hands the others on
+    # Never a probe: a destination whose breaker has opened is handed over to the deliveries workers.
+    lease = now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)
+    for delivery in first:
+        delivery.status, delivery.attempts, delivery.claimed_until = DeliveryStatus.SENDING, 1, lease
+    return first, grant.slot_id, rest
+
+
+def _deliveries_start(published: list[list[Delivery]], claimed: list[Delivery], slot_id: int | None) -> None:
+    for group in published:
+        schedule.rows_publish(group)
+    if not claimed:
+        return
+    try:
+        _send_claimed(claimed, destination=claimed[0].destination, slot_id=slot_id)
+    except Exception as exc:
+        # The deliveries are written and claimed: whatever this attempt did not record, the sweep takes back once
+        # the claim lapses. Only the type: messages may quote data.
+        logger.warning("deliveries of a dispatch not sent by it (%s); left to the sweep", type(exc).__name__)
+    finally:
+        _sender_release()
+
+
+# --- From the deliveries workers --------------------------------------------------------------------------------
+
+
+def delivery_attempt(*, delivery_id: object) -> str | None:
+    """Make one attempt if the delivery is due and unclaimed (and its destination has a slot). Returns the
+    resulting status, or None."""
+    row = Delivery.objects.filter(pk=delivery_id).values_list("destination", "team_id").first()
+    if row is None:
+        return None
+    return deliveries_attempt(delivery_ids=[delivery_id], destination=row[0], team_id=row[1]).get(str(delivery_id))
+
+
+def deliveries_attempt(
+    *, delivery_ids: Iterable[object], destination: str, team_id: int, from_dispatch: bool = False
+) -> dict[str, str]:
+    """One attempt for each of these deliveries (of one destination and team) that is due and unclaimed, one after
+    another, holding one send slot; returns the status each ended in, by id.
+
+    Without a slot nothing waits here: deliveries refused because the destination or the team has all its sends
+    under way stay due (the send that frees a slot hands them on); those of a destination whose breaker is open
+    wait in the database until it half-opens. From dispatch, a destination that answered badly lately is left to
+    the deliveries workers rather than hold a thread of the events worker.
+    """
+    wanted = list(delivery_ids)
+    now = timezone.now()
+    with transaction.atomic():
+        grant = fairness.slot_take(destination=destination, team_id=team_id, now=now, from_dispatch=from_dispatch)
+        if grant.slot_id is None:
+            if grant.wait_until is not None:
+                schedule.park(Q(pk__in=wanted), until=grant.wait_until)
+            elif grant.hand_over:
+                transaction.on_commit(
+                    partial(
+                        schedule.deliveries_publish,
+                        [str(pk) for pk in wanted],
+                        destination=destination,
+                        team_id=team_id,
+                    )
+                )
+            return {}
+        claimed = _claim(wanted[:1] if grant.probe else wanted)
+        if not claimed:
+            fairness.slot_release(grant.slot_id)
+            return {}
+    return _send_claimed(claimed, destination=destination, slot_id=grant.slot_id)
+
+
+def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
+    """Claim the due, unclaimed ones of these deliveries in one conditional UPDATE (RETURNING says which this call
+    got: a delivery claimed elsewhere meanwhile is left alone), then load them, in the order given."""
+    pk_field = Delivery._meta.pk
+    wanted = [pk_field.to_python(pk) for pk in delivery_ids]
+    if not wanted:
+        return []
+    now = timezone.now()
+    ops, quote = connection.ops, connection.ops.quote_name
+    c = {name: quote(Delivery._meta.get_field(name).column) for name in
+         ("status", "claimed_until", "attempts", "updated_at", "next_attempt_at", "id")}  # fmt: skip
+    placeholders = ", ".join(["%s"] * len(wanted))
+    # Only quoted identifiers from the model's metadata are formatted in; every value is a parameter.
+    sql = (
+        f"UPDATE {quote(Delivery._meta.db_table)} SET {c['status']} = %s, {c['claimed_until']} = %s, "  # noqa: S608
+        f"{c['attempts']} = {c['attempts']} + 1, {c['updated_at']} = %s "
+        f"WHERE {c['id']} IN ({placeholders}) AND {c['status']} IN (%s, %s) "
+        f"AND ({c['next_attempt_at']} IS NULL OR {c['next_attempt_at']} <= %s) RETURNING {c['id']}"
+    )
+    stamp = ops.adapt_datetimefield_value
+    params = [
+        DeliveryStatus.SENDING.value,
+        stamp(now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)),
+        stamp(now),
+        *(pk_field.get_db_prep_value(pk, connection) for pk in wanted),
+        *(status.value for status in CLAIMABLE),
+        stamp(now),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        claimed = {pk_field.to_python(row[0]) for row in cursor.fetchall()}
+    if not claimed:
+        return []
+    # With the webhook's signing-secret and access-token rows: a batch that needs only those reads no secrets.
+    rows = Delivery.objects.select_related("team", "webhook__secret", "webhook__access_token").in_bulk(claimed)
+    # Deliveries of a batch mostly share one event: its context is read once, not once per delivery.
+    events = Event.objects.in_bulk({row.event_id for row in rows.values()})
+    for row in rows.values():
+        row.event = events[row.event_id]
+    return [rows[pk] for pk in wanted if pk in rows]
+
+
+# --- Sending -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    delivery: Delivery
+    started: datetime
+    summary: dict | None  # what is recorded of the request's outcome (None: nothing was sent)
+    error: str  # what went wrong ("" for an answer read to its end), secrets scrubbed
+    described: str  # the error, or the answer's status code
+    decision: retry.Decision
+    answer: fairness.Answer | None  # what it says about the destination (None: nothing reached it)
+
+
+def _send_claimed(claimed: list[Delivery], *, destination: str, slot_id: int) -> dict[str, str]:
+    """Attempt claimed deliveries one after another, holding the send slot.
+
+    Attempts are recorded together once the batch is sent (one transaction instead of one per delivery), or as soon
+    as ``RECORD_EVERY`` has passed since the last record, so a slow endpoint's outcomes are not held back (nor resent
+    in numbers should the process die); the claims of the rest (and the slot) are then extended. A batch stops
+    after ``DESTINATION_OPEN_AFTER`` bad answers in a row: the rest go back, to wait for the breaker.
+    """
+    secrets_of = _SecretsCache()
+    gone: set[int] = set()  # webhooks that answered 410 in this batch: the rest of it is not sent
+    outcomes: list[_Outcome] = []
+    last_record = time.monotonic()
+    bad_in_a_row = 0
+    try:
+        with safe_http.Reuse() as connection_kept:  # one connection for the batch, while the endpoint keeps it open
+            for index, delivery in enumerate(claimed):
+                outcome = _attempt(delivery, secrets_of=secrets_of, gone=gone, reuse=connection_kept)
+                outcomes.append(outcome)
+                if outcome.decision.verdict is retry.Verdict.GONE and delivery.webhook_id:
+                    gone.add(delivery.webhook_id)
+                if outcome.answer is not None:
+                    bad_in_a_row = bad_in_a_row + 1 if outcome.answer.bad else 0
+                rest = claimed[index + 1 :]
+                if rest and bad_in_a_row >= settings.DESTINATION_OPEN_AFTER:
+                    _record(outcomes, destination=destination, slot_id=slot_id, give_back=rest)
+                    return {str(d.pk): d.status for d in claimed[: index + 1]}
+                if rest and time.monotonic() - last_record >= RECORD_EVERY:
+                    _record(outcomes, destination=destination, slot_id=slot_id, extend=rest)
+                    outcomes, last_record = [], time.monotonic()
+    except BaseException:
+        # Unrecorded attempts are taken back by the sweep once their lease lapses; the slot need not wait for it.
+        with contextlib.suppress(Exception):
+            fairness.slot_release(slot_id)
+        raise
+    _record(outcomes, destination=destination, slot_id=slot_id, final=True)
+    return {str(d.pk): d.status for d in claimed}
+
+
+class _SecretsCache:
+    """A batch's secrets, decrypted once per team and set of names (batches are of one webhook). A webhook loaded
+    with its signing secret and access token rows (as dispatch loads it) lends their ciphertexts: no query."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[int, frozenset[str]], dict[str, str]] = {}
+
+    def __call__(self, *, team: Team, names: Iterable[str], webhook: Webhook | None = None) -> dict[str, str]:
+        key = (team.pk, frozenset(names))
+        if key not in self._values:
+            at_hand = _webhook_secrets(webhook)
+            if key[1] <= at_hand.keys():
+                self._values[key] = secret_values_decrypt({name: at_hand[name] for name in key[1]})
+            else:
+                self._values[key] = secret_values(team=team, names=key[1])
+        return self._values[key]
+
+
+def _webhook_secrets(webhook: Webhook | None) -> dict[str, bytes | str]:
+    found: dict[str, bytes | str] = {}
+    for field in ("secret", "access_token"):
+        cached = webhook is not None and Webhook._meta.get_field(field).is_cached(webhook)
+        if cached and (row := getattr(webhook, field)):
+            found[row.name] = row.ciphertext
+    return found
+
+
+def _attempt(delivery: Delivery, *, secrets_of, gone: set[int], reuse: safe_http.Reuse) -> _Outcome:
+    started = timezone.now()
+    outcome, secrets, sent = _send(delivery, secrets_of=secrets_of, gone=gone, reuse=reuse)
+    outcome = outcome_scrubbed(outcome, secrets)
+    decision = retry.decide(outcome, attempts_made=delivery.attempts, now=timezone.now())
+    described = retry.described(outcome)
+    answer = None
+    if sent and not (isinstance(outcome, SendError) and outcome.permanent):
+        answer = fairness.Answer(
+            failed=decision.verdict is retry.Verdict.RETRY, seconds=outcome.duration_ms / 1000, error=described
+        )
+    return _Outcome(
+        delivery,
+        started=started,
+        summary=response_summary(outcome, secrets) if sent else None,
+        error=outcome.message if isinstance(outcome, SendError) else outcome.error,
+        described=described,
+        decision=decision,
+        answer=answer,
+    )
+
+
+def _send(
+    delivery: Delivery, *, secrets_of, gone: set[int], reuse: safe_http.Reuse
+) -> tuple[safe_http.HttpResponse | SendError, dict[str, str], bool]:
+    """Build and send one delivery's request. Returns its outcome, the secrets it used, and whether a request was
+    sent (or refused by the safe client) at all."""
+    webhook = delivery.webhook
+    if webhook is not None and (not webhook.enabled or webhook.pk in gone):
+        why = "The endpoint answered 410 Gone." if webhook.pk in gone else webhook.disabled_reason
+        return retry.webhook_disabled(why), {}, False
+    try:
+        prepared = request_prepare(
+            team=delivery.team,
+            template=delivery.payload_template,
+            context=delivery.event.context,
+            secret_name=delivery.secret_name,
+            access_token_name=delivery.access_token_name,
+            msg_id=str(delivery.pk),
+            secrets_of=partial(secrets_of, webhook=webhook),
+        )
+    except SendError as exc:
+        return exc, {}, False
+    except Exception as exc:
+        # Not a refusal but a fault of ours: recorded and retried on the schedule instead of leaving the delivery
+        # claimed until its lease lapses. Only the type is logged: messages may quote the payload.
+        logger.error("delivery %s: %s while preparing the request", delivery.pk, type(exc).__name__)
+        return (
+            SendError(f"Internal error while preparing the request ({type(exc).__name__}).", permanent=False),
+            {},
+            False,
+        )
+    try:
+        return request_send(delivery.url, prepared, reuse=reuse), prepared.secrets, True
+    except SendError as exc:
+        return exc, prepared.secrets, True
+
+
+# --- Recording ---------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def _record(
+    outcomes: list[_Outcome],
+    *,
+    destination: str,
+    slot_id: int,
+    extend: list[Delivery] = (),
+    give_back: list[Delivery] = (),
+    final: bool = False,
+) -> None:
+    """Record the attempts, settle the deliveries and update the webhooks' health and the destination's breaker
+    together: no one sees one without the others. Only the holder of a claim may settle it (a lapsed lease may have
+    been taken over). ``extend`` keeps the rest of a batch (and its slot) claimed; ``give_back`` returns it unsent,
+    and with ``final`` the slot is released and whatever was refused one meanwhile is handed on."""
+    now = timezone.now()
+    DeliveryAttempt.objects.bulk_create(
+        DeliveryAttempt(
+            delivery=o.delivery,
+            number=o.delivery.attempts,
+            started_at=o.started,
+            duration_ms=o.summary["duration_ms"] if o.summary else 0,
+            status_code=o.summary["status_code"] if o.summary else None,
+            response_headers=o.summary["headers"] if o.summary else {},
+            response_body=o.summary["body"] if o.summary else "",
+            error=o.error,
+        )
+        for o in outcomes
+    )
+    # Successes settle alike but for their status code: one UPDATE per (attempt number, status code).
+    succeeded: dict[tuple[int, int | None], tuple[dict, list[Delivery]]] = {}
+    for outcome in outcomes:
+        delivery = outcome.delivery
+        changes = _settlement(outcome, now=now)
+        if outcome.decision.status is DeliveryStatus.SUCCEEDED:
+            succeeded.setdefault((delivery.attempts, changes["last_status_code"]), (changes, []))[1].append(delivery)
+            continue
+        settled = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING, attempts=delivery.attempts)
+        if settled.update(**changes):
+            _apply(delivery, changes)
+            wait = outcome.decision.wait
+            if wait is not None and wait <= settings.DELIVERY_COUNTDOWN_MAX:  # longer waits are the sweep's
+                transaction.on_commit(
+                    partial(
+                        schedule.deliveries_publish,
+                        [str(delivery.pk)],
+                        destination=delivery.destination,
+                        team_id=delivery.team_id,
+                        countdown=wait,
+                    )
+                )
+    for (attempts, _), (changes, group) in succeeded.items():
+        Delivery.objects.filter(pk__in=[d.pk for d in group], status=DeliveryStatus.SENDING, attempts=attempts).update(
+            **changes
+        )
+        for delivery in group:
+            _apply(delivery, changes)
+    if extend:
+        lease = now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)
+        Delivery.objects.filter(pk__in=[d.pk for d in extend], status=DeliveryStatus.SENDING).update(
+            claimed_until=lease
+        )
+        fairness.slot_extend(slot_id, now=now)
+    _webhooks_health(outcomes, now=now)
+    open_until = fairness.breaker_record(destination, [o.answer for o in outcomes if o.answer is not None], now=now)
+    if give_back:
+        _give_back(give_back, until=open_until or now)
+    if open_until is not None:
+        schedule.park(Q(destination=destination), until=open_until)
+    if final or give_back:
+        fairness.slot_release(slot_id)
+        if open_until is None and fairness.handoff_wanted(destination):
+            schedule.hand_on(destination, now=now)
+
+
+def _settlement(outcome: _Outcome, *, now: datetime) -> dict:
+    """The delivery's fields after this attempt, as ``retry.decide`` decided."""
+    decision = outcome.decision
+    changes: dict = {
+        "claimed_until": None,
+        "last_status_code": outcome.summary["status_code"] if outcome.summary else None,
+        "updated_at": now,
+        "status": decision.status,
+        "last_error": decision.error,
+        "next_attempt_at": decision.next_attempt_at(now),
+    }
+    if decision.status is not DeliveryStatus.RETRYING:
+        changes["finished_at"] = now
+    return changes
+
+
+def _apply(delivery: Delivery, changes: dict) -> None:
+    for field, value in changes.items():
+        setattr(delivery, field, value)
+
+
+def _give_back(deliveries: list[Delivery], *, until: datetime) -> None:
+    """Return claimed deliveries that were not attempted, as if never claimed, due at ``until``."""
+    Delivery.objects.filter(pk__in=[d.pk for d in deliveries], status=DeliveryStatus.SENDING).update(
+        status=Case(When(attempts=1, then=Value(DeliveryStatus.PENDING)), default=Value(DeliveryStatus.RETRYING)),
+        attempts=F("attempts") - 1,
+        claimed_until=None,
+        next_attempt_at=until,
+    )
+    for delivery in deliveries:
+        delivery.refresh_from_db(fields=["status", "attempts", "next_attempt_at", "claimed_until"])
+
+
+def _webhooks_health(outcomes: list[_Outcome], *, now: datetime) -> None:
+    """Apply the attempts to each webhook's health as if one after another: only what follows the last success
+    matters, after that success has cleared the webhook."""
+    by_webhook: dict[int, list[_Outcome]] = {}
+    for outcome in outcomes:
+        if outcome.delivery.webhook_id:
+            by_webhook.setdefault(outcome.delivery.webhook_id, []).append(outcome)
+    for webhook_id, seen in by_webhook.items():
+        verdicts = [o.decision.verdict for o in seen]
+        last_success = max((i for i, v in enumerate(verdicts) if v is retry.Verdict.SUCCEEDED), default=None)
+        if last_success is not None:
+            Webhook.objects.filter(pk=webhook_id).exclude(failing_since=None, last_error="").update(
+                failing_since=None, last_error=""
+            )
+        for outcome in seen[(last_success + 1 if last_success is not None else 0) :]:
+            _webhook_failed(webhook_id, verdict=outcome.decision.verdict, error=outcome.described, now=now)
+
+
+def _webhook_failed(webhook_id: int, *, verdict: retry.Verdict, error: str, now: datetime) -> None:
+    webhooks = Webhook.objects.filter(pk=webhook_id)
+    webhooks.update(last_error=f"{now:%Y-%m-%d %H:%M:%S} UTC: {error}"[:2000])
+    webhooks.filter(failing_since=None).update(failing_since=now)
+    failing_since = None if verdict is retry.Verdict.GONE else webhooks.values_list("failing_since", flat=True).first()
+    reason = retry.webhook_disable_reason(verdict, error=error, failing_since=failing_since, now=now)
+    if reason is not None:
+        webhook_disable(webhook_id=webhook_id, reason=reason)
