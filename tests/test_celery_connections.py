@@ -15,6 +15,8 @@ TASK = SimpleNamespace(request=SimpleNamespace(is_eager=False))
 
 
 def test_a_task_right_after_another_skips_the_health_check_and_one_after_idling_does_not(monkeypatch):
+    # A fresh connection: one an earlier test opened may be past CONN_MAX_AGE, and the hooks rightly drop it.
+    connection.close()
     connection.ensure_connection()
     opened = connection.connection
 
