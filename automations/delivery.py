@@ -27,9 +27,9 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from registry.errors import Conflict
+from core.errors import Conflict
+from core.publish import task_send
 from registry.models import Event, Team
-from registry.outbox import task_send
 from secrets_vault.crypto import DecryptionError
 from secrets_vault.services import secret_values, secret_values_decrypt
 

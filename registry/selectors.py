@@ -8,8 +8,11 @@ import uuid
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Exists, OuterRef, QuerySet, prefetch_related_objects
 
-from .choices import LATEST_ALIAS, REGISTRY_PROJECT, Role, VersionState
-from .errors import ApplicationError, NotFound
+from core.db import unique_or_none
+from core.errors import ApplicationError, NotFound
+from core.roles import Role
+
+from .choices import LATEST_ALIAS, REGISTRY_PROJECT, VersionState
 from .models import (
     Alias,
     ArtifactVersion,
@@ -22,7 +25,6 @@ from .models import (
     RegisteredModel,
     Team,
 )
-from .queries import unique_or_none
 
 REFERENCE_RE = re.compile(r"^(?P<team>[^/:\s]+)/(?P<project>[^/:\s]+)/(?P<collection>[^/:\s]+):(?P<tag>[^/:\s]+)$")
 VERSION_TAG_RE = re.compile(r"^v(\d+)$")

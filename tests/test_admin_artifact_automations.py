@@ -16,8 +16,9 @@ from automations import services as automations
 from automations.models import Automation, Webhook
 from automations.rendering import VARIABLES
 from automations.selectors import automations_matching
+from core.roles import Role
 from registry import manifests
-from registry.choices import REGISTRY_PROJECT, Role
+from registry.choices import REGISTRY_PROJECT
 from registry.models import ArtifactCollection, Project, RegisteredModel, Team
 
 from .factories import add_member, make_artifact_version, make_registered_model, make_team, make_user

@@ -2,7 +2,7 @@
 
 Each model the admin shows is registered here with the path from it to its team and the role needed to view and
 to write it. ``TeamRoleBackend`` turns a staff user's memberships into Django's model permissions, so the admin's
-own checks (menus, buttons, actions, inlines, autocomplete) apply unchanged; ``registry.admin_scope`` narrows every
+own checks (menus, buttons, actions, inlines, autocomplete) apply unchanged; ``core.admin_scope`` narrows every
 queryset, choice and object to the teams where the user holds that role. Superusers are never narrowed.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from django.contrib.auth.backends import BaseBackend
 from django.db.models import Model, QuerySet
 
-from .choices import ROLE_RANK, Role
-from .models import Membership, Team
+from core.roles import ROLE_RANK, Role
+from registry.models import Membership, Team
 
 
 @dataclass(frozen=True)
