@@ -33,6 +33,9 @@ class DrainUnreadBodyMiddleware:
                 # The rest of Django's length-bounded stream: nothing when the view read the body.
                 while request.read(_PIECE):
                     pass
-            except Exception:  # noqa: S110 (the body ended early or the client went away: nothing left to keep)
+            # OSError: the server's socket read failed (the body ended early, the client went away, a timeout);
+            # Django re-raises it as UnreadablePostError, an OSError. ValueError: the stream was closed by a read
+            # that failed earlier in the view. Either way there is no connection left to keep.
+            except (OSError, ValueError):
                 pass
         return response
