@@ -11,8 +11,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import ForeignKey, ManyToManyField
 
-from core import scoping
 from registry.models import Team
+
+from . import scoping
 
 
 def _scoped(model) -> bool:

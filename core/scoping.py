@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.backends import BaseBackend
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Model, QuerySet
 
-from core.roles import ROLE_RANK, Role
 from registry.models import Membership, Team
+
+from .roles import ROLE_RANK, Role
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,13 @@ def team_roles(user) -> dict[int, str]:
         cached = dict(Membership.objects.filter(user=user).values_list("team_id", "role"))
         user._team_roles = cached
     return cached
+
+
+def team_role(*, team: Team, user: AbstractBaseUser) -> str | None:
+    """The user's role in the team; superusers act as admins everywhere. None for outsiders."""
+    if user.is_superuser:
+        return Role.ADMIN
+    return Membership.objects.filter(team=team, user=user).values_list("role", flat=True).first()
 
 
 def team_ids(user, role: str | None) -> set[int]:

@@ -10,7 +10,6 @@ from django.db.models import Exists, OuterRef, QuerySet, prefetch_related_object
 
 from core.db import unique_or_none
 from core.errors import ApplicationError, NotFound
-from core.roles import Role
 
 from .choices import LATEST_ALIAS, REGISTRY_PROJECT, VersionState
 from .models import (
@@ -36,13 +35,6 @@ def teams_for_user(*, user: AbstractBaseUser) -> QuerySet[Team]:
     if user.is_superuser:
         return Team.objects.all()
     return Team.objects.filter(memberships__user=user)
-
-
-def team_role(*, team: Team, user: AbstractBaseUser) -> str | None:
-    """The user's role in the team; superusers act as admins everywhere. None for outsiders."""
-    if user.is_superuser:
-        return Role.ADMIN
-    return Membership.objects.filter(team=team, user=user).values_list("role", flat=True).first()
 
 
 def memberships_for_team(*, team: Team) -> QuerySet[Membership]:

@@ -6,8 +6,8 @@ from rest_framework import exceptions, permissions
 
 from core.db import unique_or_none
 from core.roles import Role
+from core.scoping import team_role
 from registry.models import Team
-from registry.selectors import team_role
 
 from .parsers import JSONParser
 from .permissions import TeamRole
