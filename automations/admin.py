@@ -16,21 +16,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from registry import scoping
-from registry.admin import (
-    ReadOnlyAdmin,
-    ReadOnlyInline,
-    RegisteredModelAdmin,
-    Section,
-    ServiceWriteAdmin,
-    TeamAdmin,
-    add_url,
-    admin_link,
-)
-from registry.choices import Role
-from registry.errors import ApplicationError
+from core import scoping
+from core.admin import ReadOnlyAdmin, ReadOnlyInline, Section, ServiceWriteAdmin, add_url, admin_link, page_section_add
+from core.errors import ApplicationError
+from core.roles import Role
+from core.scoping import scope
 from registry.events import ADD_ARTIFACT_ALIAS, event_type_get
-from registry.scoping import scope
+from registry.models import RegisteredModel, Team
 
 from . import prepare, schedule, selectors, services, webhook_testing
 from .admin_forms import AutomationForm, variables_help
@@ -334,9 +326,9 @@ class TeamWebhooks(Section):
         return add_url(Webhook, request, parent.pk, team=parent.pk)
 
 
-# automations depends on registry, not the other way round: its sections join the registry's pages from here.
-RegisteredModelAdmin.inlines = (*RegisteredModelAdmin.inlines, RegisteredModelAutomations)
-TeamAdmin.inlines = (*TeamAdmin.inlines, TeamWebhooks)
+# Sections on registry pages: registry does not depend on automations, so they are added from here.
+page_section_add(RegisteredModel, RegisteredModelAutomations, order=10)
+page_section_add(Team, TeamWebhooks, order=20)
 
 
 class DeliveryAttemptInline(ReadOnlyInline):

@@ -12,8 +12,8 @@ from django import forms
 from django.db.models import Model
 from django.utils.html import format_html, format_html_join
 
+from core.admin import VerbatimJSONField, form_parent_id
 from launch.models import Job, JobVersion
-from registry.admin import VerbatimJSONField, form_parent_id
 from registry.choices import REGISTRY_PROJECT
 from registry.events import ADD_ARTIFACT_ALIAS, VARIABLES, event_type_get, event_types
 

@@ -28,7 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from registry.errors import ApplicationError
+from core.errors import ApplicationError
 from registry.models import Team
 
 from .models import Destination, SendSlot

@@ -17,10 +17,10 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.utils.text import Truncator
 
+from core.roles import Role
+from core.scoping import teams_for
 from launch.choices import ACTIVE_STATES, ItemState
 from launch.models import Agent, RunQueue, RunQueueItem
-from registry.choices import Role
-from registry.scoping import teams_for
 
 from .choices import DeliveryStatus
 from .models import Delivery, Webhook

@@ -22,8 +22,8 @@ from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import ChannelError
 
-from registry.errors import Conflict
-from registry.outbox import task_send
+from core.errors import Conflict
+from core.publish import task_send
 
 from . import fairness
 from .choices import CLAIMABLE, DeliveryStatus

@@ -7,10 +7,10 @@ import uuid
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from registry.errors import NotFound
+from core.db import filter_given
+from core.errors import NotFound
 from registry.events import event_type_get, event_types
 from registry.models import Event, Team
-from registry.queries import filter_given
 
 from . import rendering
 from .alias_filter import alias_filter_matches

@@ -9,22 +9,23 @@ import json
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
+from core.db import conflict_on_duplicate
+from core.errors import ApplicationError, Conflict
+from core.json_checks import json_problem
+from core.validators import label_validate
 from launch import selectors as launch_selectors
 from launch.models import JobVersion, RunQueue
 from registry.choices import REGISTRY_PROJECT
-from registry.errors import ApplicationError, Conflict
 from registry.events import ADD_ARTIFACT_ALIAS, event_type_get, event_types
-from registry.json_checks import json_problem
 from registry.models import ArtifactCollection, Project, RegisteredModel, Team
 from registry.selectors import registered_model_get
-from registry.validators import label_validate
 from secrets_vault.models import Secret
 from secrets_vault.selectors import secret_names
 
 from . import rendering, safe_http
-from .alias_filter import AliasFilterError, alias_filter_validate
+from .alias_filter import MAX_PATTERN_LENGTH, AliasFilterError, alias_filter_validate
 from .choices import ActionType
 from .models import Automation, Webhook
 
@@ -74,11 +75,8 @@ def webhook_create(
         enabled=enabled,
         created_by=user,
     )
-    try:
-        with transaction.atomic():
-            webhook.save()
-    except IntegrityError as exc:
-        raise Conflict(f"A webhook named {name!r} already exists.", field="name") from exc
+    with conflict_on_duplicate(f"A webhook named {name!r} already exists."):
+        webhook.save()
     return webhook
 
 
@@ -108,11 +106,8 @@ def webhook_update(
             webhook.disabled_reason = ""
             webhook.failing_since = None
         webhook.enabled = enabled
-    try:
-        with transaction.atomic():
-            webhook.save()
-    except IntegrityError as exc:
-        raise Conflict(f"A webhook named {webhook.name!r} already exists.", field="name") from exc
+    with conflict_on_duplicate(f"A webhook named {webhook.name!r} already exists."):
+        webhook.save()
     return webhook
 
 
@@ -148,9 +143,10 @@ def _alias_regex_validate(alias_regex: object, *, event_type: str) -> str:
         return ""
     if event_type != ADD_ARTIFACT_ALIAS.name:
         raise ApplicationError("An alias filter only applies to ADD_ARTIFACT_ALIAS automations.", field="alias_regex")
-    if not isinstance(alias_regex, str) or len(alias_regex) > 256:
+    if not isinstance(alias_regex, str) or len(alias_regex) > MAX_PATTERN_LENGTH:
         raise ApplicationError(
-            "The alias filter must be a regular expression of at most 256 characters.", field="alias_regex"
+            f"The alias filter must be a regular expression of at most {MAX_PATTERN_LENGTH} characters.",
+            field="alias_regex",
         )
     try:
         alias_filter_validate(alias_regex)
@@ -328,11 +324,8 @@ def _queue(team: Team, name: str | None) -> RunQueue | None:
 
 
 def _save(automation: Automation) -> Automation:
-    try:
-        with transaction.atomic():
-            automation.save()
-    except IntegrityError as exc:
-        raise Conflict(f"An automation named {automation.name!r} already exists.", field="name") from exc
+    with conflict_on_duplicate(f"An automation named {automation.name!r} already exists."):
+        automation.save()
     return automation
 
 

@@ -14,7 +14,7 @@ import uuid
 
 from django.conf import settings
 
-from registry.errors import ApplicationError
+from core.errors import ApplicationError
 
 from . import fairness, rendering
 from .models import Webhook

@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from registry.api.exceptions import API_PATHS, api_not_found
+from core.api.exceptions import API_PATHS, api_not_found
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
@@ -23,6 +23,6 @@ urlpatterns = [
     re_path(API_PATHS, api_not_found),
 ]
 
-handler400 = "registry.api.exceptions.bad_request"
-handler403 = "registry.api.exceptions.permission_denied"
-handler500 = "registry.api.exceptions.server_error"
+handler400 = "core.api.exceptions.bad_request"
+handler403 = "core.api.exceptions.permission_denied"
+handler500 = "core.api.exceptions.server_error"

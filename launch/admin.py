@@ -9,7 +9,7 @@ from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
-from registry.admin import (
+from core.admin import (
     AddOnlyAdmin,
     ReadOnlyAdmin,
     Section,
@@ -18,9 +18,9 @@ from registry.admin import (
     add_url,
     form_parent_id,
 )
-from registry.choices import Role
-from registry.errors import ApplicationError
-from registry.scoping import scope
+from core.errors import ApplicationError
+from core.roles import Role
+from core.scoping import scope
 
 from . import services
 from .choices import ACTIVE_STATES, ItemState

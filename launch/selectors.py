@@ -4,9 +4,9 @@ import uuid
 
 from django.db.models import Count, Q, QuerySet
 
-from registry.errors import NotFound
+from core.db import filter_given
+from core.errors import NotFound
 from registry.models import Team
-from registry.queries import filter_given
 
 from .choices import ACTIVE_STATES, ItemState
 from .models import Agent, Job, JobVersion, RunQueue, RunQueueItem

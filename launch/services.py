@@ -9,20 +9,20 @@ by heartbeating; the beat sweep returns items whose lease lapsed to ``pending`` 
 from __future__ import annotations
 
 import copy
-import hashlib
 import secrets
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from registry.errors import ApplicationError, Conflict, NotFound
-from registry.json_checks import json_problem
+from core.db import conflict_on_duplicate, unique_or_none
+from core.errors import ApplicationError, Conflict, NotFound
+from core.json_checks import json_nul_refuse
+from core.tokens import token_hash
+from core.validators import name_validate
 from registry.models import Event, Project, Team
-from registry.queries import unique_or_none
-from registry.validators import NAME_RE
 
 from .choices import ACTIVE_STATES, AGENT_TRANSITIONS, FINAL_STATES, ItemState, ResourceType
 from .models import Agent, Job, JobVersion, RunQueue, RunQueueItem
@@ -32,31 +32,24 @@ LOG_TAIL_CHARS = 16 * 1024
 REASON_CHARS = 2000
 
 
-def _name(value: object, *, field: str = "name", what: str = "name") -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise ApplicationError(
-            f"Invalid {what} {value!r}: use letters, digits, '.', '-' or '_', starting with a letter or digit.",
-            field=field,
-        )
-    return value
-
-
 def _json_object(value: object, field: str) -> dict:
     """A JSON object PostgreSQL can store: no NUL character in any key or string (jsonb refuses it)."""
     if not isinstance(value, dict):
         raise ApplicationError(f"{field} must be a JSON object.", field=field)
-    if json_problem(value) == "nul":
-        raise ApplicationError(f"{field} may not contain the NUL character (\\u0000).", field=field)
+    json_nul_refuse(value, field=field, what=field)
     return value
 
 
 def _save(obj, message: str, field: str = "name"):
-    try:
-        with transaction.atomic():
-            obj.save()
-    except IntegrityError as exc:
-        raise Conflict(message, field=field) from exc
+    with conflict_on_duplicate(message, field=field):
+        obj.save()
     return obj
+
+
+def log_tail_keep(text: str) -> str:
+    """What is kept of an agent's output: its last ``LOG_TAIL_CHARS`` characters, without NUL (text columns
+    refuse it)."""
+    return text.replace("\x00", "")[-LOG_TAIL_CHARS:]
 
 
 def config_merge(defaults: dict, overrides: dict) -> dict:
@@ -77,7 +70,7 @@ def job_create(*, team: Team, name: str, project: str, description: str = "") ->
     destination = Project.objects.filter(team=team, name=project).first()
     if destination is None:
         raise ApplicationError(f"No project {project!r} in {team.name}.", field="project")
-    job = Job(team=team, project=destination, name=_name(name, what="job name"), description=description)
+    job = Job(team=team, project=destination, name=name_validate(name, what="job name"), description=description)
     return _save(job, f"A job named {name!r} already exists.")
 
 
@@ -125,7 +118,7 @@ def run_queue_create(
         _json_object(resource_config, "resource_config")
     queue = RunQueue(
         team=team,
-        name=_name(name, what="queue name"),
+        name=name_validate(name, what="queue name"),
         resource_type=resource_type,
         resource_config=resource_config or {},
     )
@@ -133,10 +126,6 @@ def run_queue_create(
 
 
 # --- Agents ---------------------------------------------------------------------------------------------
-
-
-def agent_token_hash(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 @transaction.atomic
@@ -149,7 +138,7 @@ def agent_create(*, team: Team, name: str, queues: list[str]) -> tuple[Agent, st
         raise ApplicationError(f"No queue(s) {', '.join(missing)} in {team.name}.", field="queues")
     raw = AGENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
     agent = Agent(
-        team=team, name=_name(name, what="agent name"), token_hash=agent_token_hash(raw), token_prefix=raw[:10]
+        team=team, name=name_validate(name, what="agent name"), token_hash=token_hash(raw), token_prefix=raw[:10]
     )
     _save(agent, f"An agent named {name!r} already exists.")
     agent.queues.set(found)
@@ -157,9 +146,7 @@ def agent_create(*, team: Team, name: str, queues: list[str]) -> tuple[Agent, st
 
 
 def agent_authenticate(*, raw: str) -> Agent | None:
-    agent = unique_or_none(
-        Agent.objects.select_related("team").filter(token_hash=agent_token_hash(raw), disabled=False)
-    )
+    agent = unique_or_none(Agent.objects.select_related("team").filter(token_hash=token_hash(raw), disabled=False))
     if agent is not None:
         now = timezone.now()
         if agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > 5:
@@ -251,7 +238,7 @@ def item_heartbeat(*, agent: Agent, item: RunQueueItem, log_tail: str | None = N
     locked.lease_expires_at = timezone.now() + _lease()
     fields = ["lease_expires_at"]
     if log_tail is not None:
-        locked.log_tail = log_tail.replace("\x00", "")[-LOG_TAIL_CHARS:]
+        locked.log_tail = log_tail_keep(log_tail)
         fields.append("log_tail")
     locked.save(update_fields=fields)
     return locked
@@ -288,7 +275,7 @@ def item_report(
         locked.exit_code = exit_code
         fields.append("exit_code")
     if log_tail is not None:
-        locked.log_tail = log_tail.replace("\x00", "")[-LOG_TAIL_CHARS:]
+        locked.log_tail = log_tail_keep(log_tail)
         fields.append("log_tail")
     if reason is not None:
         locked.reason = reason.replace("\x00", "")[:REASON_CHARS]

@@ -26,8 +26,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from core.errors import ApplicationError, Conflict, LengthRequired, TooLarge
+
 from .choices import VersionState
-from .errors import ApplicationError, Conflict, LengthRequired, TooLarge
 from .manifests import digest_check
 from .models import ArtifactVersion, Blob, ManifestEntry, Team
 

@@ -29,9 +29,10 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import ApplicationError, Conflict, NotFound, TooLarge
+
 from . import outbox, services
 from .choices import VersionState
-from .errors import ApplicationError, Conflict, NotFound, TooLarge
 from .models import ArtifactVersion, Blob, ManifestEntry, Project
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")

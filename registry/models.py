@@ -4,9 +4,11 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from .choices import Role, VersionState
+from core.roles import Role
+from core.validators import name_validator, slug_validator
+
+from .choices import VersionState
 from .events import event_type_choices
-from .validators import name_validator, slug_validator
 
 
 class Team(models.Model):

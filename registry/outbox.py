@@ -19,6 +19,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.publish import task_send
+
 from .choices import LATEST_ALIAS
 from .events import ADD_ARTIFACT_ALIAS, CREATE_ARTIFACT, LINK_ARTIFACT, Change, EventType, event_handlers
 from .models import Alias, ArtifactVersion, Event, ModelVersion
@@ -113,19 +115,6 @@ def event_record_artifact_created(*, artifact_version: ArtifactVersion) -> Event
     """CREATE_ARTIFACT, recorded in the transaction that commits the version (with all its files)."""
     change = Change(event_type=CREATE_ARTIFACT, artifact=artifact_version, author=artifact_version.created_by)
     return _event_create(change=change, team_id=artifact_version.collection.project.team_id)
-
-
-def task_send(task, *args: object, countdown: float | None = None) -> bool:
-    """Send a task whose work is also recorded in the database. Never raises: when the broker is unreachable,
-    the row stays as it is and a periodic sweep sends it again."""
-    try:
-        task.apply_async(args=args, countdown=countdown)
-    except Exception as exc:  # the broker is down or unreachable
-        logger.warning(
-            "%s%s not sent to the broker (%s); the sweeper will resend it", task.name, args, type(exc).__name__
-        )
-        return False
-    return True
 
 
 def event_dispatch_schedule(event_id: object) -> bool:

@@ -8,8 +8,10 @@ import uuid
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Exists, OuterRef, QuerySet, prefetch_related_objects
 
-from .choices import LATEST_ALIAS, REGISTRY_PROJECT, Role, VersionState
-from .errors import ApplicationError, NotFound
+from core.db import unique_or_none
+from core.errors import ApplicationError, NotFound
+
+from .choices import LATEST_ALIAS, REGISTRY_PROJECT, VersionState
 from .models import (
     Alias,
     ArtifactVersion,
@@ -22,7 +24,6 @@ from .models import (
     RegisteredModel,
     Team,
 )
-from .queries import unique_or_none
 
 REFERENCE_RE = re.compile(r"^(?P<team>[^/:\s]+)/(?P<project>[^/:\s]+)/(?P<collection>[^/:\s]+):(?P<tag>[^/:\s]+)$")
 VERSION_TAG_RE = re.compile(r"^v(\d+)$")
@@ -34,13 +35,6 @@ def teams_for_user(*, user: AbstractBaseUser) -> QuerySet[Team]:
     if user.is_superuser:
         return Team.objects.all()
     return Team.objects.filter(memberships__user=user)
-
-
-def team_role(*, team: Team, user: AbstractBaseUser) -> str | None:
-    """The user's role in the team; superusers act as admins everywhere. None for outsiders."""
-    if user.is_superuser:
-        return Role.ADMIN
-    return Membership.objects.filter(team=team, user=user).values_list("role", flat=True).first()
 
 
 def memberships_for_team(*, team: Team) -> QuerySet[Membership]:

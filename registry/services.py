@@ -6,7 +6,7 @@ so concurrent links never produce two ``vN`` with the same N and an alias is nev
 
 from __future__ import annotations
 
-import hashlib
+import re
 import secrets
 
 from django.contrib.auth import get_user_model
@@ -16,10 +16,15 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.db import conflict_on_duplicate, unique_or_none
+from core.errors import ApplicationError, Conflict, NotFound
+from core.json_checks import json_nul_refuse
+from core.roles import Role
+from core.tokens import token_hash
+from core.validators import SLUG_RE, name_validate
+
 from . import outbox
-from .choices import LATEST_ALIAS, REGISTRY_PROJECT, ROLE_RANK, Role, VersionState
-from .errors import ApplicationError, Conflict, NotFound
-from .json_checks import json_problem
+from .choices import LATEST_ALIAS, REGISTRY_PROJECT, VersionState
 from .models import (
     Alias,
     ApiToken,
@@ -33,28 +38,13 @@ from .models import (
     Team,
 )
 from .outbox import event_cause
-from .queries import unique_or_none
-from .validators import ALIAS_RE, NAME_RE, SLUG_RE, VERSION_LIKE_RE
 
 User = get_user_model()
 
 TOKEN_PREFIX = "rk_"  # noqa: S105 (a public prefix, not a secret)
-
-
-def _check_name(value: str, *, field: str, pattern=NAME_RE, what: str = "name") -> str:
-    if not isinstance(value, str) or not pattern.match(value):
-        if pattern is SLUG_RE:
-            rule = "1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit, no spaces"
-        else:
-            rule = "letters, digits, '.', '-' or '_', starting with a letter or digit, no spaces or slashes"
-        raise ApplicationError(f"Invalid {what} {value!r}: use {rule}.", field=field)
-    return value
-
-
-def _reject_nul(value: object, *, field: str) -> None:
-    """PostgreSQL cannot store U+0000 in text or JSON; refuse it up front instead of failing on insert."""
-    if json_problem(value) == "nul":
-        raise ApplicationError("Text may not contain the NUL character (\\u0000).", field=field)
+ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# "v3" would read as a version index in references like team/project/name:v3.
+VERSION_LIKE_RE = re.compile(r"^v\d+$")
 
 
 # --- Users and tokens -----------------------------------------------------------------------------------
@@ -73,10 +63,6 @@ def user_create(*, username: str, password: str, email: str = "") -> AbstractBas
     user.set_password(password)
     user.save()
     return user
-
-
-def token_hash(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 def api_token_create(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiToken, str]:
@@ -107,7 +93,7 @@ def api_token_revoke(*, token: ApiToken) -> None:
 
 @transaction.atomic
 def team_create(*, name: str, creator: AbstractBaseUser) -> Team:
-    _check_name(name, field="name", pattern=SLUG_RE, what="team name")
+    name_validate(name, pattern=SLUG_RE, what="team name")
     if Team.objects.filter(name=name).exists():
         raise Conflict(f"A team named {name!r} already exists.", field="name")
     team = Team.objects.create(name=name)
@@ -149,20 +135,13 @@ def _ensure_another_admin(*, team: Team, leaving: Membership) -> None:
         raise Conflict("A team keeps at least one admin; make someone else admin first.", field="role")
 
 
-def role_at_least(role: str | None, needed: str) -> bool:
-    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role(needed)]
-
-
 # --- Projects and artifacts -----------------------------------------------------------------------------
 
 
 def project_create(*, team: Team, name: str, description: str = "") -> Project:
-    _check_name(name, field="name", what="project name")
-    try:
-        with transaction.atomic():
-            return Project.objects.create(team=team, name=name, description=description)
-    except IntegrityError as exc:
-        raise Conflict(f"Project {team.name}/{name} already exists.", field="name") from exc
+    name_validate(name, what="project name")
+    with conflict_on_duplicate(f"Project {team.name}/{name} already exists."):
+        return Project.objects.create(team=team, name=name, description=description)
 
 
 @transaction.atomic
@@ -179,18 +158,18 @@ def artifact_version_create(
 ) -> ArtifactVersion:
     """Log a new version of a collection (created on first use), numbered v0, v1, ... in order. A pending version
     receives its files and is committed by ``registry.manifests``, which fires CREATE_ARTIFACT then."""
-    _check_name(collection_name, field="collection", what="collection name")
+    name_validate(collection_name, field="collection", what="collection name")
     if project.name == REGISTRY_PROJECT:
         raise ApplicationError(
             f"Log artifacts in a project of their own; {REGISTRY_PROJECT} holds registered models, which link them.",
             field="project",
         )
-    _check_name(type, field="type", what="artifact type")
+    name_validate(type, field="type", what="artifact type")
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
         raise ApplicationError("metadata must be a JSON object.", field="metadata")
-    _reject_nul(metadata, field="metadata")
+    json_nul_refuse(metadata, field="metadata")
     collection = _collection_get_or_create(project=project, name=collection_name, type=type)
     collection = ArtifactCollection.objects.select_for_update().get(pk=collection.pk)
     if collection.type != type:
@@ -228,12 +207,9 @@ def _collection_get_or_create(*, project: Project, name: str, type: str) -> Arti
 
 
 def registered_model_create(*, team: Team, name: str, description: str = "") -> RegisteredModel:
-    _check_name(name, field="name", what="registered model name")
-    try:
-        with transaction.atomic():
-            return RegisteredModel.objects.create(team=team, name=name, description=description)
-    except IntegrityError as exc:
-        raise Conflict(f"Registered model {name!r} already exists in {team.name}.", field="name") from exc
+    name_validate(name, what="registered model name")
+    with conflict_on_duplicate(f"Registered model {name!r} already exists in {team.name}."):
+        return RegisteredModel.objects.create(team=team, name=name, description=description)
 
 
 def registered_model_update(
@@ -241,17 +217,14 @@ def registered_model_update(
 ) -> RegisteredModel:
     fields = []
     if name is not None and name != registered_model.name:
-        registered_model.name = _check_name(name, field="name", what="registered model name")
+        registered_model.name = name_validate(name, what="registered model name")
         fields.append("name")
     if description is not None:
         registered_model.description = description
         fields.append("description")
     if fields:
-        try:
-            with transaction.atomic():
-                registered_model.save(update_fields=[*fields, "updated_at"])
-        except IntegrityError as exc:
-            raise Conflict(f"Registered model {name!r} already exists.", field="name") from exc
+        with conflict_on_duplicate(f"Registered model {name!r} already exists."):
+            registered_model.save(update_fields=[*fields, "updated_at"])
     return registered_model
 
 

@@ -2,10 +2,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 
-from registry.admin import Section, ServiceWriteAdmin, TeamAdmin, add_url, admin_link
-from registry.choices import Role
-from registry.errors import ApplicationError
-from registry.scoping import scope
+from core.admin import Section, ServiceWriteAdmin, add_url, admin_link, page_section_add
+from core.errors import ApplicationError
+from core.roles import Role
+from core.scoping import scope
+from registry.models import Team
 
 from . import services
 from .models import Secret
@@ -101,5 +102,5 @@ class TeamSecrets(Section):
         return add_url(Secret, request, parent.pk, team=parent.pk)
 
 
-# secrets_vault depends on registry, not the other way round: the section joins the team page from here.
-TeamAdmin.inlines = (*TeamAdmin.inlines, TeamSecrets)
+# A section on the team page: registry does not depend on secrets_vault, so it is added from here.
+page_section_add(Team, TeamSecrets, order=10)

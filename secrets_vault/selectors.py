@@ -1,6 +1,6 @@
 from django.db.models import QuerySet
 
-from registry.errors import NotFound
+from core.errors import NotFound
 from registry.models import Team
 
 from .models import Secret

@@ -6,9 +6,10 @@ import re
 from collections.abc import Iterable
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
-from registry.errors import ApplicationError, Conflict, NotFound
+from core.db import conflict_on_duplicate
+from core.errors import ApplicationError, Conflict, NotFound
 from registry.models import Team
 
 from . import crypto
@@ -45,11 +46,8 @@ def value_validate(value: object) -> str:
 def secret_create(*, team: Team, name: str, value: str, user: AbstractBaseUser | None) -> Secret:
     name = secret_name_validate(name)
     ciphertext = crypto.encrypt(value_validate(value))
-    try:
-        with transaction.atomic():
-            return Secret.objects.create(team=team, name=name, ciphertext=ciphertext, created_by=user, updated_by=user)
-    except IntegrityError as exc:
-        raise Conflict(f"Secret {name!r} already exists; PUT a new value to change it.", field="name") from exc
+    with conflict_on_duplicate(f"Secret {name!r} already exists; PUT a new value to change it."):
+        return Secret.objects.create(team=team, name=name, ciphertext=ciphertext, created_by=user, updated_by=user)
 
 
 def secret_update(*, secret: Secret, value: str, user: AbstractBaseUser | None) -> Secret:

@@ -7,8 +7,8 @@ import itertools
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from core.roles import Role
 from registry import services
-from registry.choices import Role
 from registry.models import ArtifactVersion, ModelVersion, Project, RegisteredModel, Team
 
 PASSWORD = "correct-horse-battery-9"

@@ -11,8 +11,9 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
+from core.roles import Role
 from registry import services
-from registry.choices import REGISTRY_PROJECT, Role
+from registry.choices import REGISTRY_PROJECT
 from registry.models import (
     Alias,
     ApiToken,

@@ -15,8 +15,9 @@ from django.urls import reverse
 from automations import services as automations
 from automations.models import Automation, Webhook
 from automations.selectors import automations_matching
+from core.roles import Role
 from registry import manifests
-from registry.choices import REGISTRY_PROJECT, Role
+from registry.choices import REGISTRY_PROJECT
 from registry.events import VARIABLES
 from registry.models import ArtifactCollection, Project, RegisteredModel, Team
 

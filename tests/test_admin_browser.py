@@ -8,9 +8,9 @@ import requests
 
 from automations import services as automations
 from automations.models import Delivery
+from core.roles import Role
 from launch import services as launch
 from registry import services as registry_services
-from registry.choices import Role
 from secrets_vault import services as vault
 from secrets_vault.models import Secret
 

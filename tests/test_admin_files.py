@@ -13,9 +13,9 @@ import pytest
 from django.urls import reverse
 from django.utils import formats, timezone
 
+from core.roles import Role
 from registry import blobs, manifests, services
 from registry.admin import ArtifactFileSection
-from registry.choices import Role
 from registry.models import ArtifactVersion, RegisteredModel, Team
 
 from .factories import add_member, make_project, make_registered_model, make_team, make_user, registry_snapshot

@@ -12,8 +12,8 @@ import pytest
 
 from automations import services as automations
 from automations.models import Automation
+from core.roles import Role
 from registry import blobs, manifests, services
-from registry.choices import Role
 
 from .factories import add_member, make_artifact_version, make_project, make_registered_model, make_team, make_user
 

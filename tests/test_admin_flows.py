@@ -18,10 +18,10 @@ from django.utils.http import urlencode
 
 from automations import services as automations
 from automations.models import Automation, Delivery
+from core.roles import Role
 from launch import services as launch
 from launch.models import Agent, Job, JobVersion
 from registry import outbox, services
-from registry.choices import Role
 from registry.models import Alias, ApiToken, Event, ModelVersion, RegisteredModel, Team
 from secrets_vault import crypto
 from secrets_vault.models import Secret

@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from automations import services as automations
 from automations.models import Delivery, Webhook
+from core.roles import Role
 from launch import services as launch
 from launch.models import RunQueueItem
 from registry import blobs, manifests, outbox, services
-from registry.choices import Role
 from registry.models import ApiToken, ArtifactVersion, Event
 from secrets_vault import services as vault
 from secrets_vault.models import Secret

@@ -14,9 +14,9 @@ from django.utils import timezone
 
 from automations import services as automations
 from automations.models import Delivery, Webhook
+from core.roles import Role
 from launch import services as launch
 from launch.models import Agent, RunQueue, RunQueueItem
-from registry.choices import Role
 from registry.models import Event, Team
 
 from .factories import add_member, link, make_project, make_registered_model, make_team, make_user

@@ -6,8 +6,8 @@ import pytest
 from django.urls import reverse
 
 from automations import services as automations
+from core.roles import Role
 from launch import services as launch
-from registry.choices import Role
 from secrets_vault import services as vault
 
 from .factories import add_member, make_project, make_registered_model, make_team, make_user

@@ -14,10 +14,11 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
+from core.roles import Role
 from registry import blobs, manifests
 from registry.api import urls as registry_urls
-from registry.api.mixins import CAUSED_BY_HEADER
-from registry.choices import REGISTRY_PROJECT, Role
+from registry.api.views import CAUSED_BY_HEADER
+from registry.choices import REGISTRY_PROJECT
 from registry.models import ApiToken, Event, Membership, ModelVersion, Project, Team
 from tests import factories as f
 

@@ -20,8 +20,8 @@ from rest_framework.views import APIView
 from automations import services as automations
 from automations.models import Automation, Webhook
 from config import urls as project_urls
+from core.api.exceptions import api_not_found
 from launch import services as launch
-from registry.api.exceptions import api_not_found
 from registry.models import Alias, Event, ModelVersion, RegisteredModel, Team
 from secrets_vault import services as vault
 from secrets_vault.models import Secret

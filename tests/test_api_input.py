@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from registry.choices import Role
+from core.roles import Role
 from registry.models import Event, ModelVersion, RegisteredModel
 from tests import factories as f
 

@@ -1,6 +1,6 @@
 """Every list endpoint takes exactly the query parameters it documents: its filters, paging and ``format``.
 
-The lists are found in the URL configuration (every view built on ``registry.api.listing.ListView``), so a list added
+The lists are found in the URL configuration (every view built on ``core.api.listing.ListView``), so a list added
 later is covered without an entry here, and a guard fails if the schema shows a listing that is not such a view.
 """
 
@@ -12,9 +12,9 @@ import uuid
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
+from core.api.listing import ListView, QueryFilter
+from core.roles import Role
 from launch import services as launch
-from registry.api.listing import ListView, QueryFilter
-from registry.choices import Role
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db

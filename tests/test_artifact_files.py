@@ -15,8 +15,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.roles import Role
 from registry import blobs, manifests, selectors
-from registry.choices import Role, VersionState
+from registry.choices import VersionState
 from registry.models import ArtifactVersion, Blob, Event, ManifestEntry
 from registry.tasks import artifacts_clean
 from tests import factories as f

@@ -22,8 +22,8 @@ from django.conf import settings
 
 from bench.processes import free_port
 from config.procfile import procfile
+from core.roles import Role
 from registry import blobs
-from registry.choices import Role
 from registry.models import ArtifactVersion, Blob
 from tests import factories as f
 

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from automations.models import Automation, Delivery, Webhook
 from automations.presets import PRESETS
-from registry.choices import Role
+from core.roles import Role
 from registry.models import Event, RegisteredModel, Team
 from registry.outbox import event_dispatch
 from secrets_vault import services as vault

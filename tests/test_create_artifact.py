@@ -10,10 +10,10 @@ from django.conf import settings
 from automations import services as automations
 from automations.models import Delivery
 from automations.rendering import render
+from core.roles import Role
 from launch import services as launch
 from launch.models import RunQueueItem
 from registry import outbox
-from registry.choices import Role
 from registry.models import Event
 from registry.services import registered_model_create
 

@@ -1,10 +1,10 @@
-"""The shared walk over a JSON value that finds what jsonb cannot store (registry/json_checks.py)."""
+"""The shared walk over a JSON value that finds what jsonb cannot store (core/json_checks.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from registry.json_checks import json_problem
+from core.json_checks import json_problem
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,11 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from core.errors import ApplicationError
+from core.roles import Role
 from launch import services
 from launch.models import Job, RunQueueItem
 from registry import blobs, manifests
-from registry.choices import Role
-from registry.errors import ApplicationError
 
 from .factories import add_member, api_client, make_project, make_team, make_user, registry_snapshot
 

@@ -1,5 +1,5 @@
 """Automation and webhook names: labels people read, so ordinary punctuation is welcome; one rule
-(``registry.validators.label_validate``) refuses what cannot be seen or stored as typed, in the API and the admin alike.
+(``core.validators.label_validate``) refuses what cannot be seen or stored as typed, in the API and the admin alike.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from automations import services
 from automations.models import Automation, Webhook
-from registry.errors import ApplicationError
+from core.errors import ApplicationError
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from registry.choices import Role
+from core.roles import Role
 from registry.models import ArtifactVersion, Event, ModelVersion
 
 from .factories import add_member, api_client, link, make_project, make_registered_model, make_team

@@ -8,8 +8,8 @@ import pytest
 from django.conf import settings
 from django.db import connection, transaction
 
+from core.errors import ApplicationError, Conflict
 from registry import services
-from registry.errors import ApplicationError, Conflict
 from registry.models import Alias, ArtifactVersion, Event, ModelVersion
 
 from .factories import link, make_artifact_version, make_registered_model, make_team, make_user

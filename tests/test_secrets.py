@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.management import call_command
 
-from registry.choices import Role
+from core.roles import Role
 from secrets_vault import crypto, services
 from secrets_vault.models import Secret
 from secrets_vault.usage import reserved_names_register

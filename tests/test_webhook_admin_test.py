@@ -18,7 +18,7 @@ from registry_client.webhooks import verify
 from automations import services
 from automations.models import Delivery
 from automations.presets import preset_payload
-from registry.choices import Role
+from core.roles import Role
 from registry.models import Event
 from secrets_vault import services as vault
 

@@ -4,7 +4,7 @@ from automations.choices import ActionType, DeliveryStatus
 from automations.models import Automation, Delivery, DeliveryAttempt, Webhook
 from automations.presets import PRESETS, preset_payload
 from automations.rendering import render_preview
-from registry.validators import LABEL_MAX_LENGTH
+from core.validators import LABEL_MAX_LENGTH
 
 # --- Inputs ---------------------------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ from rest_framework.views import APIView
 
 from automations import schedule, selectors, services, webhook_testing
 from automations.presets import PRESETS
-from registry.api.inputs import validated
-from registry.api.listing import ListView, QueryFilter
-from registry.api.mixins import TeamScopedMixin
-from registry.choices import Role
+from core.api.inputs import validated
+from core.api.listing import ListView, QueryFilter
+from core.api.mixins import TeamScopedMixin
+from core.roles import Role
 
 from . import serializers as s
 

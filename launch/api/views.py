@@ -9,12 +9,12 @@ from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.inputs import validated
+from core.api.listing import ListView, QueryFilter
+from core.api.mixins import TeamScopedMixin
+from core.roles import Role
 from launch import selectors, services
 from launch.choices import ItemState
-from registry.api.inputs import validated
-from registry.api.listing import ListView, QueryFilter
-from registry.api.mixins import TeamScopedMixin
-from registry.choices import Role
 from registry.selectors import project_get
 
 from . import serializers as s

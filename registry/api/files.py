@@ -17,15 +17,16 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.inputs import no_body, validated
+from core.api.mixins import TeamScopedMixin
+from core.errors import ApplicationError, Conflict, RangeNotSatisfiable
+from core.roles import Role
 from registry import blobs, manifests, selectors
-from registry.choices import Role, VersionState
-from registry.errors import ApplicationError, Conflict, RangeNotSatisfiable
+from registry.choices import VersionState
 from registry.models import ArtifactVersion, Blob, Event
 from registry.outbox import events_recorded
 
 from . import serializers as s
-from .inputs import no_body, validated
-from .mixins import TeamScopedMixin
 
 MISSING_RESPONSE = inline_serializer(
     "MissingDigests", {"missing": serializers.ListField(child=serializers.CharField())}

@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from registry.choices import Role
+from core.roles import Role
 from registry.events import artifact_version_uri, event_type_get
 from registry.models import Event, Membership, ModelVersion, Project, RegisteredModel, Team
 

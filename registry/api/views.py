@@ -4,27 +4,40 @@ from __future__ import annotations
 
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from core.api.inputs import validated
+from core.api.listing import ListView, QueryFilter
+from core.api.mixins import TeamScopedMixin
+from core.api.parsers import JSONParser
+from core.api.permissions import IsSuperuser
+from core.errors import ApplicationError, NotFound
+from core.roles import Role
 from registry import manifests, selectors, services
-from registry.choices import Role
-from registry.errors import ApplicationError, NotFound
 from registry.events import event_types
+from registry.models import Event
 from registry.outbox import events_recorded
 
 from . import serializers as s
 from .files import version_answer
-from .inputs import validated
-from .listing import ListView, QueryFilter
-from .mixins import TeamScopedMixin
-from .parsers import JSONParser
-from .permissions import IsSuperuser
 
 TOKEN_RESPONSE = inline_serializer("TokenResponse", {"token": serializers.CharField()})
+CAUSED_BY_HEADER = "X-Registry-Caused-By"
+
+
+def header_cause(view: TeamScopedMixin) -> Event | None:
+    """The event named by the X-Registry-Caused-By header: an automation's job acting on the registry."""
+    value = view.request.headers.get(CAUSED_BY_HEADER)
+    if not value:
+        return None
+    event = selectors.event_get(team=view.team, event_id=value)
+    if event is None:
+        raise exceptions.ValidationError({CAUSED_BY_HEADER: [f"No event {value!r} in this team."]})
+    return event
 
 
 class TokenView(APIView):
@@ -230,7 +243,7 @@ class ModelVersionListView(TeamScopedMixin, ListView):
         data = validated(s.LinkSerializer, request.data)
         registered_model = selectors.registered_model_get(team=self.team, name=name)
         artifact_version = selectors.artifact_version_resolve(team=self.team, reference=data["artifact"])
-        caused_by = self.caused_by()
+        caused_by = header_cause(self)
         with events_recorded() as events:
             model_version = services.model_version_link(
                 registered_model=registered_model,
@@ -274,7 +287,7 @@ class AliasAddView(TeamScopedMixin, APIView):
     def post(self, request, team, name, version):
         alias = validated(s.AliasAddSerializer, request.data)["alias"]
         model_version = selectors.model_version_find(team=self.team, name=name, version=version, aliases=False)
-        caused_by = self.caused_by()
+        caused_by = header_cause(self)
         with events_recorded() as events:
             _, added = services.alias_add(
                 model_version=model_version, name=alias, user=request.user, caused_by=caused_by

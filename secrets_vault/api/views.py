@@ -3,10 +3,10 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from registry.api.inputs import validated
-from registry.api.listing import ListView
-from registry.api.mixins import TeamScopedMixin
-from registry.choices import Role
+from core.api.inputs import validated
+from core.api.listing import ListView
+from core.api.mixins import TeamScopedMixin
+from core.roles import Role
 from secrets_vault import selectors, services
 
 from . import serializers as s

@@ -19,8 +19,8 @@ from registry_client import (
     ServerUnreachable,
 )
 
+from core.roles import Role
 from registry import services
-from registry.choices import Role
 from registry.models import ArtifactVersion as ArtifactVersionRow
 from registry.models import Blob, Project
 

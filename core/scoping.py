@@ -2,7 +2,7 @@
 
 Each model the admin shows is registered here with the path from it to its team and the role needed to view and
 to write it. ``TeamRoleBackend`` turns a staff user's memberships into Django's model permissions, so the admin's
-own checks (menus, buttons, actions, inlines, autocomplete) apply unchanged; ``registry.admin_scope`` narrows every
+own checks (menus, buttons, actions, inlines, autocomplete) apply unchanged; ``core.admin_scope`` narrows every
 queryset, choice and object to the teams where the user holds that role. Superusers are never narrowed.
 """
 
@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.backends import BaseBackend
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Model, QuerySet
 
-from .choices import ROLE_RANK, Role
-from .models import Membership, Team
+from registry.models import Membership, Team
+
+from .roles import ROLE_RANK, Role
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,13 @@ def team_roles(user) -> dict[int, str]:
         cached = dict(Membership.objects.filter(user=user).values_list("team_id", "role"))
         user._team_roles = cached
     return cached
+
+
+def team_role(*, team: Team, user: AbstractBaseUser) -> str | None:
+    """The user's role in the team; superusers act as admins everywhere. None for outsiders."""
+    if user.is_superuser:
+        return Role.ADMIN
+    return Membership.objects.filter(team=team, user=user).values_list("role", flat=True).first()
 
 
 def team_ids(user, role: str | None) -> set[int]:

@@ -1,7 +1,7 @@
 """Team scoping for admin classes: a team admin sees and chooses only their teams' objects, anywhere.
 
 ``TeamScopedAdmin`` goes first in an admin's bases. It narrows the changelist and every object view to the teams
-where the user holds the model's view role (``registry.scoping``), checks changes and deletions against the
+where the user holds the model's view role (``core.scoping``), checks changes and deletions against the
 object's own team, narrows foreign-key and many-to-many choices and autocomplete answers to the teams where the
 user may write, and shows only those teams' values in related-field filters. Superusers are never narrowed.
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import ForeignKey, ManyToManyField
 
+from registry.models import Team
+
 from . import scoping
-from .models import Team
 
 
 def _scoped(model) -> bool:

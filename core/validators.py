@@ -1,4 +1,6 @@
-"""Name rules shared by the models (database-level validation) and the services."""
+"""Name rules shared by the models (database-level validation) and every app's services."""
+
+from __future__ import annotations
 
 import re
 import unicodedata
@@ -7,12 +9,10 @@ from django.core.validators import RegexValidator
 
 from .errors import ApplicationError
 
+# Team names: part of every reference and URL, so lowercase and short.
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-# Registered models, collections and aliases allow dots and capitals too, as artifact names do.
+# Projects, collections, registered models, jobs and queues allow dots and capitals too, as artifact names do.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# "v3" would read as a version index in references like team/project/name:v3.
-VERSION_LIKE_RE = re.compile(r"^v\d+$")
 
 slug_validator = RegexValidator(
     SLUG_RE,
@@ -24,6 +24,20 @@ name_validator = RegexValidator(
     "Use 1-128 letters, digits, '.', '-' or '_', starting with a letter or digit (no spaces or slashes).",
     code="invalid_name",
 )
+
+_RULES = {
+    SLUG_RE: "1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit, no spaces",
+    NAME_RE: "letters, digits, '.', '-' or '_', starting with a letter or digit, no spaces or slashes",
+}
+
+
+def name_validate(value: object, *, field: str = "name", what: str = "name", pattern: re.Pattern = NAME_RE) -> str:
+    """``value`` if it is a name ``pattern`` (``NAME_RE`` or ``SLUG_RE``) allows; otherwise the refusal, saying the
+    rule and naming ``field``."""
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ApplicationError(f"Invalid {what} {value!r}: use {_RULES[pattern]}.", field=field)
+    return value
+
 
 # Automation and webhook names are labels people read; they are never part of a reference or a URL, so they take
 # spaces, punctuation and any script. Refused: what cannot be seen or stored as typed — control characters (NUL,

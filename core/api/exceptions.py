@@ -24,7 +24,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from registry.errors import ApplicationError
+from core.errors import ApplicationError
 
 
 def _flatten(detail) -> dict[str, list[str]]:

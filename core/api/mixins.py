@@ -1,18 +1,16 @@
-"""The base every team-scoped view builds on (registry's and other apps')."""
+"""The base every team-scoped view builds on, in every app."""
 
 from __future__ import annotations
 
 from rest_framework import exceptions, permissions
 
-from registry.choices import Role
-from registry.models import Event, Team
-from registry.queries import unique_or_none
-from registry.selectors import event_get, team_role
+from core.db import unique_or_none
+from core.roles import Role
+from core.scoping import team_role
+from registry.models import Team
 
 from .parsers import JSONParser
 from .permissions import TeamRole
-
-CAUSED_BY_HEADER = "X-Registry-Caused-By"
 
 
 class TeamScopedMixin:
@@ -68,13 +66,3 @@ class TeamScopedMixin:
         if not hasattr(self, "_team_role"):
             self._resolve_team()
         return self._team_role
-
-    def caused_by(self) -> Event | None:
-        """The event named by the X-Registry-Caused-By header: an automation's job acting on the registry."""
-        value = self.request.headers.get(CAUSED_BY_HEADER)
-        if not value:
-            return None
-        event = event_get(team=self.team, event_id=value)
-        if event is None:
-            raise exceptions.ValidationError({CAUSED_BY_HEADER: [f"No event {value!r} in this team."]})
-        return event

@@ -5,8 +5,7 @@ Outsiders get 404 (a team's existence is not disclosed); members below the view'
 
 from rest_framework import exceptions, permissions
 
-from registry.choices import Role
-from registry.services import role_at_least
+from core.roles import Role, role_at_least
 
 
 class TeamRole(permissions.BasePermission):

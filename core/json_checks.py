@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .errors import ApplicationError
+
 JsonProblem = Literal["nul", "depth"]
 
 
@@ -30,3 +32,9 @@ def json_problem(value: object, *, max_depth: int | None = None) -> JsonProblem 
             children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
     return None
+
+
+def json_nul_refuse(value: object, *, field: str, what: str = "Text") -> None:
+    """Refuse ``value`` (naming ``field``) when a string or key in it holds the NUL character."""
+    if json_problem(value) == "nul":
+        raise ApplicationError(f"{what} may not contain the NUL character (\\u0000).", field=field)
