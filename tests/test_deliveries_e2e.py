@@ -114,7 +114,8 @@ class BrokerTap:
     """Every command sent to the test Redis (MONITOR), with message bodies base64-decoded, for leak checks."""
 
     def __init__(self) -> None:
-        self.client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        # No read timeout: redis-py's default (5 s) would end the tap at the first quiet moment of the server.
+        self.client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=None)
         self.lines: list[str] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
 
