@@ -12,12 +12,12 @@ from registry_client import Delivery, LaunchItem, Registry, TimedOut, WaitFailed
 from registry_client.cli import main
 
 from automations import services as automations
+from harness.receiver import Receiver, Reply
 from launch import services as launch
 from registry import services
 from registry.choices import Role
 
 from ..factories import add_member, make_project
-from ..receivers import Receiver, Reply
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
