@@ -357,7 +357,6 @@ def fast_stack(
 ) -> Stack:
     """A prepared stack whose sweeps and timeouts take seconds (``FAST_ENV``), workers named apart: how the tests
     run it. ``env`` adds to or overrides its settings; ``options`` go to ``Stack``."""
-    full = stack_env(
-        database_url=database_url, broker_url=broker_url, var_dir=workdir / "var", **FAST_ENV, **(env or {})
-    )
+    settings = {**FAST_ENV, **(env or {})}
+    full = stack_env(database_url=database_url, broker_url=broker_url, var_dir=workdir / "var", **settings)
     return Stack(workdir, full, prepare=True, distinct_workers=True, **options)
