@@ -391,8 +391,8 @@ def test_a_trickling_destination_of_one_team_leaves_another_teams_deliveries_on_
         wait_until(lambda: len(team_deliveries(stack, "team-b")) == expected_b, timeout=30, interval=0.2,
                    message=f"{expected_b} deliveries of team B", details=stack.describe)  # fmt: skip
         # Team A starts once the trickling destination has as many requests under way as it may have.
-        wait_until(lambda: trickle.requests >= destination_max, timeout=30, message="team B's sends to be under way",
-                   details=stack.describe)  # fmt: skip
+        wait_until(lambda: len(trickle.requests) >= destination_max, timeout=30,
+                   message="team B's sends to be under way", details=stack.describe)  # fmt: skip
 
         called: dict[str, float] = {}
         statuses_a = []
@@ -436,7 +436,7 @@ def test_a_trickling_destination_of_one_team_leaves_another_teams_deliveries_on_
     assert set(statuses_a) == {201}, statuses_a
     late = {alias: round(latency.get(alias, float("inf")), 2) for alias in called if alias not in on_time}
     assert not late, f"team A's deliveries later than {OTHER_WITHIN:g}s after their API call (s): {late}\n{state}"
-    assert healthy.delivered == OTHER_EVENTS and healthy.duplicates == 0 and healthy.requests == OTHER_EVENTS
+    assert healthy.delivered == OTHER_EVENTS and healthy.duplicates == 0 and len(healthy.requests) == OTHER_EVENTS
     assert trickle.peak_in_flight <= destination_max, f"{trickle.peak_in_flight} sends to one destination at once"
     assert trickle.delivered == expected_b, f"team B: {trickle.delivered}/{expected_b} arrived\n{state}"
     assert not resent_without_retry, resent_without_retry
