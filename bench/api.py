@@ -1,4 +1,4 @@
-"""The driver's side of the API: a small client, and the data each scenario sets up through it."""
+"""The data each scenario sets up through the API (the harness's client), and the one thing done inside Django."""
 
 from __future__ import annotations
 
@@ -7,36 +7,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-import requests
+from harness.api import Api, ApiError
+from harness.stack import Stack
+from harness.util import tail
 
-from .stack import PYTHON, ROOT, Stack
+from .stack import PYTHON, ROOT
 
 SIGNING_SECRET = "whsec_YmVuY2htYXJrLXNpZ25pbmcta2V5LTAxMjM0NTY3"  # noqa: S105 (a benchmark's throwaway key)
-
-
-class ApiError(RuntimeError):
-    pass
-
-
-class Api:
-    """JSON over one keep-alive session (gunicorn's sync workers close it anyway, as in production)."""
-
-    def __init__(self, base_url: str, token: str) -> None:
-        self.base = f"{base_url}/api/v1"
-        self.session = requests.Session()
-        self.session.headers.update({"Authorization": f"Token {token}"})
-
-    def post(self, path: str, body: dict | None = None, *, expect: tuple[int, ...] = (200, 201)) -> dict:
-        response = self.session.post(f"{self.base}/{path.lstrip('/')}", json=body or {}, timeout=30)
-        if response.status_code not in expect:
-            raise ApiError(f"POST {path} answered {response.status_code}: {response.text[:500]}")
-        return response.json() if response.content else {}
-
-    def get(self, path: str) -> dict:
-        response = self.session.get(f"{self.base}/{path.lstrip('/')}", timeout=30)
-        if response.status_code != 200:
-            raise ApiError(f"GET {path} answered {response.status_code}: {response.text[:500]}")
-        return response.json()
 
 
 def djhelper(stack: Stack, *args: str, stdin: object = None) -> dict:
@@ -45,13 +22,13 @@ def djhelper(stack: Stack, *args: str, stdin: object = None) -> dict:
         timeout=300, input=json.dumps(stdin).encode() if stdin is not None else None,
     )  # fmt: skip
     if done.returncode != 0:
-        raise ApiError(f"bench.djhelper {' '.join(args)} failed:\n{done.stderr.decode()[-2000:]}")
+        raise ApiError(f"bench.djhelper {' '.join(args)} failed:\n{tail(done.stderr.decode())}")
     return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
 
 def admin_api(stack: Stack) -> Api:
     """A superuser's API token (made inside Django: the API's own token route needs a password)."""
-    return Api(stack.base_url, djhelper(stack, "admin")["token"])
+    return Api(f"{stack.base_url}/api/v1", token=djhelper(stack, "admin")["token"])
 
 
 @dataclass

@@ -5,7 +5,7 @@ MLflow runs from its own virtual environment (``work_dir/venv``, created once fr
 it never touches our ``.venv``; its server gets a fresh SQLite store under ``work_dir/run`` each time. The webhook
 receiver is a loopback HTTP server in this process, timed with ``time.perf_counter`` like the API calls. The
 scenario is bench/scenarios/latency.py's: ``production`` moves between two model versions, one change at a time,
-each waiting for its delivery; the receiver answers as bench/receiver.py does.
+each waiting for its delivery; the receiver is the harness's, answering as it does for our side.
 
 What MLflow needs to deliver to a loopback ``http://`` receiver (read in ``mlflow/environment_variables.py``,
 ``mlflow/utils/validation.py`` and ``mlflow/webhooks/``): ``MLFLOW_WEBHOOK_ALLOWED_SCHEMES`` (default ``https``
@@ -13,7 +13,7 @@ only), ``MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS`` (default false: loopback is refused,
 at connect time), and ``MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY``: without it every server worker generates its own
 Fernet key for webhook secrets, so a signed webhook saved through one worker cannot be read by the others.
 
-Run alone: ``.venv/bin/python bench/mlflow_side.py [COUNT]`` (default 100).
+Run alone: ``.venv/bin/python -m bench.mlflow_side [COUNT]`` (default 100).
 """
 
 from __future__ import annotations
@@ -26,16 +26,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
+
+from harness.receiver import Received, Receiver
+from harness.util import free_port
 
 REQUIREMENTS = Path(__file__).resolve().with_name("mlflow_requirements.txt")
 FALLBACK_REQUIREMENT = "mlflow==3.17.2"
@@ -102,27 +103,27 @@ def ensure_venv(work_dir: Path) -> tuple[Path, str]:
 # --- The loopback receiver --------------------------------------------------------------------------------------
 
 
-class _Receiver(ThreadingHTTPServer):
+class _Receiver:
     """Records, in order, when each webhook request arrived (its whole body read, before answering) and what it
-    carried, and checks MLflow's signature. It answers like bench/receiver.py (200, ``Connection: close``), so
-    neither side keeps a connection to the receiver alive."""
-
-    daemon_threads = True
+    carried, and checks MLflow's signature. It answers like the benchmarks' own receivers (200, ``Connection:
+    close``), so neither side keeps a connection to the receiver alive."""
 
     def __init__(self, secret: str) -> None:
-        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
         self.secret = secret.encode()
         self.cond = threading.Condition()
         self.arrivals: list[tuple[float, str, str]] = []  # (perf_counter, alias, version)
         self.delivery_ids: set[str] = set()
         self.duplicates = 0
         self.bad_signatures = 0
+        self.server = Receiver(close_connections=True, on_request=self.record)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+        return self.server.url
 
-    def record(self, arrived: float, body: bytes, headers: dict[str, str]) -> None:
+    def record(self, received: Received) -> None:
+        arrived = time.perf_counter()
+        body, headers = received.body, {k.lower(): v for k, v in received.headers.items()}
         # MLflow signs "{delivery id}.{timestamp}.{body}" and sends "v1,<base64 HMAC-SHA256>".
         delivery_id = headers.get("x-mlflow-delivery-id", "")
         signed = f"{delivery_id}.{headers.get('x-mlflow-timestamp', '')}.".encode() + body
@@ -144,25 +145,6 @@ class _Receiver(ThreadingHTTPServer):
         with self.cond:
             self.cond.wait_for(lambda: len(self.arrivals) > seen, timeout=timeout)
             return self.arrivals[seen] if len(self.arrivals) > seen else None
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        arrived = time.perf_counter()
-        self.server.record(arrived, body, {k.lower(): v for k, v in self.headers.items()})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "11")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(b'{"ok":true}')
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 # --- CPU and memory of the server's process tree ----------------------------------------------------------------
@@ -292,12 +274,6 @@ class _TreeMeter:
 
 
 # --- The MLflow server ------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # Exec'd in front of `mlflow server`: SIGTERM it when the process that started it dies (PR_SET_PDEATHSIG survives
@@ -444,7 +420,7 @@ def measure(count: int, work_dir: Path) -> dict:
     shutil.rmtree(run_dir, ignore_errors=True)
     (run_dir / "artifacts").mkdir(parents=True)
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc, log = _start_server(python, run_dir, port)
     receiver: _Receiver | None = None
@@ -457,7 +433,7 @@ def measure(count: int, work_dir: Path) -> dict:
     session.headers["Connection"] = "close"
     try:
         receiver = _Receiver(WEBHOOK_SECRET)
-        threading.Thread(target=receiver.serve_forever, name="mlflow-receiver", daemon=True).start()
+        receiver.server.__enter__()
         started = time.monotonic()
         _wait_ready(proc, log, base)
         startup_s = time.monotonic() - started
@@ -541,8 +517,7 @@ def measure(count: int, work_dir: Path) -> dict:
         session.close()
         _stop_server(proc)
         if receiver is not None:
-            receiver.shutdown()
-            receiver.server_close()
+            receiver.server.__exit__()
 
 
 # --- Run alone --------------------------------------------------------------------------------------------------

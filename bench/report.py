@@ -11,7 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .stack import InfraProcesses, ResourceMonitor, Stack
+from harness.stack import Stack
+
+from .stack import InfraProcesses, ResourceMonitor
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -1,15 +1,12 @@
-"""The production stack as real processes, for benchmarks: the Procfile's lines run through ``sh -c`` exactly as a
-deployment would, against the benchmark's own PostgreSQL database and Redis db, on loopback.
-
-``Stack`` starts and stops the processes and knows their PIDs (with children); ``ResourceMonitor`` samples their CPU
-time and memory with psutil while a measurement runs.
+"""The benchmarks' side of the stack: the environment and the database every scenario starts from, and
+``ResourceMonitor``, which samples the CPU time and memory of the stack's processes with psutil while a measurement
+runs. The processes themselves are the harness's ``Stack`` (the Procfile's lines run through ``sh -c`` exactly as a
+deployment would), here on the benchmark's own PostgreSQL database and Redis db, on loopback.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -19,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-import requests
 
-from config.procfile import procfile
-
-from .processes import ROOT, free_port
+from harness.stack import ROLES, stack_env
+from harness.util import ROOT
 
 VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python")
@@ -33,30 +28,15 @@ DB_NAME = "registry_bench"
 DATABASE_URL = f"{PG_SERVER}/{DB_NAME}"
 BROKER_URL = "redis://127.0.0.1:6379/11"
 
-# Procfile process → how it reports that it is ready (in its log).
-ROLES = ("web", "worker", "deliveries", "beat")
-_READY = {"worker": re.compile(r"celery@\S+ ready\."), "deliveries": re.compile(r"celery@\S+ ready\.")}
-_READY["beat"] = re.compile(r"beat: Starting")
-
 
 def base_env(*, secrets_key: str, var_dir: Path) -> dict[str, str]:
     """The environment every benchmark process gets: production settings pointed at the benchmark's own database,
     Redis db and state directory, plus what only a benchmark needs (loopback receivers are allowed)."""
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DATABASE_URL=DATABASE_URL,
-        CELERY_BROKER_URL=BROKER_URL,
-        SECRET_KEY="bench-" + secrets_key[:32],
-        SECRETS_ENCRYPTION_KEYS=secrets_key,
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        VAR_DIR=str(var_dir),
-        DEBUG="false",
-        # Only the benchmark needs this: its receivers listen on loopback.
-        WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32",
-    )
-    return env
+    return stack_env(
+        database_url=DATABASE_URL, broker_url=BROKER_URL, var_dir=var_dir, secrets_key=secrets_key,
+        PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", SECRET_KEY="bench-" + secrets_key[:32],
+        ALLOWED_HOSTS="127.0.0.1,localhost", DEBUG="false",
+    )  # fmt: skip
 
 
 def broker_reset() -> None:
@@ -79,131 +59,6 @@ def database_reset(env: dict[str, str], *, log: Path) -> None:
             timeout=300,
         )  # fmt: skip
     broker_reset()
-
-
-@dataclass
-class _Process:
-    role: str
-    popen: subprocess.Popen
-    log: Path
-
-
-class StackError(RuntimeError):
-    pass
-
-
-class Stack:
-    """The Procfile's ``web``, ``worker``, ``deliveries`` and ``beat`` as real processes.
-
-    Each runs as ``sh -c 'exec <Procfile line>'`` in its own session, so its PID is the program's own (gunicorn
-    master, Celery main process) and stopping it signals only the group it leads.
-    """
-
-    def __init__(
-        self, work_dir: Path, env: dict[str, str], *, roles: Iterable[str] = ROLES, extra_env: dict | None = None
-    ) -> None:
-        self.work_dir = work_dir
-        self.roles = tuple(roles)
-        self.port = free_port()
-        self.env = {**env, **(extra_env or {}), "PORT": str(self.port), "WEB_BIND": "127.0.0.1"}
-        self.processes: dict[str, _Process] = {}
-        self.commands = procfile()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def web_workers(self) -> int:
-        return int(self.env.get("WEB_CONCURRENCY", "2"))
-
-    def start(self, *, timeout: float = 90) -> Stack:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            for role in self.roles:
-                log = self.work_dir / f"{role}.log"
-                with log.open("wb") as out:
-                    popen = subprocess.Popen(  # noqa: S603
-                        ["/bin/sh", "-c", "exec " + self.commands[role]],
-                        cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                    )  # fmt: skip
-                self.processes[role] = _Process(role, popen, log)
-            self.wait_healthy(timeout=timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _check_alive(self) -> None:
-        for proc in self.processes.values():
-            if proc.popen.poll() is not None:
-                tail = proc.log.read_text(errors="replace")[-3000:]
-                raise StackError(f"{proc.role} exited with {proc.popen.returncode}:\n{tail}")
-
-    def wait_healthy(self, *, timeout: float = 90) -> None:
-        """Until the web answers with all its workers booted and every Celery process says it is ready."""
-        deadline = time.monotonic() + timeout
-        pending = set(self.processes)
-        while pending:
-            self._check_alive()
-            for role in list(pending):
-                text = self.processes[role].log.read_text(errors="replace")
-                if role == "web":
-                    booted = len(re.findall(r"Booting worker with pid", text)) >= self.web_workers
-                    if booted and self._web_answers():
-                        pending.discard(role)
-                elif _READY[role].search(text):
-                    pending.discard(role)
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                raise StackError(f"not healthy after {timeout:.0f} s: {', '.join(sorted(pending))}")
-            time.sleep(0.2)
-        # Every gunicorn worker imports Django lazily on its first request: warm each one up.
-        for _ in range(self.web_workers * 4):
-            self._web_answers()
-
-    def _web_answers(self) -> bool:
-        try:
-            return requests.get(f"{self.base_url}/api/v1/teams/", timeout=5).status_code in (401, 403)
-        except requests.RequestException:
-            return False
-
-    def stop(self, *, timeout: float = 30) -> None:
-        """SIGTERM each process group this stack started (warm shutdown), SIGKILL what is left after ``timeout``."""
-        for proc in self.processes.values():
-            if proc.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.popen.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.processes.values():
-            try:
-                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.popen.pid, signal.SIGKILL)
-                proc.popen.wait(timeout=10)
-        self.processes.clear()
-
-    def __enter__(self) -> Stack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def pids(self) -> dict[str, list[int]]:
-        """Role → PIDs of its process and every descendant (gunicorn workers, Celery pool children)."""
-        found: dict[str, list[int]] = {}
-        for role, proc in self.processes.items():
-            try:
-                root = psutil.Process(proc.popen.pid)
-                found[role] = [root.pid] + [c.pid for c in root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                found[role] = []
-        return found
-
-    def roots(self) -> dict[str, int]:
-        return {role: proc.popen.pid for role, proc in self.processes.items()}
 
 
 # --- Measuring the processes -------------------------------------------------------------------------------

@@ -8,17 +8,15 @@ number plus K, so ``redis://127.0.0.1:6379/1`` with four workers uses databases 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
-import uuid
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+
+from harness.processes import Process, celery_worker
 
 
 def pytest_report_header(config) -> list[str]:
@@ -222,79 +220,6 @@ def _test_database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-class WorkerProcess:
-    """A real ``celery worker`` subprocess on the test database and broker; its log is kept for assertions."""
-
-    def __init__(
-        self,
-        *,
-        log_path,
-        queues: str = "events",
-        beat: bool = False,
-        extra_env: dict | None = None,
-        pool: str = "prefork",
-        concurrency: int = 2,
-    ):
-        self.log_path = log_path
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": _test_database_url(),
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "PYTHONUNBUFFERED": "1",
-            **(extra_env or {}),
-        }
-        self.args = [
-            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-l", "INFO",
-            "--pool", pool, "--concurrency", str(concurrency), "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
-            "--without-gossip", "--without-mingle",
-        ]  # fmt: skip
-        if beat:
-            self.args += ["-B", "--schedule", str(log_path.with_suffix(".beat"))]
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 40) -> WorkerProcess:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if b" ready." in self.log_path.read_bytes():
-                return self
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"celery worker did not start:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if getattr(self, "_log", None):
-            self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def wait_until(predicate, *, timeout: float = 20, interval: float = 0.05, message: str = "condition", details=None):
-    """Poll ``predicate`` until it returns something true (returned), or fail naming ``message`` and, when given,
-    what ``details()`` says of the state."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    extra = f"\n{details()}" if details else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}{extra}")
-
-
 @pytest.fixture
 def purge_broker():
     """Empty the test broker's queues so a test sees only its own messages."""
@@ -308,11 +233,20 @@ def purge_broker():
 
 @pytest.fixture
 def worker_factory(transactional_db, tmp_path, purge_broker):
-    started: list[WorkerProcess] = []
+    """Start real ``celery worker`` processes on this test's database and broker (``celery_worker``'s options, and
+    ``extra_env`` for their environment); each is stopped at the end."""
+    started: list[Process] = []
 
-    def start(**kwargs) -> WorkerProcess:
-        worker = WorkerProcess(log_path=tmp_path / f"worker-{len(started)}.log", **kwargs).start()
+    def start(*, extra_env: dict | None = None, **options) -> Process:
+        env = {
+            **os.environ,
+            "DATABASE_URL": _test_database_url(),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            **(extra_env or {}),
+        }
+        worker = celery_worker(log_dir=tmp_path, name=f"worker-{len(started)}", env=env, **options).start()
         started.append(worker)
+        worker.wait_for_log(" ready.", timeout=40)
         return worker
 
     yield start

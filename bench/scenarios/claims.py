@@ -15,9 +15,10 @@ from collections import Counter
 
 from registry_client.agent.client import AgentClient
 
+from harness.stack import Stack
+
 from ..api import admin_api, djhelper, team_create
 from ..report import Context, Target, process_table, summary, table
-from ..stack import Stack
 
 NAME = "claims"
 LEVELS = (1, 4, 16)
@@ -97,7 +98,7 @@ def run(context: Context) -> dict:
     items = 200 if context.quick else 3000
     work = context.scenario_dir(NAME)
     levels = []
-    with Stack(work, context.env, extra_env=LEASE) as stack:
+    with Stack(work, {**context.env, **LEASE}) as stack:
         api = admin_api(stack)
         team_create(api, TEAM, versions=0)
         api.post(f"teams/{TEAM}/launch/jobs/", {"name": "train", "project": "training"})

@@ -110,7 +110,7 @@ def run(context: Context) -> dict:
             "REGISTRY_TEAM": team,
             "REGISTRY_CACHE_DIR": str(work / "home" / "cache"),
         }
-        log = work / "web.log"
+        log = stack.process("web").log_path
         results["put_big"] = _measured_put(env, log, big, "model")
         results["put_big_again"] = _measured_put(env, log, big, "model")
         results["put_small"] = _measured_put(env, log, small, "shards")

@@ -1,6 +1,6 @@
 """The embedded default under a long soak: ``./dev up`` on SQLite and the filesystem broker, as a user runs it.
 
-The soak of tests/test_embedded_default.py, four times as long: 2,000 alias moves through the API from four clients
+The soak of tests/e2e/test_embedded_default.py, four times as long: 2,000 alias moves through the API from four clients
 at once, three webhook automations each (6,000 deliveries to a loopback receiver). Reported: how long the API calls
 and the deliveries took, deliveries lost or sent twice, and any process exit, "database is locked" or error line
 in the stack's output (all must be zero), with the CPU and peak RSS of each process.
@@ -8,7 +8,8 @@ in the stack's output (all must be zero), with the CPU and peak RSS of each proc
 
 from __future__ import annotations
 
-from tests.embedded import EmbeddedStack, HookReceiver, soak
+from harness.embedded import EmbeddedStack, soak
+from harness.receiver import Receiver
 
 from ..report import Context, Target, process_table, table
 from ..stack import ResourceMonitor
@@ -20,16 +21,15 @@ WEBHOOKS = 3
 def run(context: Context) -> dict:
     events = 100 if context.quick else 2000
     stack = EmbeddedStack(var_dir=context.scenario_dir(NAME) / "var").start()
-    receiver = HookReceiver()
     try:
-        monitor = ResourceMonitor(stack.roots())
-        with monitor:
-            result = soak(stack, receiver, events=events, webhooks=WEBHOOKS)
+        with Receiver() as receiver:
+            monitor = ResourceMonitor(stack.roots())
+            with monitor:
+                result = soak(stack, receiver, events=events, webhooks=WEBHOOKS)
         trouble = stack.trouble()
         exit_status = stack.interrupt()
         trouble_after_stop = stack.trouble()
     finally:
-        receiver.close()
         stack.stop()
     received = len(result.ids)
     duplicated = sum(n - 1 for n in result.ids.values() if n > 1)

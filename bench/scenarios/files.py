@@ -20,11 +20,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.s3server import S3Server
+from harness.s3 import S3Server
+from harness.stack import Stack
 
 from ..api import admin_api
 from ..report import Context, Target, table
-from ..stack import Stack
 
 NAME = "files"
 MIB = 1024 * 1024
@@ -94,7 +94,7 @@ def _get(stack: Stack, token: str, url: str, target: Path) -> tuple[int, float, 
 @contextlib.contextmanager
 def _web(work: Path, context: Context, env: dict, team: str) -> Iterator[tuple[Stack, object, str]]:
     """The Procfile's web alone, with a team of its own (no file of another run's team counts as stored)."""
-    with Stack(work, context.env, roles=("web",), extra_env=env) as stack:
+    with Stack(work, {**context.env, **env}, roles=("web",)) as stack:
         api = admin_api(stack)
         api.post("teams/", {"name": team})
         yield stack, api, api.session.headers["Authorization"].split()[1]
@@ -138,7 +138,7 @@ def _slow_client(context: Context, label: str, source: Path, digest: str, env: d
     size = source.stat().st_size
     with _web(work, context, env, f"slow-{label}") as (stack, _, token):
         status, took = _put(stack, token, f"/api/v1/teams/slow-{label}/blobs/{digest}/", source, rate=MIB)
-        killed = "WORKER TIMEOUT" in (work / "web.log").read_text(errors="replace")
+        killed = "WORKER TIMEOUT" in stack.process("web").log()
     return {"status": status, "seconds": round(took, 1), "size_mb": size // MIB, "worker_timeout_logged": killed}
 
 

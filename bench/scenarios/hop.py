@@ -32,8 +32,6 @@ import http.client
 import json
 import os
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -43,6 +41,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from celery import shared_task, signals
+
+from harness.processes import Process
+from harness.receiver import ReceiverProcess
+from harness.util import tail
 
 NAME = "hop"
 TEAM = "hop"
@@ -261,117 +263,6 @@ if os.environ.get(TRACE_DIR):
     _install()
 
 
-# --- Loopback receiver with kept-alive connections ------------------------------------------------------------
-
-
-def receiver_serve() -> None:
-    """``python -m bench.scenarios.hop receiver``: a thread per connection, HTTP/1.1 keep-alive; prints ``LISTEN
-    <port>``, then ``<monotonic>\\t<key>`` as soon as each request has been read, before answering. The key is
-    ``hook:<webhook-id>`` for a delivery, the body for the benchmark's own POSTs (a task id)."""
-    out = sys.stdout.buffer
-    lock = threading.Lock()
-
-    def handle(conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        data = b""
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    data += chunk
-                head, _, data = data.partition(b"\r\n\r\n")
-                length, webhook_id = 0, b""
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                    elif name.strip().lower() == b"webhook-id":
-                        webhook_id = value.strip()
-                while len(data) < length:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    data += chunk
-                body, data = data[:length], data[length:]
-                at = time.monotonic()
-                key = f"hook:{webhook_id.decode()}" if webhook_id else body.decode(errors="replace")
-                with lock:
-                    out.write(f"{at:.7f}\t{key}\n".encode())
-                    out.flush()
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok")
-
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("127.0.0.1", 0))
-    server.listen(256)
-    out.write(f"LISTEN {server.getsockname()[1]}\n".encode())
-    out.flush()
-    while True:
-        conn, _ = server.accept()
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-
-class KeepAliveReceiver:
-    """The receiver as a process of its own (never sharing the driver's GIL): arrival times by key, and the
-    deliveries' in order."""
-
-    def __init__(self) -> None:
-        self.arrivals: dict[str, float] = {}
-        self.hooks: list[float] = []
-        self.url = ""
-        self._cond = threading.Condition()
-        self._popen: subprocess.Popen | None = None
-
-    def __enter__(self) -> KeepAliveReceiver:
-        self._popen = subprocess.Popen(
-            [sys.executable, "-m", "bench.scenarios.hop", "receiver"], stdout=subprocess.PIPE, start_new_session=True
-        )
-        first = self._popen.stdout.readline().decode().split()
-        if len(first) != 2 or first[0] != "LISTEN":
-            self.__exit__()
-            raise RuntimeError(f"hop receiver did not start: {first!r}")
-        self.url = f"http://127.0.0.1:{first[1]}/hop"
-        threading.Thread(target=self._read, name="hop-receiver", daemon=True).start()
-        return self
-
-    def _read(self) -> None:
-        for raw in self._popen.stdout:
-            at, _, key = raw.decode().rstrip("\n").partition("\t")
-            with self._cond:
-                self.arrivals[key] = float(at)
-                if key.startswith("hook:"):
-                    self.hooks.append(float(at))
-                self._cond.notify_all()
-
-    def wait_hook(self, index: int, timeout: float) -> float | None:
-        """When the ``index``-th delivery (from 0) arrived, waiting up to ``timeout`` seconds for it."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self.hooks) <= index:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-            return self.hooks[index]
-
-    def wait(self, key: str, timeout: float) -> float | None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while key not in self.arrivals:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-            return self.arrivals[key]
-
-    def __exit__(self, *exc: object) -> None:
-        if self._popen is not None and self._popen.poll() is None:
-            self._popen.terminate()
-            self._popen.wait(timeout=5)
-
-
 # --- Worker configurations ---------------------------------------------------------------------------------
 
 
@@ -403,8 +294,7 @@ class Worker:
 
     def __init__(self, index: int, work: Path, env: dict[str, str], options: str, extra: dict[str, str]) -> None:
         from config.procfile import procfile
-
-        from ..processes import ROOT
+        from harness.util import ROOT
 
         self.queue = f"hop-{index}"
         self.trace_dir = work
@@ -412,26 +302,18 @@ class Worker:
         self.command = f"{line} -I bench.scenarios.hop {options} -Q {self.queue} -n hop{index}@%h".replace("  ", " ")
         path = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         self.env = {**env, **extra, TRACE_DIR: str(work), "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
-        self.log = work / "worker.log"
-        self.popen: subprocess.Popen | None = None
+        self.process = Process("worker", ["/bin/sh", "-c", "exec " + self.command], env=self.env, log_dir=work)
 
     def start(self) -> None:
-        from ..processes import ROOT
-
         self.trace_dir.mkdir(parents=True, exist_ok=True)
         for old in self.trace_dir.glob("trace-*.tsv"):
             old.unlink()
-        with self.log.open("wb") as out:
-            self.popen = subprocess.Popen(  # noqa: S603
-                ["/bin/sh", "-c", "exec " + self.command], cwd=ROOT, env=self.env, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        self.process.start()
 
     def wait_ready(self, deadline: float) -> dict:
         while (ready := self.ready()) is None:
-            if self.popen.poll() is not None or time.monotonic() > deadline:
-                tail = self.log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"worker not ready ({self.command}):\n{tail}")
+            if not self.process.alive or time.monotonic() > deadline:
+                raise RuntimeError(f"worker not ready ({self.command}):\n{tail(self.process.log())}")
             time.sleep(0.1)
         return ready
 
@@ -450,14 +332,7 @@ class Worker:
         return rows
 
     def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=10)
+        self.process.stop(timeout=20)
 
 
 # --- Driver (a Django process of its own: python -m bench.scenarios.hop measure) ------------------------------
@@ -534,14 +409,14 @@ def _tasks() -> dict[str, object]:
     return {"ping": ping, "dispatch": event_dispatch_task, "dispatch+": dispatch_instrumented}
 
 
-def _sample(receiver: KeepAliveReceiver, config: str, queue: str, kind: str, argument: str) -> dict:
+def _sample(receiver: ReceiverProcess, config: str, queue: str, kind: str, argument: str) -> dict:
     task_id = str(uuid.uuid4())
     task = _tasks()[kind]
     hooks = len(receiver.hooks)
     pub0 = time.monotonic()
     task.apply_async(args=(argument,), task_id=task_id, queue=queue)
     pub1 = time.monotonic()
-    arrived = receiver.wait(task_id, 10.0)
+    arrived = receiver.wait_key(task_id, 10.0)
     if arrived is None:
         raise RuntimeError(f"{kind} task {task_id} on {queue} did not report within 10 s (see its worker's log)")
     sample = {"config": config, "kind": kind, "task_id": task_id, "pub0": pub0, "pub1": pub1, "arrived": arrived}
@@ -552,7 +427,7 @@ def _sample(receiver: KeepAliveReceiver, config: str, queue: str, kind: str, arg
     return sample
 
 
-def _closed_loop(receiver: KeepAliveReceiver, workers: dict[str, Worker], events: list[str], *, rounds: int,
+def _closed_loop(receiver: ReceiverProcess, workers: dict[str, Worker], events: list[str], *, rounds: int,
                  gap: float) -> list[dict]:  # fmt: skip
     """``rounds`` rounds; in each, every configuration runs each kind once (orders rotate), one task in flight."""
     names = list(workers)
@@ -566,13 +441,13 @@ def _closed_loop(receiver: KeepAliveReceiver, workers: dict[str, Worker], events
     return samples
 
 
-def _burst(receiver: KeepAliveReceiver, queue: str) -> float:
+def _burst(receiver: ReceiverProcess, queue: str) -> float:
     """``BURST`` pings published back to back: ms from the first publish to the last arrival, per task."""
     ids = [str(uuid.uuid4()) for _ in range(BURST)]
     started = time.monotonic()
     for task_id in ids:
         ping.apply_async(args=(task_id,), task_id=task_id, queue=queue)
-    last = max(receiver.wait(task_id, 20.0) or float("nan") for task_id in ids)
+    last = max(receiver.wait_key(task_id, 20.0) or float("nan") for task_id in ids)
     return (last - started) * 1000 / BURST
 
 
@@ -610,7 +485,7 @@ def _monitor(action: object, *, db: int, seconds: float = 0.5) -> list[list[str]
     return seen
 
 
-def _publish_figures(receiver: KeepAliveReceiver, *, count: int, db: int, queue: str, events: list[str]) -> dict:
+def _publish_figures(receiver: ReceiverProcess, *, count: int, db: int, queue: str, events: list[str]) -> dict:
     """What publishing costs in a Django process: apply_async to a queue nobody reads (so no worker competes for
     the CPU), back to back and after 5 ms idle, with and without the retry wrapper; raw Redis round trips."""
     import redis
@@ -646,7 +521,7 @@ def _publish_figures(receiver: KeepAliveReceiver, *, count: int, db: int, queue:
         at = time.monotonic()
         ping.apply_async(args=(task_id,), task_id=task_id, queue=queue)
         consumed.append((time.monotonic() - at) * 1000)
-        receiver.wait(task_id, 10.0)
+        receiver.wait_key(task_id, 10.0)
     body = ((str(uuid.uuid4()),), {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
     at = time.monotonic()
     for _ in range(1000):
@@ -697,11 +572,11 @@ def measure(args: dict) -> dict:
     db = int(urlsplit(settings.CELERY_BROKER_URL).path.strip("/") or 0)
     events = _events(len(names) * 2 * (rounds + warmup) + 20)
     stack_env = dict(os.environ)
-    with KeepAliveReceiver() as receiver, contextlib.ExitStack() as stack:
-        stack_env[RECEIVER] = receiver.url
+    with ReceiverProcess(keep_alive=True, name="hop") as receiver, contextlib.ExitStack() as stack:
+        stack_env[RECEIVER] = receiver.url_for("/hop")
         from automations.models import Webhook
 
-        Webhook.objects.filter(team__name=TEAM).update(url=receiver.url)  # the first attempts come here
+        Webhook.objects.filter(team__name=TEAM).update(url=receiver.url_for("/hop"))  # the first attempts come here
         workers = {}
         for index, name in enumerate(names):
             options, extra = CONFIGS[name]
@@ -767,8 +642,9 @@ def setup(context: object, env: dict[str, str]) -> None:
     """Team, model versions, a signed webhook and its automation through the API (the Procfile's ``web`` alone,
     events left undispatched), then one alias move: its ADD_ARTIFACT_ALIAS event is the one the workers dispatch
     copies of."""
+    from harness.stack import Stack
+
     from ..api import PAYLOAD, admin_api, team_create
-    from ..stack import Stack
 
     work = context.scenario_dir(f"{NAME}-setup")
     with Stack(work, env, roles=("web",)) as stack:
@@ -917,10 +793,6 @@ def _standalone(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["receiver"]:
-        with contextlib.suppress(KeyboardInterrupt):
-            receiver_serve()
-        return 0
     if argv[:1] == ["measure"]:
         spec = json.loads(argv[1])
         Path(spec["out"]).write_text(json.dumps(measure(spec)))

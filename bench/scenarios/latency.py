@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 
+from harness.receiver import Arrival, ReceiverProcess
+from harness.stack import Stack
+
 from ..api import PAYLOAD, admin_api, djhelper, team_create, wait_idle
-from ..receiver import Arrival, ReceiverProcess
 from ..report import Context, Target, process_table, summary, table
-from ..stack import Stack
 
 NAME = "latency"
 WARMUP = 20
@@ -28,7 +29,7 @@ def measure(context: Context, *, count: int, label: str = NAME) -> dict:
     with ReceiverProcess(name="fast") as receiver, Stack(work, context.env) as stack:
         api = admin_api(stack)
         team = team_create(api, label)
-        team.automation("deploy", team.webhook("ci", receiver.url("/ci")), PAYLOAD)
+        team.automation("deploy", team.webhook("ci", receiver.url_for("/ci")), PAYLOAD)
         wait_idle(api, team.name)
 
         api_ms: list[float] = []

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import time
 
+from harness.receiver import ReceiverProcess
+from harness.stack import Stack
+
 from ..api import PAYLOAD, admin_api, team_create, wait_idle
-from ..receiver import ReceiverProcess
 from ..report import Context, Target, process_table, summary, table
-from ..stack import Stack
 
 NAME = "slow"
 FAST = 10
@@ -73,14 +74,14 @@ def run(context: Context) -> dict:
     work = context.scenario_dir(NAME)
     with (
         ReceiverProcess(name="fast") as fast,
-        ReceiverProcess(name="slow", delay=SLOW_DELAY, threads=256) as slow,
+        ReceiverProcess(name="slow", delay=SLOW_DELAY) as slow,
         Stack(work, context.env) as stack,
     ):
         api = admin_api(stack)
         team = team_create(api, "slow")
         for w in range(FAST):
-            team.automation(f"fast-{w}", team.webhook(f"fast-{w}", fast.url(f"/f/{w}")), PAYLOAD)
-        slow_automation = team.automation("slow", team.webhook("slow", slow.url("/slow")), PAYLOAD)
+            team.automation(f"fast-{w}", team.webhook(f"fast-{w}", fast.url_for(f"/f/{w}")), PAYLOAD)
+        slow_automation = team.automation("slow", team.webhook("slow", slow.url_for("/slow")), PAYLOAD)
 
         def slow_enabled(enabled: bool) -> None:
             url = f"{api.base}/teams/{team.name}/automations/{slow_automation}/"

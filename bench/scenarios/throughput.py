@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import time
 
+from harness.receiver import ReceiverProcess
+from harness.stack import Stack
+
 from ..api import PAYLOAD, admin_api, team_create, wait_idle
-from ..receiver import ReceiverProcess
 from ..report import Context, Target, process_table, table
-from ..stack import Stack
 
 NAME = "throughput"
 CELERY_ROLES = ("worker", "deliveries", "beat")
@@ -28,7 +29,7 @@ def measure(context: Context, *, webhooks: int, per_webhook: int, events: int) -
         api = admin_api(stack)
         team = team_create(api, "thr")
         for w in range(webhooks):
-            hook = team.webhook(f"hook-{w}", receiver.url(f"/t/{w}"))
+            hook = team.webhook(f"hook-{w}", receiver.url_for(f"/t/{w}"))
             for a in range(per_webhook):
                 team.automation(f"auto-{w}-{a}", hook, PAYLOAD)
         wait_idle(api, team.name)

@@ -16,10 +16,11 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from harness.receiver import ReceiverProcess
+from harness.stack import Stack
+
 from ..api import PAYLOAD, Team, admin_api, team_create, wait_idle
-from ..receiver import ReceiverProcess
 from ..report import Context, Target, process_table, summary, table
-from ..stack import Stack
 
 NAME = "trickle"
 WEBHOOKS = 5
@@ -54,15 +55,15 @@ def run(context: Context) -> dict:
     work = context.scenario_dir(NAME)
     with (
         ReceiverProcess(name="other") as fast,
-        ReceiverProcess(name="trickle", trickle=TRICKLE_BYTES, threads=256) as trickling,
+        ReceiverProcess(name="trickle", trickle=TRICKLE_BYTES) as trickling,
         Stack(work, context.env) as stack,
     ):
         api = admin_api(stack)
         busy = team_create(api, "trickle", versions=1)
         for w in range(WEBHOOKS):
-            busy.automation(f"trickle-{w}", busy.webhook(f"trickle-{w}", trickling.url(f"/t/{w}")), PAYLOAD)
+            busy.automation(f"trickle-{w}", busy.webhook(f"trickle-{w}", trickling.url_for(f"/t/{w}")), PAYLOAD)
         other = team_create(api, "other", versions=1)
-        other.automation("other", other.webhook("other", fast.url("/other")), PAYLOAD)
+        other.automation("other", other.webhook("other", fast.url_for("/other")), PAYLOAD)
         wait_idle(api, busy.name)
         wait_idle(api, other.name)
         _block(other, fast, prefix="w", events=WARMUP)  # unmeasured: the first requests of fresh processes are slow

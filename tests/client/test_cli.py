@@ -19,9 +19,9 @@ import pytest
 from registry_client.cli import main
 
 from automations import services as automations
+from harness.receiver import Receiver, Reply
 
 from ..factories import PASSWORD
-from ..receivers import Receiver, Reply
 from .conftest import write_tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -16,8 +16,9 @@ import pytest
 import requests
 import yaml
 
-from ..conftest import wait_until
-from ..receivers import Receiver, Reply
+from harness.receiver import Receiver, Reply
+from harness.util import wait_until
+
 from .conftest import write_tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

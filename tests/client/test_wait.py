@@ -13,11 +13,11 @@ from registry_client.cli import main
 
 from automations import services as automations
 from core.roles import Role
+from harness.receiver import Receiver, Reply
 from launch import services as launch
 from registry import services
 
 from ..factories import add_member, make_project
-from ..receivers import Receiver, Reply
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
