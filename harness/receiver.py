@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -34,7 +36,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 
 from .util import ROOT, tail
 
@@ -69,9 +71,102 @@ def webhook_id_of(received: Received) -> str:
     return next((v for k, v in received.headers.items() if k.lower() == "webhook-id"), "")
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 4096  # bursts of hundreds of connections at once
-    daemon_threads = True
+class _Connections:
+    """Threads that serve one connection each and then wait for the next, started only when none is idle.
+
+    A benchmark receives tens of thousands of requests on fresh connections: a thread per connection (as
+    ``http.server`` does) and its parsing cost the receiver enough CPU to move the figures of what it measures."""
+
+    def __init__(self, serve: Callable[[socket.socket], None]) -> None:
+        self._serve = serve
+        self._waiting: queue.SimpleQueue[socket.socket | None] = queue.SimpleQueue()
+        self._idle = 0
+        self._threads = 0
+        self._lock = threading.Lock()
+
+    def hand(self, conn: socket.socket) -> None:
+        with self._lock:
+            start = self._idle == 0
+            if start:
+                self._threads += 1
+            else:
+                self._idle -= 1
+        if start:
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+        else:
+            self._waiting.put(conn)
+
+    def stop(self) -> None:
+        with self._lock:
+            for _ in range(self._threads):
+                self._waiting.put(None)
+
+    def _run(self, conn: socket.socket | None) -> None:
+        while conn is not None:
+            with contextlib.suppress(OSError, ValueError):  # a broken connection or request ends only itself
+                self._serve(conn)
+            with contextlib.suppress(OSError):
+                conn.close()
+            with self._lock:
+                self._idle += 1
+            conn = self._waiting.get()
+
+
+class _Request:
+    """One request read off a connection: what the sender wrote, and whether it keeps the connection open."""
+
+    def __init__(self, path: str, headers: dict[str, str], body: bytes, keep_alive: bool) -> None:
+        self.path, self.headers, self.body, self.keep_alive = path, headers, body, keep_alive
+
+
+class _Reader:
+    """HTTP/1.1 requests off one socket: request line, headers, a Content-Length or chunked body."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.buffer = b""
+
+    def _fill(self) -> bool:
+        chunk = self.conn.recv(65536)
+        self.buffer += chunk
+        return bool(chunk)
+
+    def _line(self) -> bytes | None:
+        while (end := self.buffer.find(b"\r\n")) < 0:
+            if not self._fill():
+                return None
+        line, self.buffer = self.buffer[:end], self.buffer[end + 2 :]
+        return line
+
+    def _exactly(self, size: int) -> bytes | None:
+        while len(self.buffer) < size:
+            if not self._fill():
+                return None
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def next(self) -> _Request | None:
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            if not self._fill():
+                return None
+        head, self.buffer = self.buffer[:end].decode("latin-1"), self.buffer[end + 4 :]
+        request_line, *lines = head.split("\r\n")
+        parts = request_line.split(" ")
+        headers: dict[str, str] = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip()] = value.strip()
+        lowered = {k.lower(): v for k, v in headers.items()}
+        if lowered.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while (size_line := self._line()) is not None and (size := int(size_line.split(b";")[0], 16)):
+                body += self._exactly(size) or b""
+                self._line()
+            self._line()  # the empty line after the last chunk (no trailers are sent to a webhook)
+        else:
+            body = self._exactly(int(lowered.get("content-length") or 0)) or b""
+        keep_alive = parts[-1] == "HTTP/1.1" and lowered.get("connection", "").lower() != "close"
+        return _Request(parts[1] if len(parts) > 1 else "", headers, body, keep_alive)
 
 
 class Receiver:
@@ -102,12 +197,14 @@ class Receiver:
         self.peak_in_flight = 0
         self.last_new_at = 0.0
         self._lock = threading.Lock()
-        self.server = _Server(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=4096)  # bursts of hundreds at once
+        self._connections = _Connections(self._serve)
+        self._stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
 
     @property
     def port(self) -> int:
-        return self.server.server_port
+        return self._listener.getsockname()[1]
 
     @property
     def url(self) -> str:
@@ -135,8 +232,59 @@ class Receiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()  # wakes the accept loop
+        self.thread.join(timeout=5)
+        self._listener.close()
+        self._connections.stop()
+
+    def _accept(self) -> None:
+        while True:
+            conn, _ = self._listener.accept()
+            if self._stopping:
+                conn.close()
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # an answer's head and body leave at once
+            self._connections.hand(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        """Answer the connection's requests until the sender closes it (or the answer says ``Connection: close``)."""
+        reader = _Reader(conn)
+        while not self._stopping and (request := reader.next()) is not None:
+            if self.delay:
+                time.sleep(self.delay)
+            reply = self._take(request.path, request.headers, request.body)
+            if reply.delay:
+                time.sleep(reply.delay)
+            close = self.close_connections or not request.keep_alive
+            try:
+                if reply.status == 200 and self.trickle:
+                    self._trickle(conn, self.trickle, close=close)
+                else:
+                    conn.sendall(_head(reply.status, reply.headers, len(reply.body), close=close) + reply.body)
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            if close:
+                return
+
+    def _trickle(self, conn: socket.socket, size: int, *, close: bool) -> None:
+        # Counted from the request read to before the last byte leaves: the sender cannot be done with the
+        # request sooner, so the peak is a lower bound of the sends it had under way at once.
+        self._flight(+1)
+        counted = True
+        try:
+            # the status line and headers leave now; the body takes ``size`` seconds
+            conn.sendall(_head(200, {"Content-Type": "text/plain"}, size, close=close))
+            for left in range(size, 0, -1):
+                time.sleep(1.0)
+                if left == 1:
+                    self._flight(-1)
+                    counted = False
+                conn.sendall(b".")
+        finally:
+            if counted:
+                self._flight(-1)
 
     def _take(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
         """Record a request that was read, and choose its answer."""
@@ -172,64 +320,20 @@ class Receiver:
             self.in_flight += change
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # an answer's headers and body leave at once
+def _head(status: int, headers: dict[str, str], length: int, *, close: bool) -> bytes:
+    lines = [f"HTTP/1.1 {status} {_phrase(status)}", *(f"{k}: {v}" for k, v in headers.items())]
+    lines.append(f"Content-Length: {length}")
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if receiver.delay:
-                    time.sleep(receiver.delay)
-                reply = receiver._take(self.path, dict(self.headers.items()), body)
-                if reply.delay:
-                    time.sleep(reply.delay)
-                try:
-                    if reply.status == 200 and receiver.trickle:
-                        self._trickle(receiver.trickle)
-                    else:
-                        self._answer(reply)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
 
-            def _answer(self, reply: Reply) -> None:
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply.body)))
-                if receiver.close_connections:
-                    self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(reply.body)
-
-            def _trickle(self, size: int) -> None:
-                # Counted from the request read to before the last byte leaves: the sender cannot be done with the
-                # request sooner, so the peak is a lower bound of the sends it had under way at once.
-                receiver._flight(+1)
-                counted = True
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/plain")
-                    self.send_header("Content-Length", str(size))
-                    if receiver.close_connections:
-                        self.send_header("Connection", "close")
-                    self.end_headers()  # the status line and headers leave now; the body takes ``size`` seconds
-                    for left in range(size, 0, -1):
-                        time.sleep(1.0)
-                        if left == 1:
-                            receiver._flight(-1)
-                            counted = False
-                        self.wfile.write(b".")
-                finally:
-                    if counted:
-                        receiver._flight(-1)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        return Handler
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 # --- In a process of its own --------------------------------------------------------------------------------
