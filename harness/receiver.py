@@ -198,13 +198,14 @@ class Receiver:
         self.last_new_at = 0.0
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=4096)  # bursts of hundreds at once
+        self._port: int = self._listener.getsockname()[1]  # kept: tests read the URL after the receiver stopped
         self._connections = _Connections(self._serve)
         self._stopping = False
         self.thread = threading.Thread(target=self._accept, daemon=True)
 
     @property
     def port(self) -> int:
-        return self._listener.getsockname()[1]
+        return self._port
 
     @property
     def url(self) -> str:
