@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.factories import PASSWORD
 
-OUTPUT = Path(__file__).parent / "output"
+OUTPUT = Path(__file__).resolve().parents[1] / "output"  # tests/output: ignored by git, kept by CI as artifacts
 SECRET_VALUE = "xq-browser-secret-7f3a9c2e"
 TOKEN_VALUE = "xq-browser-token-51b0d4aa"
 # The narrowest window the admin is laid out for: no page scrolls sideways at this width.
