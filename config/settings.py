@@ -141,6 +141,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_THROTTLE_RATE", default="20/min")},
+    # Proxies in front of the web processes that append the client's address to X-Forwarded-For: throttles count
+    # the address the outermost of them saw. 0: the connection's own address, whatever the header says.
+    "NUM_PROXIES": env.int("TRUSTED_PROXY_COUNT", default=0),
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
@@ -157,7 +160,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Celery --------------------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
@@ -180,6 +182,27 @@ else:
     # The visibility timeout bounds how long an unacknowledged task stays invisible after its worker died;
     # long waits (retries) live in the database, never as countdowns longer than this.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("BROKER_VISIBILITY_TIMEOUT", default=3600)}
+# Shared by every process, so limits such as the login throttle hold across web workers and machines: CACHE_URL, or
+# else the broker's Redis; on the embedded default, files under VAR_DIR (shared by the processes of one machine).
+CACHE_URL = env.str("CACHE_URL", default="")
+_cache_location = CACHE_URL or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "")
+if _cache_location:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_location,
+            "KEY_PREFIX": "registry-cache",
+            # A cache that stopped answering must not hold a request for long (core/throttling.py lets it through).
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"

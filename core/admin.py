@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.options import InlineModelAdmin
 from django.db import transaction
 from django.db.models import Model
@@ -23,6 +24,19 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from . import scoping
 from .admin_scope import TeamScopedAdmin, may_add
 from .errors import ApplicationError
+from .throttling import login_attempt_allow
+
+
+class LoginForm(AdminAuthenticationForm):
+    """The admin's login form, under the same limit as the API's token exchange (``core.throttling``): every
+    attempt counts, and one over the limit is refused before the password is even checked."""
+
+    def clean(self) -> dict:
+        login_attempt_allow(self.request)
+        return super().clean()
+
+
+admin.site.login_form = LoginForm
 
 # --- Sections other apps add to a page ------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from core.api.inputs import validated
@@ -17,6 +16,7 @@ from core.api.parsers import JSONParser
 from core.api.permissions import IsSuperuser
 from core.errors import ApplicationError, NotFound
 from core.roles import Role
+from core.throttling import LoginThrottle
 from registry import manifests, selectors, services
 from registry.events import event_types
 from registry.models import Event
@@ -46,8 +46,7 @@ class TokenView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     parser_classes = [JSONParser]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "login"
+    throttle_classes = [LoginThrottle]
 
     @extend_schema(request=s.TokenRequestSerializer, responses={201: TOKEN_RESPONSE})
     def post(self, request):
