@@ -89,6 +89,14 @@ def value(prometheus: str, expression: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
+def wait_for(prometheus: str, expression: str, expected: float, *, details) -> None:
+    wait_until(
+        lambda: value(prometheus, expression) == expected,
+        timeout=30, interval=0.5, message=f"Prometheus to answer {expression} = {expected}",
+        details=lambda: f"{query(prometheus, expression)}\n{details()}",
+    )  # fmt: skip
+
+
 def test_prometheus_scrapes_a_delivery_counted_by_a_celery_worker(tmp_path, prometheus_factory):
     redis = PrivateRedis(tmp_path).start()
     database = SharedServerDatabase(prefix="registry_metrics")
@@ -101,11 +109,7 @@ def test_prometheus_scrapes_a_delivery_counted_by_a_celery_worker(tmp_path, prom
         stack.start()
         prometheus = prometheus_factory(stack.port)
         # given Prometheus scraping the web process, with the token
-        wait_until(
-            lambda: value(prometheus, 'up{job="registry"}') == 1,
-            timeout=30, interval=0.5, message="Prometheus to scrape /metrics",
-            details=lambda: str(query(prometheus, "up")) + "\n" + stack.tails(),
-        )  # fmt: skip
+        wait_for(prometheus, 'up{job="registry"}', 1, details=stack.tails)
         assert value(prometheus, 'registry_delivery_attempts_total{outcome="succeeded"}') == 0
         assert value(prometheus, "registry_launch_agents_online") == 0
 
@@ -118,11 +122,7 @@ def test_prometheus_scrapes_a_delivery_counted_by_a_celery_worker(tmp_path, prom
             assert len(receiver.requests) == 1
 
         # then Prometheus shows it counted, timed, and nothing waiting
-        wait_until(
-            lambda: value(prometheus, 'registry_delivery_attempts_total{outcome="succeeded"}') == 1,
-            timeout=30, interval=0.5, message="Prometheus to show the delivery counted",
-            details=lambda: str(query(prometheus, "registry_delivery_attempts_total")) + "\n" + stack.tails(),
-        )  # fmt: skip
+        wait_for(prometheus, 'registry_delivery_attempts_total{outcome="succeeded"}', 1, details=stack.tails)
         assert value(prometheus, "registry_delivery_attempt_duration_seconds_count") == 1
         assert value(prometheus, "registry_delivery_first_attempt_delay_seconds_count") == 1
         assert value(prometheus, 'registry_delivery_attempts_total{outcome="retrying"}') == 0
