@@ -30,7 +30,7 @@ from django.utils import timezone
 from registry.models import Event, Team
 from secrets_vault.services import secret_values, secret_values_decrypt
 
-from . import fairness, retry, safe_http, schedule
+from . import fairness, metrics, retry, safe_http, schedule
 from .choices import CLAIMABLE, DeliveryStatus
 from .models import Delivery, DeliveryAttempt, Webhook
 from .prepare import outcome_scrubbed, request_prepare, request_send, response_summary
@@ -388,6 +388,7 @@ def _record(
         )
         for o in outcomes
     )
+    transaction.on_commit(partial(metrics.attempts_count, [_counted(o) for o in outcomes]))
     # Successes settle alike but for their status code: one UPDATE per (attempt number, status code).
     succeeded: dict[tuple[int, int | None], tuple[dict, list[Delivery]]] = {}
     for outcome in outcomes:
@@ -432,6 +433,25 @@ def _record(
         fairness.slot_release(slot_id)
         if open_until is None and fairness.handoff_wanted(destination):
             schedule.hand_on(destination, now=now)
+
+
+def _counted(outcome: _Outcome) -> metrics.Counted:
+    """The attempt as the metrics count it, from what is in memory (the event is loaded with every claimed batch;
+    were it not, its delay is left out rather than read)."""
+    delivery = outcome.delivery
+    event = delivery.event if _EVENT_FIELD.is_cached(delivery) else None
+    return metrics.Counted(
+        outcome=outcome.decision.status.value,
+        duration=outcome.summary["duration_ms"] / 1000 if outcome.summary else None,
+        first_delay=metrics.first_delay(
+            attempt_number=delivery.attempts,
+            event_created_at=event.created_at if event is not None else None,
+            started=outcome.started,
+        ),
+    )
+
+
+_EVENT_FIELD = Delivery._meta.get_field("event")
 
 
 def _settlement(outcome: _Outcome, *, now: datetime) -> dict:

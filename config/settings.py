@@ -4,6 +4,7 @@ With nothing set, the system runs on its embedded default: SQLite and Celery's f
 so a fresh clone needs no server. DATABASE_URL and CELERY_BROKER_URL switch to PostgreSQL and Redis.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -389,3 +390,16 @@ ARTIFACT_DOWNLOAD_URL_EXPIRY = env.int("ARTIFACT_DOWNLOAD_URL_EXPIRY", default=3
 # they are older than the grace period (a client may upload files before it creates their version).
 ARTIFACT_PENDING_MAX_AGE = env.float("ARTIFACT_PENDING_MAX_AGE", default=86400.0)
 ARTIFACT_BLOB_GRACE = env.float("ARTIFACT_BLOB_GRACE", default=86400.0)
+
+# --- Metrics -----------------------------------------------------------------------------------------------
+# Every process (gunicorn's workers, the Celery workers) writes its counters to files here, and /metrics sums the
+# files of all: prometheus_client's multi-process mode, which reads the variable as it is imported, so it is set
+# here, before any module imports it. Files of processes no longer running are removed when gunicorn starts
+# (config/gunicorn.py): point every process of one machine at the same directory, and no two machines at one.
+PROMETHEUS_MULTIPROC_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "metrics")))
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
+# Who may read /metrics: clients from these networks (CIDRs; empty: any address) that also send
+# "Authorization: Bearer <METRICS_TOKEN>" when a token is set. With neither set, nobody.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])

@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config.metrics import metrics_view
 from core.api.exceptions import API_PATHS, api_not_found
 
 urlpatterns = [
@@ -12,6 +13,7 @@ urlpatterns = [
     path("api/v1/", include("secrets_vault.api.urls")),
     path("api/v1/", include("automations.api.urls")),
     path("api/v1/", include("launch.api.urls")),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # GET only: an OPTIONS answer would be rendered with the page's template renderer, which has no template for it.
     path(

@@ -62,6 +62,7 @@ def stack_env(
         "SECRET_KEY": uuid.uuid4().hex * 2,
         "SECRETS_ENCRYPTION_KEYS": secrets_key,
         "VAR_DIR": str(var_dir),
+        "PROMETHEUS_MULTIPROC_DIR": str(var_dir / "metrics"),  # never the test process's own
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
