@@ -22,12 +22,12 @@ from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import ChannelError
 
-from core.errors import Conflict
+from core.errors import ApplicationError, Conflict
 from core.publish import task_send
 
 from . import fairness
 from .choices import CLAIMABLE, DeliveryStatus
-from .models import Delivery
+from .models import Delivery, Webhook
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -172,15 +172,21 @@ def deliveries_sweep(*, limit: int = 1000) -> int:
         .order_by("next_attempt_at")
         .values_list("pk", "destination", "team_id")[: room * settings.DELIVERY_BATCH]
     )
+    sent, tasks = _due_publish(due, now=now, room=room)
+    if sent:
+        logger.info("deliveries sweep: %d due deliveries sent to the workers in %d tasks", sent, tasks)
+    return sent
+
+
+def _due_publish(due: list[tuple], *, now: datetime, room: int | None) -> tuple[int, int]:
+    """Publish due deliveries (``(pk, destination, team_id)`` rows) in batches, no more per destination than its
+    free send slots; the rest wait for a hand-on or the next sweep. Returns (deliveries, tasks) published."""
     free = fairness.slots_free({row[1] for row in due}, now=now)
     groups, _ = shared_out(batches(due, key_of=_values_key), free, destination_of=_values_key, room=room)
     _offer([pk for group in groups for pk, _, _ in group], now=now)
     for group in groups:
         deliveries_publish([str(pk) for pk, _, _ in group], destination=group[0][1], team_id=group[0][2])
-    sent = sum(len(group) for group in groups)
-    if sent:
-        logger.info("deliveries sweep: %d due deliveries sent to the workers in %d tasks", sent, len(groups))
-    return sent
+    return sum(len(group) for group in groups), len(groups)
 
 
 def delivery_redeliver(*, delivery: Delivery) -> Delivery:
@@ -195,3 +201,29 @@ def delivery_redeliver(*, delivery: Delivery) -> Delivery:
     transaction.on_commit(lambda: rows_publish([delivery]))
     delivery.refresh_from_db()
     return delivery
+
+
+def webhook_recover(*, webhook: Webhook, since: datetime) -> int:
+    """Send again every delivery to ``webhook`` created since ``since`` that failed for good, with the same ids
+    (``webhook-id``), through the sweep's fair scheduling: the destination's share of batches at once, the rest as
+    its send slots free. Returns how many were taken up. Runs in the caller's transaction; publishing follows its
+    commit."""
+    now = timezone.now()
+    if since > now:
+        raise ApplicationError("The time to recover from is in the future.", field="since")
+    if not webhook.enabled:
+        raise Conflict(
+            f"Webhook {webhook.name!r} is disabled; enable it before sending its failed deliveries again.",
+            field="webhook",
+        )
+    failed = Delivery.objects.select_for_update().filter(
+        webhook=webhook, status=DeliveryStatus.FAILED, created_at__gte=since
+    )
+    rows = list(failed.values_list("pk", "destination", "team_id"))
+    Delivery.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
+        status=DeliveryStatus.PENDING, next_attempt_at=now, finished_at=None, claimed_until=None
+    )
+    if rows:
+        transaction.on_commit(lambda: _due_publish(rows, now=timezone.now(), room=None))
+        logger.info("webhook %s: %d failed deliveries since %s are sent again", webhook.pk, len(rows), since)
+    return len(rows)

@@ -149,3 +149,11 @@ class PresetSerializer(serializers.Serializer):
 
 
 DELIVERY_STATUSES = [s.value for s in DeliveryStatus]
+
+
+class WebhookRecoverSerializer(serializers.Serializer):
+    since = serializers.DateTimeField(help_text="Deliveries created at or after this time (ISO 8601) are sent again.")
+
+
+class WebhookRecoveredSerializer(serializers.Serializer):
+    recovered = serializers.IntegerField(help_text="Failed deliveries taken up again.")

@@ -9,6 +9,7 @@ urlpatterns = [
     path(team + "webhooks/", views.WebhookListView.as_view(), name="webhooks"),
     path(team + "webhooks/<str:webhook_id>/", views.WebhookDetailView.as_view(), name="webhook"),
     path(team + "webhooks/<str:webhook_id>/test/", views.WebhookTestView.as_view(), name="webhook-test"),
+    path(team + "webhooks/<str:webhook_id>/recover/", views.WebhookRecoverView.as_view(), name="webhook-recover"),
     path(team + "automations/", views.AutomationListView.as_view(), name="automations"),
     path(team + "automations/<str:automation_id>/", views.AutomationDetailView.as_view(), name="automation"),
     path(team + "deliveries/", views.DeliveryListView.as_view(), name="deliveries"),

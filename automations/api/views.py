@@ -90,6 +90,18 @@ class WebhookTestView(AdminScoped, APIView):
         return Response(webhook_testing.webhook_test_send(webhook=webhook, payload=payload, user=request.user))
 
 
+class WebhookRecoverView(AdminScoped, APIView):
+    @extend_schema(request=s.WebhookRecoverSerializer, responses={202: s.WebhookRecoveredSerializer})
+    def post(self, request, team, webhook_id):
+        """Send again every delivery to this webhook created since a time that failed for good (same webhook-id),
+        fairly scheduled with everything else sent to its destination."""
+        since = validated(s.WebhookRecoverSerializer, request.data)["since"]
+        webhook = selectors.webhook_get(team=self.team, webhook_id=webhook_id)
+        with transaction.atomic():
+            recovered = schedule.webhook_recover(webhook=webhook, since=since)
+        return Response({"recovered": recovered}, status=status.HTTP_202_ACCEPTED)
+
+
 class AutomationListView(TeamScopedMixin, ListView):
     serializer_class = s.AutomationSerializer
     write_role = Role.ADMIN
