@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
@@ -83,11 +86,19 @@ def action_summary(automation: Automation) -> str:
     return format_html("{}: {}", kind, name)
 
 
+class WebhookRecoverForm(forms.Form):
+    since = forms.DateTimeField(
+        label="Failed since",
+        help_text="Deliveries created at or after this time (e.g. 2026-12-01 08:00, in the server's time zone).",
+    )
+
+
 @admin.register(Webhook)
 class WebhookAdmin(ServiceWriteAdmin):
     list_display = ["name", "team", "url", "enabled", "health", "test_link"]
     change_form_template = "admin/automations/webhook/change_form.html"
     test_template = "admin/automations/webhook/test.html"
+    recover_template = "admin/automations/webhook/recover.html"
     list_filter = ["enabled", "team"]
     search_fields = ["name", "url", "team__name"]
     list_select_related = ["team"]
@@ -141,11 +152,51 @@ class WebhookAdmin(ServiceWriteAdmin):
     # --- Test a webhook -------------------------------------------------------------------------------------
 
     def get_urls(self):
-        name = f"{self.opts.app_label}_{self.opts.model_name}_test"
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
-            path("<path:object_id>/test/", self.admin_site.admin_view(self.test_view), name=name),
+            path("<path:object_id>/test/", self.admin_site.admin_view(self.test_view), name=f"{name}_test"),
+            path("<path:object_id>/recover/", self.admin_site.admin_view(self.recover_view), name=f"{name}_recover"),
             *super().get_urls(),
         ]
+
+    def recover_view(self, request, object_id: str):
+        """Send again the webhook's deliveries that failed for good since a time (``schedule.webhook_recover``, as
+        the API does); the count goes to the webhook's page as a message."""
+        webhook = self.get_object(request, unquote(object_id))
+        if webhook is None:
+            raise Http404(f"No webhook with id {object_id!r}.")
+        if not self.has_change_permission(request, webhook):
+            raise PermissionDenied
+        if request.method == "POST":
+            form = WebhookRecoverForm(request.POST)
+            if form.is_valid():
+                try:
+                    with transaction.atomic():
+                        recovered = schedule.webhook_recover(webhook=webhook, since=form.cleaned_data["since"])
+                except ApplicationError as exc:
+                    form.add_error("since" if exc.field == "since" else None, exc.message)
+                else:
+                    self.message_user(
+                        request, f"{recovered} failed deliver{'y is' if recovered == 1 else 'ies are'} sent again.",
+                        messages.SUCCESS,
+                    )  # fmt: skip
+                    return HttpResponseRedirect(
+                        reverse(f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_change",
+                                args=[webhook.pk])
+                    )  # fmt: skip
+        else:
+            form = WebhookRecoverForm(initial={"since": timezone.localtime() - timedelta(days=1)})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Recover failed deliveries of {webhook.name}",
+            "opts": self.opts,
+            "original": webhook,
+            "has_view_permission": self.has_view_permission(request, webhook),
+            "form": form,
+            "failed": webhook.deliveries.filter(status=DeliveryStatus.FAILED).count(),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.recover_template, context)
 
     @admin.display(description="test")
     def test_link(self, obj: Webhook) -> str:

@@ -116,3 +116,45 @@ def test_only_the_teams_admins_recover_and_only_their_webhooks(loopback, purge_b
     assert api_client(member).post(recover_url(team, webhook), body, format="json").status_code == 403
     assert api_client(outsider).post(recover_url(team, webhook), body, format="json").status_code in (403, 404)
     assert set(Delivery.objects.values_list("status", flat=True)) == {"failed"}
+
+
+# --- The admin -------------------------------------------------------------------------------------------
+
+
+def admin_recover_url(webhook) -> str:
+    from django.urls import reverse
+
+    return reverse("admin:automations_webhook_recover", args=[webhook.pk])
+
+
+def test_the_webhook_page_recovers_from_the_admin(client, loopback, purge_broker):
+    with Receiver(Reply(400)) as receiver:
+        admin, _, webhook = failed_deliveries(receiver, events=2)
+    admin.is_staff = True
+    admin.save()
+    client.force_login(admin)
+
+    page = client.get(admin_recover_url(webhook))
+    assert page.status_code == 200
+    assert "2 in all" in page.content.decode()
+    answer = client.post(admin_recover_url(webhook), {"since": "2000-01-01 00:00"}, follow=True)
+
+    assert "2 failed deliveries are sent again." in answer.content.decode()
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"pending"}
+    assert len(queued("deliveries")) == 1
+
+
+def test_the_admin_shows_why_a_recover_was_refused(client, loopback, purge_broker):
+    with Receiver(Reply(400)) as receiver:
+        admin, _, webhook = failed_deliveries(receiver, events=1)
+    admin.is_staff = True
+    admin.save()
+    client.force_login(admin)
+
+    future = client.post(admin_recover_url(webhook), {"since": "2999-01-01 00:00"})
+    assert future.status_code == 200 and "in the future" in future.content.decode()
+    webhook.enabled = False
+    webhook.save()
+    disabled = client.post(admin_recover_url(webhook), {"since": "2000-01-01 00:00"})
+    assert "enable it before" in disabled.content.decode()
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"failed"}
