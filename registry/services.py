@@ -102,13 +102,30 @@ def team_create(*, name: str, creator: AbstractBaseUser) -> Team:
     return team
 
 
-@transaction.atomic
-def membership_set(*, team: Team, username: str, role: str) -> Membership:
+def _role_and_user(*, role: str, username: str) -> AbstractBaseUser:
     if role not in Role.values:
         raise ApplicationError(f"Unknown role {role!r}: use one of {', '.join(Role.values)}.", field="role")
     user = User.objects.filter(username=username).first()
     if user is None:
         raise ApplicationError(f"No user named {username!r}.", field="username")
+    return user
+
+
+@transaction.atomic
+def membership_add(*, team: Team, username: str, role: str) -> Membership:
+    """Add a user to a team. Someone already in it is refused: a role changes only through ``membership_set``, so
+    an add never demotes an admin by accident."""
+    user = _role_and_user(role=role, username=username)
+    refusal = f"{username!r} is already a member of {team.name}; change their role with PATCH."
+    if Membership.objects.filter(team=team, user=user).exists():
+        raise Conflict(refusal, field="username")
+    with conflict_on_duplicate(refusal, field="username"):
+        return Membership.objects.create(team=team, user=user, role=role)
+
+
+@transaction.atomic
+def membership_set(*, team: Team, username: str, role: str) -> Membership:
+    user = _role_and_user(role=role, username=username)
     membership = Membership.objects.select_for_update().filter(team=team, user=user).first()
     if membership is None:
         return Membership.objects.create(team=team, user=user, role=role)

@@ -99,7 +99,7 @@ class MemberListView(TeamScopedMixin, ListView):
 
     @extend_schema(request=s.MemberSetSerializer, responses={201: s.MembershipSerializer})
     def post(self, request, team):
-        membership = services.membership_set(team=self.team, **validated(s.MemberSetSerializer, request.data))
+        membership = services.membership_add(team=self.team, **validated(s.MemberSetSerializer, request.data))
         return Response(s.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 
