@@ -56,7 +56,8 @@ def user_create(*, username: str, password: str, email: str = "") -> AbstractBas
         raise Conflict(f"A user named {username!r} already exists.", field="username")
     user = User(username=username, email=email)
     try:
-        user.full_clean(exclude=["password"])
+        # Uniqueness is the constraint's to tell (below), so that a name taken concurrently is a 409 too.
+        user.full_clean(exclude=["password"], validate_unique=False)
         validate_password(password, user)
     except ValidationError as exc:
         field = next(iter(getattr(exc, "error_dict", {}) or {"password": None}))
