@@ -41,8 +41,12 @@ class SecretForm(forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
-        if not self.instance.pk and bool(data.get("value")) == bool(data.get("generate")):
-            self.add_error("value", "Give either a value or tick Generate, not both and not neither.")
+        if self.instance.pk:
+            return data
+        if data.get("value") and data.get("generate"):
+            self.add_error("value", "Give either a value or tick Generate, not both.")
+        elif not data.get("value") and not data.get("generate"):
+            self.add_error("value", forms.Field.default_error_messages["required"])
         return data
 
     def _post_clean(self) -> None:

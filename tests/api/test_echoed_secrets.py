@@ -20,8 +20,6 @@ from automations import prepare, services
 from automations.models import Delivery, DeliveryAttempt
 from automations.safe_http import SendError
 from harness.receiver import Receiver, Reply
-from registry import outbox
-from registry.models import Event
 from secrets_vault import services as vault
 from tests import factories as f
 
@@ -101,15 +99,9 @@ def setup(settings):
 def test_a_delivery_answer_echoing_secrets_in_every_encoding_is_stored_and_shown_without_them(setup, client):
     team, admin = setup
     with Receiver(echo_reply(status=503)) as receiver:
-        webhook = services.webhook_create(
-            team=team, name="echo", url=receiver.url, secret="SIGNING", access_token="TOKEN", user=admin
+        event = f.link_delivered(
+            team, user=admin, url=receiver.url, payload={"k": "${PAYLOAD_KEY}"}, secret="SIGNING", access_token="TOKEN"
         )
-        services.automation_create(
-            team=team, user=admin, webhook=webhook.pk, name="notify", event_type="LINK_ARTIFACT",
-            action_type="WEBHOOK", payload={"k": "${PAYLOAD_KEY}"},
-        )  # fmt: skip
-        event = Event.objects.get(model_version=f.link(f.make_registered_model(team), user=admin))
-        assert outbox.event_dispatch(event_id=event.pk)
 
     (got,) = receiver.requests
     assert json.loads(got.body) == {"k": PAYLOAD_VALUE}  # the real value went out

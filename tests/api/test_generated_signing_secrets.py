@@ -12,10 +12,7 @@ import standardwebhooks
 from django.urls import reverse
 from registry_client.webhooks import verify, wandb_signature
 
-from automations import services
 from harness.receiver import Receiver
-from registry import outbox
-from registry.models import Event
 from secrets_vault.models import Secret
 from secrets_vault.services import secret_values
 from tests import factories as f
@@ -33,6 +30,14 @@ def team_admin(settings):
 
 def secrets_url() -> str:
     return reverse("secrets", kwargs={"team": "acme"})
+
+
+def admin_add_secret(client, admin, **fields: str):
+    """Post the admin's add-secret form for the admin's team, named SIGNING."""
+    client.force_login(admin)
+    team = admin.memberships.get().team
+    url = reverse("admin:secrets_vault_secret_add") + f"?team={team.pk}"
+    return client.post(url, {"team": team.pk, "name": "SIGNING", **fields})
 
 
 def test_a_generated_secret_is_answered_once_in_the_whsec_form(team_admin):
@@ -70,13 +75,9 @@ def test_a_bad_generate_request_names_the_field_and_writes_nothing(team_admin, b
 
 
 def test_the_admin_generates_a_secret_and_shows_it_on_the_answering_page_only(team_admin, client):
-    client.force_login(team_admin)
     team = team_admin.memberships.get().team
 
-    page = client.post(
-        reverse("admin:secrets_vault_secret_add") + f"?team={team.pk}",
-        {"team": team.pk, "name": "SIGNING", "value": "", "generate": "on"},
-    )
+    page = admin_add_secret(client, team_admin, value="", generate="on")
 
     assert page.status_code == 200, page.content
     value = secret_values(team=team, names={"SIGNING"})["SIGNING"]
@@ -88,13 +89,7 @@ def test_the_admin_generates_a_secret_and_shows_it_on_the_answering_page_only(te
 
 
 def test_the_admin_refuses_both_a_value_and_generate(team_admin, client):
-    client.force_login(team_admin)
-    team = team_admin.memberships.get().team
-
-    page = client.post(
-        reverse("admin:secrets_vault_secret_add") + f"?team={team.pk}",
-        {"team": team.pk, "name": "SIGNING", "value": "typed", "generate": "on"},
-    )
+    page = admin_add_secret(client, team_admin, value="typed", generate="on")
 
     assert page.status_code == 200 and "not both" in page.content.decode()
     assert not Secret.objects.exists()
@@ -105,13 +100,9 @@ def test_a_delivery_signed_with_a_generated_secret_verifies_with_the_official_li
     generated = api.post(secrets_url(), {"name": "SIGNING", "generate": "whsec"}, format="json").json()["value"]
     team = team_admin.memberships.get().team
     with Receiver() as receiver:
-        webhook = services.webhook_create(team=team, name="hook", url=receiver.url, secret="SIGNING", user=team_admin)
-        services.automation_create(
-            team=team, user=team_admin, webhook=webhook.pk, name="notify", event_type="LINK_ARTIFACT",
-            action_type="WEBHOOK", payload={"v": "${artifact_version_string}"},
-        )  # fmt: skip
-        event = Event.objects.get(model_version=f.link(f.make_registered_model(team), user=team_admin))
-        assert outbox.event_dispatch(event_id=event.pk)
+        event = f.link_delivered(
+            team, user=team_admin, url=receiver.url, payload={"v": "${artifact_version_string}"}, secret="SIGNING"
+        )
 
     (got,) = receiver.requests
     # The official library takes the whsec_ secret as it is, as its documentation shows
