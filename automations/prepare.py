@@ -7,9 +7,12 @@ go through the same rendering, signature and outbound safety path.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import time
 from dataclasses import dataclass, replace
+from urllib.parse import quote, quote_plus
 
 from django.conf import settings
 
@@ -96,11 +99,35 @@ def request_send(
     )
 
 
+def secret_forms(value: str) -> set[str]:
+    """A secret value as an endpoint may echo it back: raw, JSON-escaped (ASCII-only or not, ``/`` escaped or not),
+    URL-encoded (``quote`` and ``quote_plus``) and base64 (standard and URL-safe, with and without padding)."""
+    if not value:
+        return set()
+    raw = value.encode()
+    escaped = json.dumps(value)[1:-1]
+    padded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    return {
+        *padded,
+        *(form.rstrip("=") for form in padded),
+        value,
+        escaped,
+        escaped.replace("/", "\\/"),
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        quote(value),
+        quote(value, safe=""),
+        quote_plus(value),
+    }
+
+
 def redact(text: str, secrets: dict[str, str]) -> str:
-    """Replace any secret value an endpoint echoed back (or an error quoted) with its ``${NAME}``."""
-    for name, value in sorted(secrets.items(), key=lambda item: -len(item[1])):
-        if value:
-            text = text.replace(value, "${" + name + "}")
+    """Replace any secret value an endpoint echoed back (or an error quoted), in any of its ``secret_forms``, with
+    its ``${NAME}``. Longest forms first, so that a secret containing another is replaced whole."""
+    forms = sorted(
+        ((form, name) for name, value in secrets.items() for form in secret_forms(value)), key=lambda fn: -len(fn[0])
+    )
+    for form, name in forms:
+        text = text.replace(form, "${" + name + "}")
     return text
 
 
@@ -123,11 +150,12 @@ def response_summary(outcome: HttpResponse | SendError, secrets: dict[str, str])
             "duration_ms": round(outcome.duration_ms, 1),
             "error": redact(outcome.message, secrets),
         }
-    body = outcome.body[:STORED_BODY_CHARS].decode("utf-8", errors="replace")
+    # Scrubbed before it is cut, so that a secret across the cut cannot stay half there.
+    body = redact(outcome.body.decode("utf-8", errors="replace"), secrets)[:STORED_BODY_CHARS]
     return {
         "status_code": outcome.status_code,
         "headers": {k: redact(v, secrets) for k, v in outcome.headers.items()},
-        "body": redact(body, secrets),
+        "body": body,
         "duration_ms": round(outcome.duration_ms, 1),
         "error": redact(outcome.error, secrets),
     }

@@ -59,16 +59,17 @@ def items_for(
     return filter_given(items, queue=queue, state=state, event_id=event, automation_id=automation)
 
 
-def item_get(*, team: Team, item_id: object) -> RunQueueItem:
+def item_get(*, team: Team, item_id: object, holder: Agent | None = None) -> RunQueueItem:
+    """An item of the team; with ``holder``, only if that agent holds it (claimed it last): an agent must not read
+    the entrypoint and config of items of queues it does not serve, nor of items another agent runs."""
     try:
         pk = uuid.UUID(str(item_id))
     except ValueError as exc:
         raise NotFound(f"No item {item_id!r}.") from exc
-    item = (
-        RunQueueItem.objects.filter(team=team, pk=pk)
-        .select_related("queue", "job_version__job", "destination_project", "agent")
-        .first()
-    )
+    items = RunQueueItem.objects.filter(team=team, pk=pk)
+    if holder is not None:
+        items = items.filter(agent=holder)
+    item = items.select_related("queue", "job_version__job", "destination_project", "agent").first()
     if item is None:
         raise NotFound(f"No item {item_id!r} in {team.name}.")
     return item

@@ -148,8 +148,9 @@ class MembershipAddForm(forms.ModelForm):
 
 @admin.register(Membership)
 class MembershipAdmin(ServiceWriteAdmin):
-    """Members are set with ``membership_set`` and removed with ``membership_remove``, which keep at least one
-    admin per team. Bulk delete is off so every removal gets that check."""
+    """Members are added with ``membership_add``, changed with ``membership_set`` and removed with
+    ``membership_remove``, which keep at least one admin per team. Bulk delete is off so every removal gets that
+    check."""
 
     list_display = ("user", "team", "role", "created_at")
     list_filter = ("role",)
@@ -177,10 +178,13 @@ class MembershipAdmin(ServiceWriteAdmin):
         return actions
 
     def service_save(self, request, form, change: bool) -> Membership:
+        role = form.cleaned_data["role"]
+        if not change:
+            return services.membership_add(
+                team=form.cleaned_data["team"], username=form.cleaned_data["username"], role=role
+            )
         membership = form.instance
-        team = membership.team if change else form.cleaned_data["team"]
-        username = membership.user.get_username() if change else form.cleaned_data["username"]
-        return services.membership_set(team=team, username=username, role=form.cleaned_data["role"])
+        return services.membership_set(team=membership.team, username=membership.user.get_username(), role=role)
 
     def delete_model(self, request, obj: Membership) -> None:
         services.membership_remove(team=obj.team, username=obj.user.get_username())

@@ -14,6 +14,7 @@ from core.errors import ApplicationError, NotFound
 from .choices import LATEST_ALIAS, REGISTRY_PROJECT, VersionState
 from .models import (
     Alias,
+    ApiToken,
     ArtifactVersion,
     Blob,
     Event,
@@ -35,6 +36,18 @@ def teams_for_user(*, user: AbstractBaseUser) -> QuerySet[Team]:
     if user.is_superuser:
         return Team.objects.all()
     return Team.objects.filter(memberships__user=user)
+
+
+def api_tokens_for_user(*, user: AbstractBaseUser) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(user=user)
+
+
+def api_token_get(*, user: AbstractBaseUser, token_id: int) -> ApiToken:
+    """One of the user's own tokens; another user's answers like one that does not exist."""
+    token = unique_or_none(api_tokens_for_user(user=user).filter(pk=token_id))
+    if token is None:
+        raise NotFound(f"You have no API token {token_id}.", field="token_id")
+    return token
 
 
 def memberships_for_team(*, team: Team) -> QuerySet[Membership]:

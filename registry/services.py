@@ -14,6 +14,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core.db import conflict_on_duplicate, unique_or_none
@@ -55,13 +56,16 @@ def user_create(*, username: str, password: str, email: str = "") -> AbstractBas
         raise Conflict(f"A user named {username!r} already exists.", field="username")
     user = User(username=username, email=email)
     try:
-        user.full_clean(exclude=["password"])
+        # Uniqueness is the constraint's to tell (below), so that a name taken concurrently is a 409 too.
+        user.full_clean(exclude=["password"], validate_unique=False)
         validate_password(password, user)
     except ValidationError as exc:
         field = next(iter(getattr(exc, "error_dict", {}) or {"password": None}))
         raise ApplicationError(" ".join(exc.messages), field=field) from exc
     user.set_password(password)
-    user.save()
+    # The check above answers the common case; the constraint, a concurrent create of the same name.
+    with conflict_on_duplicate(f"A user named {username!r} already exists.", field="username"):
+        user.save()
     return user
 
 
@@ -94,26 +98,45 @@ def api_token_revoke(*, token: ApiToken) -> None:
 @transaction.atomic
 def team_create(*, name: str, creator: AbstractBaseUser) -> Team:
     name_validate(name, pattern=SLUG_RE, what="team name")
+    taken = f"A team named {name!r} already exists."
     if Team.objects.filter(name=name).exists():
-        raise Conflict(f"A team named {name!r} already exists.", field="name")
-    team = Team.objects.create(name=name)
+        raise Conflict(taken, field="name")
+    with conflict_on_duplicate(taken):  # a concurrent create of the same name
+        team = Team.objects.create(name=name)
     Project.objects.create(team=team, name=REGISTRY_PROJECT, description="The team's model registry.")
     Membership.objects.create(team=team, user=creator, role=Role.ADMIN)
     return team
 
 
-@transaction.atomic
-def membership_set(*, team: Team, username: str, role: str) -> Membership:
+def _role_and_user(*, role: str, username: str) -> AbstractBaseUser:
     if role not in Role.values:
         raise ApplicationError(f"Unknown role {role!r}: use one of {', '.join(Role.values)}.", field="role")
     user = User.objects.filter(username=username).first()
     if user is None:
         raise ApplicationError(f"No user named {username!r}.", field="username")
-    membership = Membership.objects.select_for_update().filter(team=team, user=user).first()
+    return user
+
+
+@transaction.atomic
+def membership_add(*, team: Team, username: str, role: str) -> Membership:
+    """Add a user to a team. Someone already in it is refused: a role changes only through ``membership_set``, so
+    an add never demotes an admin by accident."""
+    user = _role_and_user(role=role, username=username)
+    refusal = f"{username!r} is already a member of {team.name}; change their role with PATCH."
+    if Membership.objects.filter(team=team, user=user).exists():
+        raise Conflict(refusal, field="username")
+    with conflict_on_duplicate(refusal, field="username"):
+        return Membership.objects.create(team=team, user=user, role=role)
+
+
+@transaction.atomic
+def membership_set(*, team: Team, username: str, role: str) -> Membership:
+    user = _role_and_user(role=role, username=username)
+    membership, admins = _memberships_locked(team=team, user=user)
     if membership is None:
         return Membership.objects.create(team=team, user=user, role=role)
     if membership.role == Role.ADMIN and role != Role.ADMIN:
-        _ensure_another_admin(team=team, leaving=membership)
+        _ensure_another_admin(admins=admins, leaving=membership)
     membership.role = role
     membership.save(update_fields=["role"])
     return membership
@@ -121,17 +144,29 @@ def membership_set(*, team: Team, username: str, role: str) -> Membership:
 
 @transaction.atomic
 def membership_remove(*, team: Team, username: str) -> None:
-    membership = Membership.objects.select_for_update().filter(team=team, user__username=username).first()
+    user = User.objects.filter(username=username).first()
+    membership, admins = _memberships_locked(team=team, user=user) if user is not None else (None, [])
     if membership is None:
         raise NotFound(f"{username!r} is not a member of {team.name}.", field="username")
     if membership.role == Role.ADMIN:
-        _ensure_another_admin(team=team, leaving=membership)
+        _ensure_another_admin(admins=admins, leaving=membership)
     membership.delete()
 
 
-def _ensure_another_admin(*, team: Team, leaving: Membership) -> None:
-    others = Membership.objects.select_for_update().filter(team=team, role=Role.ADMIN).exclude(pk=leaving.pk)
-    if not others.exists():
+def _memberships_locked(*, team: Team, user: AbstractBaseUser) -> tuple[Membership | None, list[Membership]]:
+    """The user's membership and the team's admins, all locked in one query in primary-key order.
+
+    Two admins demoting each other would otherwise each lock their target first and then wait for the other's row:
+    a deadlock. Taken in one fixed order, the second waits for the first to commit and then sees its outcome.
+    """
+    rows = list(
+        Membership.objects.select_for_update().filter(Q(role=Role.ADMIN) | Q(user=user), team=team).order_by("pk")
+    )
+    return next((m for m in rows if m.user_id == user.pk), None), [m for m in rows if m.role == Role.ADMIN]
+
+
+def _ensure_another_admin(*, admins: list[Membership], leaving: Membership) -> None:
+    if not any(m.pk != leaving.pk for m in admins):
         raise Conflict("A team keeps at least one admin; make someone else admin first.", field="role")
 
 

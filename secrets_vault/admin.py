@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 
 from core.admin import Section, ServiceWriteAdmin, add_url, admin_link, page_section_add
 from core.errors import ApplicationError
@@ -22,14 +24,30 @@ class SecretForm(forms.ModelForm):
         model = Secret
         fields = ["team", "name"]
 
+    generate = forms.BooleanField(
+        required=False,
+        label="Generate a signing secret",
+        help_text="Instead of a value: a random whsec_ secret (Standard Webhooks' form), shown once after saving.",
+    )
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         value = self.fields["value"]
+        value.required = False
         if self.instance.pk:
-            value.required = False
             value.help_text = "Write-only: the current value is never shown. Leave blank to keep it."
         else:
             value.help_text = "Write-only: stored encrypted, and never shown again, here or anywhere."
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.instance.pk:
+            return data
+        if data.get("value") and data.get("generate"):
+            self.add_error("value", "Give either a value or tick Generate, not both.")
+        elif not data.get("value") and not data.get("generate"):
+            self.add_error("value", forms.Field.default_error_messages["required"])
+        return data
 
     def _post_clean(self) -> None:
         """No model validation: the vault's services check the name and value (and never quote the value)."""
@@ -50,7 +68,7 @@ class SecretAdmin(ServiceWriteAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["team", "name", "value"]
+            return ["team", "name", "value", "generate"]
         return ["team", "name", "value", *self.readonly_fields]
 
     def get_readonly_fields(self, request, obj=None):
@@ -63,7 +81,31 @@ class SecretAdmin(ServiceWriteAdmin):
             secret = Secret.objects.select_related("team").get(pk=form.instance.pk)
             return services.secret_update(secret=secret, value=value, user=request.user) if value else secret
         data = form.cleaned_data
+        if data.get("generate"):
+            secret, generated = services.secret_generate(
+                team=data["team"], name=data["name"], kind="whsec", user=request.user
+            )
+            secret.generated_value = generated  # in memory only, for the page answering this request
+            return secret
         return services.secret_create(team=data["team"], name=data["name"], value=value, user=request.user)
+
+    def response_add(self, request, obj: Secret, post_url_continue=None):
+        """A generated value is shown on the page answering its creation, and nowhere else (no message, which
+        would keep it in a cookie or the session)."""
+        value = getattr(obj, "generated_value", None)
+        if value is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Secret {obj.name} generated",
+            "opts": self.opts,
+            "secret": obj,
+            "value": value,
+        }
+        request.current_app = self.admin_site.name
+        response = TemplateResponse(request, "admin/secrets_vault/secret/generated.html", context)
+        add_never_cache_headers(response)
+        return response
 
     def delete_view(self, request, object_id, extra_context=None):
         try:

@@ -1,12 +1,16 @@
-"""Writes and send-time reads of team secrets. No function here returns, logs or raises with a value."""
+"""Writes and send-time reads of team secrets. No function here returns, logs or raises with a value, apart from
+``secret_generate``, whose caller shows the value it made once."""
 
 from __future__ import annotations
 
+import base64
 import re
+import secrets
 from collections.abc import Iterable
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from registry_client.webhooks import STANDARD_SECRET_PREFIX
 
 from core.db import conflict_on_duplicate
 from core.errors import ApplicationError, Conflict, NotFound
@@ -18,6 +22,10 @@ from .usage import reserved_reason, secret_users
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_VALUE_BYTES = 8 * 1024
+# Kinds of value ``secret_generate`` makes. "whsec": a Standard Webhooks signing secret, ``whsec_`` and the base64 of
+# 32 random bytes, the form the official libraries take as it is (they base64-decode any secret they are given).
+GENERATED_KINDS = ("whsec",)
+GENERATED_KEY_BYTES = 32
 
 
 def secret_name_validate(name: object) -> str:
@@ -48,6 +56,14 @@ def secret_create(*, team: Team, name: str, value: str, user: AbstractBaseUser |
     ciphertext = crypto.encrypt(value_validate(value))
     with conflict_on_duplicate(f"Secret {name!r} already exists; PUT a new value to change it."):
         return Secret.objects.create(team=team, name=name, ciphertext=ciphertext, created_by=user, updated_by=user)
+
+
+def secret_generate(*, team: Team, name: str, kind: str, user: AbstractBaseUser | None) -> tuple[Secret, str]:
+    """Create a secret with a random value of ``kind``; return it with the value, which is never shown again."""
+    if kind not in GENERATED_KINDS:
+        raise ApplicationError(f"Cannot generate {kind!r}: use one of {', '.join(GENERATED_KINDS)}.", field="generate")
+    value = STANDARD_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(GENERATED_KEY_BYTES)).decode()
+    return secret_create(team=team, name=name, value=value, user=user), value
 
 
 def secret_update(*, secret: Secret, value: str, user: AbstractBaseUser | None) -> Secret:

@@ -93,3 +93,27 @@ def registry_snapshot() -> dict:
         "manifest_entries": rows(ManifestEntry.objects, "artifact_version_id", "path", "sha256", "blob_id"),
         "blobs": rows(Blob.objects, "team_id", "sha256", "size"),
     }
+
+
+def link_delivered(team: Team, *, user, url: str, payload: dict, secret: str = "", access_token: str = ""):
+    """A webhook to ``url`` (with the named secrets) and an automation on links, then a link whose dispatch runs
+    here as the events worker would run it: its delivery is sent and recorded before this returns. The event."""
+    from automations import services as automations
+    from registry import outbox
+    from registry.models import Event
+
+    webhook = automations.webhook_create(
+        team=team, name="hook", url=url, secret=secret or None, access_token=access_token or None, user=user
+    )
+    automations.automation_create(
+        team=team,
+        user=user,
+        webhook=webhook.pk,
+        name="notify",
+        event_type="LINK_ARTIFACT",
+        action_type="WEBHOOK",
+        payload=payload,
+    )
+    event = Event.objects.get(model_version=link(make_registered_model(team), user=user))
+    assert outbox.event_dispatch(event_id=event.pk)
+    return event

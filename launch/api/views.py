@@ -184,17 +184,18 @@ class ItemDetailView(TeamScopedMixin, APIView):
             return [IsAgent()]
         return super().get_permissions()
 
-    def _item(self):
+    def _item(self, *, held: bool = False):
+        """The item; for an agent, of its own team, and with ``held`` only if it holds the item."""
         if getattr(self.request.user, "is_agent", False):
             agent = self.request.auth
             if agent.team.name != self.kwargs["team"]:
                 raise exceptions.NotFound(f"No team {self.kwargs['team']!r}.")
-            return selectors.item_get(team=agent.team, item_id=self.kwargs["item_id"])
+            return selectors.item_get(team=agent.team, item_id=self.kwargs["item_id"], holder=agent if held else None)
         return selectors.item_get(team=self.team, item_id=self.kwargs["item_id"])
 
     @extend_schema(responses=s.ItemSerializer)
     def get(self, request, team, item_id):
-        return Response(s.ItemSerializer(self._item()).data)
+        return Response(s.ItemSerializer(self._item(held=True)).data)
 
     @extend_schema(request=s.ItemReportSerializer, responses=s.ItemSerializer)
     def patch(self, request, team, item_id):

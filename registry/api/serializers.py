@@ -16,6 +16,16 @@ class TokenRequestSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
 
 
+class ApiTokenSerializer(serializers.Serializer):
+    """A token as listed: what identifies it to its owner, never its value or hash."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+
+
 class UserCreateSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=512, trim_whitespace=False, write_only=True)

@@ -8,6 +8,8 @@ artifact_version = team + "projects/<str:project>/artifacts/<str:collection>/ver
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="auth-token"),
+    path("auth/tokens/", views.ApiTokenListView.as_view(), name="auth-tokens"),
+    path("auth/tokens/<int:token_id>/", views.ApiTokenDetailView.as_view(), name="auth-token-detail"),
     path("users/", views.UserCreateView.as_view(), name="users"),
     path("teams/", views.TeamListView.as_view(), name="teams"),
     path(team, views.TeamDetailView.as_view(), name="team"),

@@ -58,6 +58,22 @@ class TokenView(APIView):
         return Response({"token": raw}, status=status.HTTP_201_CREATED)
 
 
+class ApiTokenListView(ListView):
+    """The caller's own API tokens."""
+
+    serializer_class = s.ApiTokenSerializer
+
+    def get_queryset(self):
+        return selectors.api_tokens_for_user(user=self.request.user)
+
+
+class ApiTokenDetailView(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, token_id):
+        services.api_token_revoke(token=selectors.api_token_get(user=request.user, token_id=token_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class UserCreateView(APIView):
     permission_classes = [IsAuthenticated, IsSuperuser]
     parser_classes = [JSONParser]
@@ -98,7 +114,7 @@ class MemberListView(TeamScopedMixin, ListView):
 
     @extend_schema(request=s.MemberSetSerializer, responses={201: s.MembershipSerializer})
     def post(self, request, team):
-        membership = services.membership_set(team=self.team, **validated(s.MemberSetSerializer, request.data))
+        membership = services.membership_add(team=self.team, **validated(s.MemberSetSerializer, request.data))
         return Response(s.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 

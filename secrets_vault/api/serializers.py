@@ -1,11 +1,21 @@
 from rest_framework import serializers
 
 from secrets_vault.models import Secret
+from secrets_vault.services import GENERATED_KINDS
 
 
 class SecretCreateSerializer(serializers.Serializer):
+    """A value, or ``generate`` to have the server make one (answered once)."""
+
     name = serializers.CharField(max_length=64, trim_whitespace=False)
-    value = serializers.CharField(write_only=True, trim_whitespace=False, max_length=16384)
+    value = serializers.CharField(write_only=True, trim_whitespace=False, max_length=16384, required=False)
+    generate = serializers.ChoiceField(choices=GENERATED_KINDS, required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        if ("value" in attrs) == ("generate" in attrs):
+            field = "generate" if "value" in attrs else "value"
+            raise serializers.ValidationError({field: ["Give either a value or generate, not both and not neither."]})
+        return attrs
 
 
 class SecretValueSerializer(serializers.Serializer):

@@ -22,8 +22,14 @@ class SecretListView(TeamScopedMixin, ListView):
 
     @extend_schema(request=s.SecretCreateSerializer, responses={201: s.SecretSerializer})
     def post(self, request, team):
+        """Create a secret with the value given, or with ``generate`` one made here and answered this once."""
         data = validated(s.SecretCreateSerializer, request.data)
-        secret = services.secret_create(team=self.team, user=request.user, **data)
+        if "generate" in data:
+            secret, value = services.secret_generate(
+                team=self.team, name=data["name"], kind=data["generate"], user=request.user
+            )
+            return Response({**s.SecretSerializer(secret).data, "value": value}, status=status.HTTP_201_CREATED)
+        secret = services.secret_create(team=self.team, user=request.user, name=data["name"], value=data["value"])
         return Response(s.SecretSerializer(secret).data, status=status.HTTP_201_CREATED)
 
 

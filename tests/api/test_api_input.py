@@ -168,6 +168,17 @@ def test_member_role_change_refuses_a_bad_role(acme, client):
     assert_refused(response, 400, "role", before)
 
 
+def test_adding_an_existing_member_answers_409_and_keeps_their_role(acme, client):
+    f.add_member(acme.memberships.get().team, role=Role.ADMIN)  # so that demoting acme's admin would be allowed
+    before = f.registry_snapshot()
+
+    response = client.post(url("members"), {"username": acme.username, "role": "viewer"}, format="json")
+
+    body = assert_refused(response, 409, "username", before)
+    assert "PATCH" in body["detail"]
+    assert acme.memberships.get().role == Role.ADMIN
+
+
 @pytest.mark.parametrize("method", ["patch", "delete"])
 def test_member_routes_answer_404_for_someone_not_in_the_team(client, method):
     outsider = f.make_user()

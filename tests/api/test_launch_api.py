@@ -136,6 +136,31 @@ def test_agent_tokens_reach_only_their_own_team_and_protocol(setup):
     assert RunQueueItem.objects.get(pk=item["id"]).state == "pending"
 
 
+def test_an_agent_reads_only_the_items_it_holds(setup):
+    _, client, base, token = setup
+    assert client.post(base + "queues/", {"name": "cpu"}, format="json").status_code == 201
+    cpu_token = client.post(base + "agents/", {"name": "cpu-box", "queues": ["cpu"]}, format="json").json()["token"]
+    gpu_token = client.post(base + "agents/", {"name": "box-2", "queues": ["gpu"]}, format="json").json()["token"]
+    item = enqueue(client, base, lr=0.5)
+    holder, other_queue, same_queue = agent_client(token), agent_client(cpu_token), agent_client(gpu_token)
+
+    # Pending: no agent holds it yet, so none reads it (entrypoint and config stay with the team's members).
+    for agent in (holder, other_queue, same_queue):
+        assert agent.get(base + f"items/{item['id']}/").status_code == 404
+    assert holder.post(base + "queues/gpu/claim/").json()["id"] == item["id"]
+
+    read = holder.get(base + f"items/{item['id']}/")
+    assert read.status_code == 200 and read.json()["config"]["lr"] == 0.5
+    for agent in (other_queue, same_queue):
+        refused = agent.get(base + f"items/{item['id']}/")
+        assert refused.status_code == 404 and "train.py" not in refused.content.decode()
+        # A report from an agent that does not hold the item stays the 409 a lost item answers.
+        reported = agent.patch(base + f"items/{item['id']}/", {"state": "running"}, format="json")
+        assert reported.status_code == 409 and "train.py" not in reported.content.decode()
+    assert RunQueueItem.objects.get(pk=item["id"]).state == "claimed"
+    assert client.get(base + f"items/{item['id']}/").status_code == 200  # members still read every item
+
+
 def test_bad_launch_input_names_the_field(setup):
     _, client, base, _ = setup
     cases = [

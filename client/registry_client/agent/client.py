@@ -216,8 +216,13 @@ class AgentClient:
         path = f"/teams/{seg(team)}/launch/items/{seg(item_id)}/"
         try:
             return self._object(self._json("PATCH", path, json=body, retry=True, item_id=item_id))
-        except LostItem:
-            current = self.get_item(team, item_id)
+        except LostItem as lost:
+            try:
+                current = self.get_item(team, item_id)
+            except RequestRejected as exc:
+                if exc.status == 404:  # an agent reads only the items it holds: this one went to another agent
+                    raise lost from None
+                raise
             ours = current.get("agent") == (self._name or self.identity().name)
             if not (ours and current.get("state") == state and current.get("exit_code") == exit_code):
                 raise
