@@ -57,6 +57,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.health.HealthMiddleware",  # /healthz and /readyz, before host checks and redirects (core/health.py)
     "config.middleware.DrainUnreadBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -225,6 +226,8 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Touches a heartbeat file beside the schedule file on every tick: `manage.py workers_alive` reads its age.
+CELERY_BEAT_SCHEDULER = "config.beat:HeartbeatScheduler"
 
 # --- Product settings ----------------------------------------------------------------------------------
 # An event not marked dispatched this many seconds after it was written is dispatched again by the sweeper.
