@@ -235,14 +235,25 @@ EVENT_REDISPATCH_AFTER = env.float("EVENT_REDISPATCH_AFTER", default=30.0)
 # Events caused by automations deeper than this are recorded but not dispatched (no automation loops).
 EVENT_CHAIN_LIMIT = env.int("EVENT_CHAIN_LIMIT", default=5)
 
+# text (for people) or json (one object per line, for log collectors; config/logs.py), in every process.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+if LOG_FORMAT == "json":
+    # gunicorn's own error and access lines, in its workers, go through the same JSON handler.
+    for _name in ("gunicorn.error", "gunicorn.access"):
+        LOGGING["loggers"][_name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
 
 # --- Secrets vault ---------------------------------------------------------------------------------------
 # Fernet keys, newest first; older keys still decrypt, so a key is rotated by prepending a new one and running
