@@ -380,3 +380,12 @@ ARTIFACT_DOWNLOAD_URL_EXPIRY = env.int("ARTIFACT_DOWNLOAD_URL_EXPIRY", default=3
 # they are older than the grace period (a client may upload files before it creates their version).
 ARTIFACT_PENDING_MAX_AGE = env.float("ARTIFACT_PENDING_MAX_AGE", default=86400.0)
 ARTIFACT_BLOB_GRACE = env.float("ARTIFACT_BLOB_GRACE", default=86400.0)
+
+# --- Error reports -------------------------------------------------------------------------------------------
+# Errors of the web and Celery processes go to Sentry when this is set (config/sentry.py); no secret is sent.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="")
+if SENTRY_DSN:
+    from config.sentry import sentry_init
+
+    sentry_init(SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
