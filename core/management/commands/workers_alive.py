@@ -1,11 +1,13 @@
 """Tell a supervisor whether this machine's Celery workers and beat are alive: exit 0 when they are, 1 with a message
 naming what is not.
 
-Workers are asked through Celery's remote control (``active_queues``, a broadcast with a timeout): a worker that
-answers is consuming, and its answer says which queues. Only the nodes of this host count (the host part of a node
-name, ``celery@<host>`` by default, ``-n name@%h``), so a healthy worker on another machine never covers for a dead
-one here. A broadcast, not ``inspect``: the Procfile's two workers share the default node name, and ``inspect``
-would merge their answers into one. Beat answers no remote control; it touches a heartbeat file (config/beat.py).
+Workers are asked through Celery's remote control (``active_queues``, a broadcast with a timeout), which works the
+same on Redis and on the filesystem broker: a worker that answers is consuming, and its answer says which queues.
+Only the nodes of this host count (the host part of a node name: the Procfile's ``-n events@%h``), so a healthy
+worker on another machine never covers for a dead one here. A broadcast, not ``inspect``: ``inspect`` merges the
+answers of workers sharing a node name into one. (Sharing one also shares a control queue, which on the filesystem
+broker only one of them reads: each worker on a machine needs a name of its own.) Beat answers no remote control;
+it touches a heartbeat file (config/beat.py).
 """
 
 from __future__ import annotations
