@@ -237,6 +237,10 @@ EVENT_CHAIN_LIMIT = env.int("EVENT_CHAIN_LIMIT", default=5)
 
 # text (for people) or json (one object per line, for log collectors; config/logs.py), in every process.
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LOG_FORMAT is text or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
