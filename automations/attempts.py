@@ -232,6 +232,7 @@ class _Outcome:
     described: str  # the error, or the answer's status code
     decision: retry.Decision
     answer: fairness.Answer | None  # what it says about the destination (None: nothing reached it)
+    webhook_off: bool = False  # not sent: its webhook is disabled (or answered 410 earlier in the batch)
 
 
 def _send_claimed(claimed: list[Delivery], *, destination: str, slot_id: int) -> dict[str, str]:
@@ -301,6 +302,8 @@ def _webhook_secrets(webhook: Webhook | None) -> dict[str, bytes | str]:
 
 def _attempt(delivery: Delivery, *, secrets_of, gone: set[int], reuse: safe_http.Reuse) -> _Outcome:
     started = timezone.now()
+    webhook = delivery.webhook
+    webhook_off = webhook is not None and (not webhook.enabled or webhook.pk in gone)
     outcome, secrets, sent = _send(delivery, secrets_of=secrets_of, gone=gone, reuse=reuse)
     outcome = outcome_scrubbed(outcome, secrets)
     decision = retry.decide(outcome, attempts_made=delivery.attempts, now=timezone.now())
@@ -318,6 +321,7 @@ def _attempt(delivery: Delivery, *, secrets_of, gone: set[int], reuse: safe_http
         described=described,
         decision=decision,
         answer=answer,
+        webhook_off=webhook_off,
     )
 
 
@@ -423,7 +427,9 @@ def _record(
             claimed_until=lease
         )
         fairness.slot_extend(slot_id, now=now)
-    _webhooks_health(outcomes, now=now)
+    disabled = _webhooks_health(outcomes, now=now)
+    for outcome in outcomes:
+        _attempt_log(outcome, disabled=disabled)
     open_until = fairness.breaker_record(destination, [o.answer for o in outcomes if o.answer is not None], now=now)
     if give_back:
         _give_back(give_back, until=open_until or now)
@@ -487,9 +493,37 @@ def _give_back(deliveries: list[Delivery], *, until: datetime) -> None:
         delivery.refresh_from_db(fields=["status", "attempts", "next_attempt_at", "claimed_until"])
 
 
-def _webhooks_health(outcomes: list[_Outcome], *, now: datetime) -> None:
+def _attempt_log(outcome: _Outcome, *, disabled: set[int]) -> None:
+    """One line per attempt, for operators. The destination (scheme, host, port), never the URL, whose path or query
+    may hold a token; the error is the recorded one, secrets already scrubbed."""
+    delivery, decision = outcome.delivery, outcome.decision
+    if decision.verdict is retry.Verdict.SUCCEEDED:
+        verdict = "succeeded"
+    elif outcome.webhook_off or delivery.webhook_id in disabled:
+        verdict = "webhook disabled"
+    elif decision.status is DeliveryStatus.RETRYING:
+        verdict = (
+            f"retrying at {delivery.next_attempt_at:%Y-%m-%dT%H:%M:%SZ}" if delivery.next_attempt_at else "retrying"
+        )
+    else:
+        verdict = "failed"
+    status_code = outcome.summary["status_code"] if outcome.summary else None
+    duration_ms = round(outcome.summary["duration_ms"]) if outcome.summary else 0
+    error = outcome.error[:200]
+    logger.info(
+        "delivery %s attempt %s (webhook %s, %s): %s in %s ms, %s",
+        delivery.pk, delivery.attempts, delivery.webhook_id, delivery.destination,
+        status_code if status_code is not None else error or "no answer", duration_ms, verdict,
+        extra={"delivery_id": str(delivery.pk), "attempt": delivery.attempts, "webhook_id": delivery.webhook_id,
+               "destination": delivery.destination, "status_code": status_code, "error": error,
+               "duration_ms": duration_ms, "verdict": verdict},
+    )  # fmt: skip
+
+
+def _webhooks_health(outcomes: list[_Outcome], *, now: datetime) -> set[int]:
     """Apply the attempts to each webhook's health as if one after another: only what follows the last success
-    matters, after that success has cleared the webhook."""
+    matters, after that success has cleared the webhook. Returns the webhooks these attempts disabled."""
+    disabled: set[int] = set()
     by_webhook: dict[int, list[_Outcome]] = {}
     for outcome in outcomes:
         if outcome.delivery.webhook_id:
@@ -502,10 +536,13 @@ def _webhooks_health(outcomes: list[_Outcome], *, now: datetime) -> None:
                 failing_since=None, last_error=""
             )
         for outcome in seen[(last_success + 1 if last_success is not None else 0) :]:
-            _webhook_failed(webhook_id, verdict=outcome.decision.verdict, error=outcome.described, now=now)
+            if _webhook_failed(webhook_id, verdict=outcome.decision.verdict, error=outcome.described, now=now):
+                disabled.add(webhook_id)
+    return disabled
 
 
-def _webhook_failed(webhook_id: int, *, verdict: retry.Verdict, error: str, now: datetime) -> None:
+def _webhook_failed(webhook_id: int, *, verdict: retry.Verdict, error: str, now: datetime) -> bool:
+    """Note a failed attempt on its webhook; True when that disabled it."""
     webhooks = Webhook.objects.filter(pk=webhook_id)
     webhooks.update(last_error=f"{now:%Y-%m-%d %H:%M:%S} UTC: {error}"[:2000])
     webhooks.filter(failing_since=None).update(failing_since=now)
@@ -513,3 +550,4 @@ def _webhook_failed(webhook_id: int, *, verdict: retry.Verdict, error: str, now:
     reason = retry.webhook_disable_reason(verdict, error=error, failing_since=failing_since, now=now)
     if reason is not None:
         webhook_disable(webhook_id=webhook_id, reason=reason)
+    return reason is not None

@@ -5,7 +5,7 @@ import threading
 import time
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import after_setup_logger, after_setup_task_logger, task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -53,3 +53,16 @@ def task_db_connections_postrun(task=None, **kwargs) -> None:
 def _eager(task) -> bool:
     """The task runs inside its caller (tests), in the caller's transaction: its connection is left alone."""
     return task is not None and getattr(task.request, "is_eager", False)
+
+
+@after_setup_logger.connect(dispatch_uid="config.celery.json_logs")
+@after_setup_task_logger.connect(dispatch_uid="config.celery.json_task_logs")
+def json_logs(logger=None, **kwargs) -> None:
+    """Celery replaces the root logger's handlers with its own (worker, beat): under LOG_FORMAT=json, theirs write
+    JSON too."""
+    from django.conf import settings
+
+    if settings.LOG_FORMAT == "json" and logger is not None:
+        from config.logs import json_handlers
+
+        json_handlers(logger)

@@ -47,8 +47,8 @@ SECURE_PROXY_SSL_HEADER = (
 )
 USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-# Probes and scrapers speak plain HTTP to the process itself.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# Prometheus scrapes each process over plain HTTP (the probes are answered before this: core/health.py).
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
@@ -73,6 +73,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.health.HealthMiddleware",  # /healthz and /readyz, before host checks and redirects (core/health.py)
     "config.middleware.DrainUnreadBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -266,6 +267,8 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Touches a heartbeat file beside the schedule file on every tick: `manage.py workers_alive` reads its age.
+CELERY_BEAT_SCHEDULER = "config.beat:HeartbeatScheduler"
 
 # --- Product settings ----------------------------------------------------------------------------------
 # An event not marked dispatched this many seconds after it was written is dispatched again by the sweeper.
@@ -273,14 +276,29 @@ EVENT_REDISPATCH_AFTER = env.float("EVENT_REDISPATCH_AFTER", default=30.0)
 # Events caused by automations deeper than this are recorded but not dispatched (no automation loops).
 EVENT_CHAIN_LIMIT = env.int("EVENT_CHAIN_LIMIT", default=5)
 
+# text (for people) or json (one object per line, for log collectors; config/logs.py), in every process.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LOG_FORMAT is text or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+if LOG_FORMAT == "json":
+    # gunicorn's own error and access lines, in its workers, go through the same JSON handler.
+    for _name in ("gunicorn.error", "gunicorn.access"):
+        LOGGING["loggers"][_name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
 
 # --- Secrets vault ---------------------------------------------------------------------------------------
 # Fernet keys, newest first; older keys still decrypt, so a key is rotated by prepending a new one and running
@@ -420,3 +438,12 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 # "Authorization: Bearer <METRICS_TOKEN>" when a token is set. With neither set, nobody.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+
+# --- Error reports -------------------------------------------------------------------------------------------
+# Errors of the web and Celery processes go to Sentry when this is set (config/sentry.py); no secret is sent.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="")
+if SENTRY_DSN:
+    from config.sentry import sentry_init
+
+    sentry_init(SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
