@@ -20,6 +20,9 @@ class Command(BaseCommand):
         "X-Wandb-Signature, the Standard Webhooks signature and the bearer token. Allow the address in "
         "WEBHOOK_ALLOWED_NETWORKS (e.g. 127.0.0.1/32) to send to it."
     )
+    # A developer's tool that serves no page: the deploy checks (static files, broker, cache) are not its business,
+    # and their warnings would come before the address it prints first.
+    requires_system_checks: list = []
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
