@@ -34,6 +34,7 @@ class _OneShotServer:
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.raw = b""
+        self.answer = threading.Event()  # the answer waits for this: until then the connection is idle and open
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -46,6 +47,7 @@ class _OneShotServer:
         with conn:
             while b"\r\n\r\n" not in self.raw:
                 self.raw += conn.recv(65536)
+            self.answer.wait(timeout=10)
             conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
         self.listener.close()
 
@@ -64,6 +66,7 @@ def test_a_subclass_new_conn_is_what_connects_and_skip_header_drops_the_user_age
     conn.request("POST", "/hook", body=b"{}", headers={"User-Agent": SKIP_HEADER})
     assert conn.is_connected  # the client reuses a kept connection only while this says so
     assert opened and conn.sock is opened[0]
+    server.answer.set()
     conn.timeout = 3.0  # the client sets the read timeout after connecting; getresponse must apply it
     response = conn.getresponse()
     assert response.status == 204
