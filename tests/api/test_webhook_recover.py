@@ -136,7 +136,7 @@ def test_the_webhook_page_recovers_from_the_admin(client, loopback, purge_broker
 
     page = client.get(admin_recover_url(webhook))
     assert page.status_code == 200
-    assert "2 in all" in page.content.decode()
+    assert "2 of its deliveries have failed for good in all" in page.content.decode()
     answer = client.post(admin_recover_url(webhook), {"since": "2000-01-01 00:00"}, follow=True)
 
     assert "2 failed deliveries are sent again." in answer.content.decode()
