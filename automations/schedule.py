@@ -189,13 +189,16 @@ def _due_publish(due: list[tuple], *, now: datetime, room: int | None) -> tuple[
     return sum(len(group) for group in groups), len(groups)
 
 
+def _send_again(deliveries, *, now: datetime | None = None) -> int:
+    """Make these deliveries due again now, as if new (their ids and attempt history stay); returns how many."""
+    return deliveries.update(
+        status=DeliveryStatus.PENDING, next_attempt_at=now or timezone.now(), finished_at=None, claimed_until=None
+    )
+
+
 def delivery_redeliver(*, delivery: Delivery) -> Delivery:
     """Send a delivery again, with the same id (webhook-id), now. Its attempt history is kept."""
-    updated = (
-        Delivery.objects.filter(pk=delivery.pk)
-        .exclude(status=DeliveryStatus.SENDING)
-        .update(status=DeliveryStatus.PENDING, next_attempt_at=timezone.now(), finished_at=None, claimed_until=None)
-    )
+    updated = _send_again(Delivery.objects.filter(pk=delivery.pk).exclude(status=DeliveryStatus.SENDING))
     if not updated:
         raise Conflict("This delivery is being sent right now; try again when the attempt ends.")
     transaction.on_commit(lambda: rows_publish([delivery]))
@@ -220,9 +223,7 @@ def webhook_recover(*, webhook: Webhook, since: datetime) -> int:
         webhook=webhook, status=DeliveryStatus.FAILED, created_at__gte=since
     )
     rows = list(failed.values_list("pk", "destination", "team_id"))
-    Delivery.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
-        status=DeliveryStatus.PENDING, next_attempt_at=now, finished_at=None, claimed_until=None
-    )
+    _send_again(Delivery.objects.filter(pk__in=[pk for pk, _, _ in rows]), now=now)
     if rows:
         transaction.on_commit(lambda: _due_publish(rows, now=timezone.now(), room=None))
         logger.info("webhook %s: %d failed deliveries since %s are sent again", webhook.pk, len(rows), since)
