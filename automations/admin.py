@@ -102,7 +102,7 @@ class WebhookAdmin(ServiceWriteAdmin):
     list_filter = ["enabled", "team"]
     search_fields = ["name", "url", "team__name"]
     list_select_related = ["team"]
-    fields = ["team", "name", "url", "secret", "access_token", "enabled", "last_error", "disabled_reason"]
+    fields = ["team", "name", "url", "secret", "access_token", "enabled", "alerts", "last_error", "disabled_reason"]
     readonly_fields = ["last_error", "disabled_reason"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -133,10 +133,11 @@ class WebhookAdmin(ServiceWriteAdmin):
         if change:
             webhook = Webhook.objects.get(pk=form.instance.pk)
             return services.webhook_update(
-                webhook=webhook, name=data["name"], url=data["url"], enabled=data["enabled"], **names
+                webhook=webhook, name=data["name"], url=data["url"], enabled=data["enabled"], alerts=data["alerts"], **names
             )
         return services.webhook_create(
-            team=data["team"], name=data["name"], url=data["url"], enabled=data["enabled"], user=request.user, **names
+            team=data["team"], name=data["name"], url=data["url"], enabled=data["enabled"], alerts=data["alerts"],
+            user=request.user, **names
         )
 
     def delete_model(self, request, obj: Webhook) -> None:

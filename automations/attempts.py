@@ -27,6 +27,8 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from alerts.choices import AlertKind
+from alerts.services import Happened, occurrences_record
 from registry.models import Event, Team
 from secrets_vault.services import secret_values, secret_values_decrypt
 
@@ -395,6 +397,7 @@ def _record(
     transaction.on_commit(partial(metrics.attempts_count, [_counted(o) for o in outcomes]))
     # Successes settle alike but for their status code: one UPDATE per (attempt number, status code).
     succeeded: dict[tuple[int, int | None], tuple[dict, list[Delivery]]] = {}
+    failed: list[Happened] = []
     for outcome in outcomes:
         delivery = outcome.delivery
         changes = _settlement(outcome, now=now)
@@ -404,6 +407,8 @@ def _record(
         settled = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING, attempts=delivery.attempts)
         if settled.update(**changes):
             _apply(delivery, changes)
+            if delivery.status == DeliveryStatus.FAILED:
+                failed.append(_failed_for_good(delivery, now=now))
             wait = outcome.decision.wait
             if wait is not None and wait <= settings.DELIVERY_COUNTDOWN_MAX:  # longer waits are the sweep's
                 transaction.on_commit(
@@ -428,6 +433,7 @@ def _record(
         )
         fairness.slot_extend(slot_id, now=now)
     disabled = _webhooks_health(outcomes, now=now)
+    occurrences_record(failed)
     for outcome in outcomes:
         _attempt_log(outcome, disabled=disabled)
     open_until = fairness.breaker_record(destination, [o.answer for o in outcomes if o.answer is not None], now=now)
@@ -439,6 +445,24 @@ def _record(
         fairness.slot_release(slot_id)
         if open_until is None and fairness.handoff_wanted(destination):
             schedule.hand_on(destination, now=now)
+
+
+def _failed_for_good(delivery: Delivery, *, now: datetime) -> Happened:
+    """The alert occurrence of a delivery that failed for good. Its error is the recorded one, secrets scrubbed."""
+    return Happened(
+        team_id=delivery.team_id,
+        kind=AlertKind.DELIVERY_FAILED,
+        subject_id=delivery.webhook_id,
+        subject_name=delivery.webhook_name,
+        at=now,
+        detail={
+            "delivery": str(delivery.pk),
+            "automation": delivery.automation_name,
+            "destination": delivery.destination,
+            "attempts": delivery.attempts,
+            "error": delivery.last_error[:500],
+        },
+    )
 
 
 def _counted(outcome: _Outcome) -> metrics.Counted:
@@ -548,6 +572,20 @@ def _webhook_failed(webhook_id: int, *, verdict: retry.Verdict, error: str, now:
     webhooks.filter(failing_since=None).update(failing_since=now)
     failing_since = None if verdict is retry.Verdict.GONE else webhooks.values_list("failing_since", flat=True).first()
     reason = retry.webhook_disable_reason(verdict, error=error, failing_since=failing_since, now=now)
-    if reason is not None:
-        webhook_disable(webhook_id=webhook_id, reason=reason)
-    return reason is not None
+    if reason is None:
+        return False
+    webhook = webhooks.only("team_id", "name", "url").first()
+    if webhook_disable(webhook_id=webhook_id, reason=reason) and webhook is not None:
+        occurrences_record(
+            [
+                Happened(
+                    team_id=webhook.team_id,
+                    kind=AlertKind.WEBHOOK_DISABLED,
+                    subject_id=webhook_id,
+                    subject_name=webhook.name,
+                    at=now,
+                    detail={"reason": reason[:500], "destination": safe_http.destination_key(webhook.url)},
+                )
+            ]
+        )
+    return True

@@ -26,6 +26,11 @@ class Webhook(models.Model):
         help_text="Sent as the Authorization header: Bearer, then the token.",
     )  # fmt: skip
     enabled = models.BooleanField(default=True)
+    alerts = models.BooleanField(
+        default=False,
+        help_text="Also receives this team's operational alerts (webhook.disabled, delivery.failed, agent.lost), "
+        "signed like deliveries.",
+    )
     last_error = models.TextField(blank=True)
     disabled_reason = models.TextField(blank=True)
     # Start of the current run of failed deliveries; a webhook failing for long enough is disabled.

@@ -58,17 +58,38 @@ def request_prepare(
     A request that can no longer be built (a secret is gone or cannot be decrypted, the template no longer renders)
     raises a permanent ``SendError``: nothing was sent, and nothing would change by trying again.
     """
-    wanted = _secret_references(template) | {n for n in (secret_name, access_token_name) if n}
+    secrets = _secrets(
+        team, _secret_references(template) | {n for n in (secret_name, access_token_name) if n}, secrets_of
+    )
+    try:
+        body = rendering.render(template, context=context, secrets=secrets)
+    except rendering.TemplateError as exc:
+        raise SendError(f"The payload no longer renders: {exc.message}", permanent=True) from exc
+    return _signed(body, secrets, secret_name=secret_name, access_token_name=access_token_name, msg_id=msg_id)
+
+
+def request_sign(
+    *, team: Team, body: bytes, secret_name: str, access_token_name: str, msg_id: str, secrets_of=secret_values
+) -> PreparedRequest:
+    """Sign a body that is not a template (an operational alert): like ``request_prepare``, without rendering, so a
+    ``${...}`` in the body is sent as written."""
+    secrets = _secrets(team, {n for n in (secret_name, access_token_name) if n}, secrets_of)
+    return _signed(body, secrets, secret_name=secret_name, access_token_name=access_token_name, msg_id=msg_id)
+
+
+def _secrets(team: Team, wanted: set[str], secrets_of) -> dict[str, str]:
     try:
         secrets = secrets_of(team=team, names=wanted)
     except DecryptionError as exc:
         raise SendError(f"A secret could not be decrypted: {exc}", permanent=True) from exc
     if missing := sorted(wanted - secrets.keys()):
         raise SendError(f"Secret(s) {', '.join(missing)} no longer exist in {team.name}.", permanent=True)
-    try:
-        body = rendering.render(template, context=context, secrets=secrets)
-    except rendering.TemplateError as exc:
-        raise SendError(f"The payload no longer renders: {exc.message}", permanent=True) from exc
+    return secrets
+
+
+def _signed(
+    body: bytes, secrets: dict[str, str], *, secret_name: str, access_token_name: str, msg_id: str
+) -> PreparedRequest:
     headers = signing.signature_headers(
         secret=secrets.get(secret_name) if secret_name else None,
         access_token=secrets.get(access_token_name) if access_token_name else None,

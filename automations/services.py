@@ -65,6 +65,7 @@ def webhook_create(
     secret: str | None = None,
     access_token: str | None = None,
     enabled: bool = True,
+    alerts: bool = False,
 ) -> Webhook:
     webhook = Webhook(
         team=team,
@@ -73,6 +74,7 @@ def webhook_create(
         secret=_secret_get(team=team, name=secret, field="secret"),
         access_token=_secret_get(team=team, name=access_token, field="access_token"),
         enabled=enabled,
+        alerts=alerts,
         created_by=user,
     )
     with conflict_on_duplicate(f"A webhook named {name!r} already exists."):
@@ -91,6 +93,7 @@ def webhook_update(
     secret: str | None = _UNSET,
     access_token: str | None = _UNSET,
     enabled: bool = _UNSET,
+    alerts: bool = _UNSET,
 ) -> Webhook:
     if name is not _UNSET:
         webhook.name = label_validate(name, what="webhook")
@@ -106,6 +109,8 @@ def webhook_update(
             webhook.disabled_reason = ""
             webhook.failing_since = None
         webhook.enabled = enabled
+    if alerts is not _UNSET:
+        webhook.alerts = alerts
     with conflict_on_duplicate(f"A webhook named {webhook.name!r} already exists."):
         webhook.save()
     return webhook
@@ -124,8 +129,9 @@ def webhook_delete(*, webhook: Webhook) -> None:
     webhook.delete()
 
 
-def webhook_disable(*, webhook_id: int, reason: str) -> None:
-    Webhook.objects.filter(pk=webhook_id, enabled=True).update(enabled=False, disabled_reason=reason)
+def webhook_disable(*, webhook_id: int, reason: str) -> bool:
+    """Disable an enabled webhook; False when it was disabled already (by an admin, or by a concurrent attempt)."""
+    return bool(Webhook.objects.filter(pk=webhook_id, enabled=True).update(enabled=False, disabled_reason=reason))
 
 
 # --- Automations ----------------------------------------------------------------------------------------

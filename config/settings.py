@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "secrets_vault",
     "automations",
     "launch",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -247,6 +248,8 @@ CELERY_TASK_ROUTES = {
     "automations.tasks.deliveries_send": {"queue": "deliveries"},
     "automations.tasks.deliveries_sweep": {"queue": "deliveries"},
     "launch.tasks.*": {"queue": "events"},
+    # Mail servers and operational webhooks are other people's servers too.
+    "alerts.tasks.*": {"queue": "deliveries"},
 }
 CELERY_BEAT_SCHEDULE = {
     "events-sweep": {
@@ -260,6 +263,10 @@ CELERY_BEAT_SCHEDULE = {
     "deliveries-sweep": {
         "task": "automations.tasks.deliveries_sweep",
         "schedule": env.float("DELIVERY_SWEEP_INTERVAL", default=5.0),
+    },
+    "alerts-flush": {
+        "task": "alerts.tasks.alerts_flush",
+        "schedule": env.float("ALERT_FLUSH_INTERVAL", default=5.0),
     },
     "artifacts-clean": {
         "task": "registry.tasks.artifacts_clean",
@@ -425,6 +432,21 @@ ARTIFACT_DOWNLOAD_URL_EXPIRY = env.int("ARTIFACT_DOWNLOAD_URL_EXPIRY", default=3
 # they are older than the grace period (a client may upload files before it creates their version).
 ARTIFACT_PENDING_MAX_AGE = env.float("ARTIFACT_PENDING_MAX_AGE", default=86400.0)
 ARTIFACT_BLOB_GRACE = env.float("ARTIFACT_BLOB_GRACE", default=86400.0)
+
+# --- Alerts ------------------------------------------------------------------------------------------------
+# A team's alerts (a webhook disabled, deliveries failed for good, an agent lost) are one burst until none has come
+# for ALERT_GROUP_WAIT seconds, or the oldest is ALERT_GROUP_MAX_WAIT old; each burst is one e-mail to the team's
+# admins and one request per alert to its operational webhooks (alerts/grouping.py).
+ALERT_GROUP_WAIT = env.float("ALERT_GROUP_WAIT", default=30.0)
+ALERT_GROUP_MAX_WAIT = env.float("ALERT_GROUP_MAX_WAIT", default=600.0)
+# E-mail: smtp://user:password@host:587 (smtp+tls://, smtps:// for TLS). Unset, alerts are written to the worker's
+# output instead, which suits the embedded default and nothing else (manage.py check --deploy says so).
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="registry@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="[registry] ")
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 
 # --- Metrics -----------------------------------------------------------------------------------------------
 # Every process (gunicorn's workers, the Celery workers) writes its counters to files here, and /metrics sums the

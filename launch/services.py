@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import copy
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from alerts.choices import AlertKind
+from alerts.services import Happened, occurrences_record
 from core.db import conflict_on_duplicate, unique_or_none
 from core.errors import ApplicationError, Conflict, NotFound
 from core.json_checks import json_nul_refuse
@@ -312,13 +314,14 @@ def items_expire_leases(*, limit: int = 500) -> int:
         with transaction.atomic():
             item = (
                 RunQueueItem.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("agent")
+                .select_related("agent", "queue")
                 .filter(pk=pk, state__in=ACTIVE_STATES, lease_expires_at__lt=now)
                 .first()
             )
             if item is None:
                 continue
             holder = item.agent.name if item.agent else "its agent"
+            held_in = item.state
             if item.cancel_requested:
                 item.state, item.finished_at = ItemState.CANCELLED, now
                 item.reason = f"Cancelled; {holder} stopped heartbeating before confirming."
@@ -328,8 +331,28 @@ def items_expire_leases(*, limit: int = 500) -> int:
             else:
                 item.state = ItemState.PENDING
                 item.reason = f"Lease expired: {holder} stopped heartbeating; queued again."
+            if item.agent is not None:
+                occurrences_record([_agent_lost(item, held_in=held_in, now=now)])
             item.agent = None
             item.lease_expires_at = None
             item.save(update_fields=["state", "finished_at", "reason", "agent", "lease_expires_at"])
             expired += 1
     return expired
+
+
+def _agent_lost(item: RunQueueItem, *, held_in: str, now: datetime) -> Happened:
+    """The alert occurrence of an item whose agent went silent while holding it."""
+    return Happened(
+        team_id=item.team_id,
+        kind=AlertKind.AGENT_LOST,
+        subject_id=item.agent_id,
+        subject_name=item.agent.name,
+        at=now,
+        detail={
+            "item": str(item.pk),
+            "queue": item.queue.name,
+            "held": held_in,
+            "last_seen_at": item.agent.last_seen_at.isoformat() if item.agent.last_seen_at else None,
+            "outcome": item.reason,
+        },
+    )

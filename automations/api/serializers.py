@@ -15,6 +15,9 @@ class WebhookWriteSerializer(serializers.Serializer):
     secret = serializers.CharField(max_length=64, allow_null=True, allow_blank=True, required=False, default=None)
     access_token = serializers.CharField(max_length=64, allow_null=True, allow_blank=True, required=False, default=None)
     enabled = serializers.BooleanField(required=False, default=True)
+    alerts = serializers.BooleanField(
+        required=False, default=False, help_text="Also receives the team's operational alerts, signed like deliveries."
+    )
 
 
 class WebhookTestSerializer(serializers.Serializer):
@@ -67,7 +70,7 @@ class WebhookSerializer(serializers.ModelSerializer):
     class Meta:
         model = Webhook
         fields = [
-            "id", "name", "url", "secret", "access_token", "enabled", "last_error", "disabled_reason",
+            "id", "name", "url", "secret", "access_token", "enabled", "alerts", "last_error", "disabled_reason",
             "failing_since", "created_at", "updated_at",
         ]  # fmt: skip
 
