@@ -133,11 +133,21 @@ class WebhookAdmin(ServiceWriteAdmin):
         if change:
             webhook = Webhook.objects.get(pk=form.instance.pk)
             return services.webhook_update(
-                webhook=webhook, name=data["name"], url=data["url"], enabled=data["enabled"], alerts=data["alerts"], **names
+                webhook=webhook,
+                name=data["name"],
+                url=data["url"],
+                enabled=data["enabled"],
+                alerts=data["alerts"],
+                **names,
             )
         return services.webhook_create(
-            team=data["team"], name=data["name"], url=data["url"], enabled=data["enabled"], alerts=data["alerts"],
-            user=request.user, **names
+            team=data["team"],
+            name=data["name"],
+            url=data["url"],
+            enabled=data["enabled"],
+            alerts=data["alerts"],
+            user=request.user,
+            **names,
         )
 
     def delete_model(self, request, obj: Webhook) -> None:
