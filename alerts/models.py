@@ -52,7 +52,21 @@ class Alert(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.subject_name} ({self.count})"
+        return self.headline
+
+    @property
+    def headline(self) -> str:
+        """What happened, in a line: the e-mail's subject, the admin's title."""
+        name = self.subject_name
+        if self.kind == AlertKind.WEBHOOK_DISABLED:
+            return f"webhook {name} was disabled"
+        if self.kind == AlertKind.DELIVERY_FAILED:
+            return f"{_count(self.count, 'delivery', 'deliveries')} of webhook {name} failed for good"
+        return f"agent {name} went silent holding {_count(self.count, 'item', 'items')}"
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
 
 
 class Notice(models.Model):

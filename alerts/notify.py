@@ -109,7 +109,7 @@ def _mail_error(exc: Exception) -> str:
 
 def email_compose(team: str, alerts: list[Alert]) -> tuple[str, str]:
     """The digest's subject and plain-text body: every alert's headline, then its details and where to act."""
-    headlines = [alert_headline(a) for a in alerts]
+    headlines = [a.headline for a in alerts]
     subject = f"{settings.EMAIL_SUBJECT_PREFIX}{team}: {headlines[0]}"
     if len(alerts) > 1:
         subject += f" (and {len(alerts) - 1} more)"
@@ -120,19 +120,6 @@ def email_compose(team: str, alerts: list[Alert]) -> tuple[str, str]:
         parts.append("")
     parts.append(f"Alerts are grouped: a burst of them is one message. {settings.PUBLIC_BASE_URL}/admin/")
     return subject[:200], "\n".join(parts)
-
-
-def alert_headline(alert: Alert) -> str:
-    name = alert.subject_name
-    if alert.kind == AlertKind.WEBHOOK_DISABLED:
-        return f"webhook {name} was disabled"
-    if alert.kind == AlertKind.DELIVERY_FAILED:
-        return f"{_count(alert.count, 'delivery', 'deliveries')} of webhook {name} failed for good"
-    return f"agent {name} went silent holding {_count(alert.count, 'item', 'items')}"
-
-
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n:,} {one if n == 1 else many}"
 
 
 def _alert_lines(alert: Alert) -> list[str]:
@@ -175,7 +162,7 @@ def alert_payload(alert: Alert) -> dict:
     data: dict = {
         "alert_id": str(alert.pk),
         "team": alert.team.name,
-        "summary": alert_headline(alert),
+        "summary": alert.headline,
         "count": alert.count,
         "first_at": alert.first_at.isoformat(),
         "last_at": alert.last_at.isoformat(),

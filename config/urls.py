@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/v1/", include("secrets_vault.api.urls")),
     path("api/v1/", include("automations.api.urls")),
     path("api/v1/", include("launch.api.urls")),
+    path("api/v1/", include("alerts.api.urls")),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # GET only: an OPTIONS answer would be rendered with the page's template renderer, which has no template for it.

@@ -45,3 +45,12 @@ def test_the_shared_cache_the_settings_choose_is_not_named(settings, monkeypatch
     monkeypatch.setenv("WEB_CONCURRENCY", "4")
     assert settings.CACHES["default"]["BACKEND"].endswith("RedisCache")  # the tests' broker is Redis
     assert "core.W003" not in ids()
+
+
+def test_alert_emails_that_would_only_be_printed_are_named_at_deploy(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    assert "alerts.W001" in ids(include_deployment_checks=True)
+    assert "alerts.W001" not in ids()  # the embedded default prints them, and says nothing
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    assert "alerts.W001" not in ids(include_deployment_checks=True)
