@@ -22,6 +22,7 @@ from .errors import (
 )
 from .manifest import Reference
 from .types import (
+    ApiToken,
     ArtifactVersion,
     Automation,
     Delivery,
@@ -36,6 +37,7 @@ from .types import (
 )
 
 __all__ = [
+    "ApiToken",
     "ArtifactVersion",
     "Automation",
     "BadRequest",

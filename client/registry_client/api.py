@@ -28,6 +28,7 @@ from .progress import NoProgress, Progress
 from .refs import artifact_ref, model_ref
 from .transport import Transport, seg
 from .types import (
+    ApiToken,
     ArtifactVersion,
     Automation,
     Delivery,
@@ -143,6 +144,14 @@ class Registry:
         if save:
             save_config(url=url, token=token, team=team or (teams[0] if len(teams) == 1 else None))
         return registry
+
+    def tokens(self) -> list[ApiToken]:
+        """Your API tokens (name, prefix, when made and last used), never their values."""
+        return [ApiToken.from_json(row) for row in self.transport.pages("/auth/tokens/")]
+
+    def revoke_token(self, token_id: int) -> None:
+        """Revoke one of your tokens: it stops working at once. Revoking the one in use logs this client out."""
+        self.transport.request("DELETE", f"/auth/tokens/{seg(str(token_id))}/")
 
     def teams(self) -> list[str]:
         return [str(t.get("name")) for t in self.transport.pages("/teams/") if isinstance(t, dict)]

@@ -7,6 +7,7 @@
     registry get REF [-o DIR] [--file PATH]                registry resolve REF
     registry events [--follow]   registry deliveries   registry automations   registry items
     registry webhook test ID [--payload JSON]              registry wait EVENT_ID ...
+    registry token list                                    registry token revoke ID
 
 Every command takes ``--url``, ``--team``, ``--json`` (machine-readable output on stdout) and ``--quiet`` (no
 progress bar or progress lines). Settings not given come from REGISTRY_URL, REGISTRY_TOKEN, REGISTRY_TEAM or the
@@ -31,7 +32,7 @@ from .api import Registry
 from .config import ENV_URL, config_path, load_config
 from .errors import EXIT_CODES, BadRequest, ConfigError, RegistryError
 from .progress import bar_for, human_bytes
-from .types import ArtifactVersion, Delivery, Event, LaunchItem, ModelVersion, WaitResult
+from .types import ApiToken, ArtifactVersion, Delivery, Event, LaunchItem, ModelVersion, WaitResult
 from .wait import DEFAULT_TIMEOUT, Update, describe
 
 __all__ = ["build_parser", "main"]
@@ -344,6 +345,24 @@ def _rows(out: Output, rows: Sequence[Any], row: Callable[[Any], str]) -> None:
         out.note("(none)")
 
 
+def cmd_token_list(args: argparse.Namespace, out: Output) -> int:
+    _rows(out, _registry(args).tokens(), _token_row)
+    return 0
+
+
+def _token_row(t: ApiToken) -> str:
+    return f"{t.id} {t.prefix}... {t.name} created {t.created_at} last used {t.last_used_at or 'never'}"
+
+
+def cmd_token_revoke(args: argparse.Namespace, out: Output) -> int:
+    _registry(args).revoke_token(args.token)
+    if out.json:
+        out.data({"revoked": args.token})
+    else:
+        out.line(f"token {args.token} revoked")
+    return 0
+
+
 def cmd_webhook_test(args: argparse.Namespace, out: Output) -> int:
     answer = _registry(args).test_webhook(args.webhook, _json_object(args.payload, "--payload"))
     if out.json:
@@ -498,6 +517,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_webhook_test)
     p.add_argument("webhook", metavar="ID")
     p.add_argument("--payload", default='{"test": true}', help='a JSON object (default: {"test": true})')
+
+    token = commands.add_parser("token", help="your API tokens", parents=[common])
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
+    p = token_commands.add_parser(
+        "list", help="your tokens: id, prefix, name, when made and last used", parents=[common]
+    )
+    p.set_defaults(handler=cmd_token_list)
+    p = token_commands.add_parser("revoke", help="revoke one of your tokens (at once)", parents=[common])
+    p.set_defaults(handler=cmd_token_revoke)
+    p.add_argument("token", metavar="ID", type=int)
 
     p = command("wait", cmd_wait, "wait until what events started has settled")
     p.add_argument("event", nargs="+", metavar="EVENT_ID")

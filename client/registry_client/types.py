@@ -10,6 +10,7 @@ from .errors import ServerError
 __all__ = [
     "DELIVERY_SETTLED",
     "ITEM_SETTLED",
+    "ApiToken",
     "ArtifactVersion",
     "Automation",
     "Delivery",
@@ -396,3 +397,27 @@ class WaitResult:
     @property
     def failures(self) -> list[Delivery | LaunchItem]:
         return [d for d in self.deliveries if d.failed] + [i for i in self.items if i.failed]
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """One of your API tokens as the server lists it: never its value."""
+
+    id: int
+    name: str
+    prefix: str
+    created_at: str
+    last_used_at: str | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Any) -> ApiToken:
+        data = _object(data, "an API token")
+        return cls(
+            id=_int(data, "id"),
+            name=_str(data, "name"),
+            prefix=_str(data, "prefix"),
+            created_at=_str(data, "created_at"),
+            last_used_at=_opt_str(data, "last_used_at"),
+            raw=data,
+        )

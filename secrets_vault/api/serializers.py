@@ -31,3 +31,14 @@ class SecretSerializer(serializers.ModelSerializer):
     class Meta:
         model = Secret
         fields = ["name", "created_at", "updated_at", "created_by", "updated_by"]
+
+
+class SecretCreatedSerializer(SecretSerializer):
+    """The answer to a create: with ``generate``, the value made, in this answer only."""
+
+    value = serializers.CharField(
+        required=False, read_only=True, help_text="Only when generate was asked: the value, answered this once."
+    )
+
+    class Meta(SecretSerializer.Meta):
+        fields = [*SecretSerializer.Meta.fields, "value"]

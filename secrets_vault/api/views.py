@@ -20,7 +20,7 @@ class SecretListView(TeamScopedMixin, ListView):
     def get_queryset(self):
         return selectors.secrets_for_team(team=self.team)
 
-    @extend_schema(request=s.SecretCreateSerializer, responses={201: s.SecretSerializer})
+    @extend_schema(request=s.SecretCreateSerializer, responses={201: s.SecretCreatedSerializer})
     def post(self, request, team):
         """Create a secret with the value given, or with ``generate`` one made here and answered this once."""
         data = validated(s.SecretCreateSerializer, request.data)
@@ -28,7 +28,8 @@ class SecretListView(TeamScopedMixin, ListView):
             secret, value = services.secret_generate(
                 team=self.team, name=data["name"], kind=data["generate"], user=request.user
             )
-            return Response({**s.SecretSerializer(secret).data, "value": value}, status=status.HTTP_201_CREATED)
+            secret.value = value  # answered this once, never stored in the clear
+            return Response(s.SecretCreatedSerializer(secret).data, status=status.HTTP_201_CREATED)
         secret = services.secret_create(team=self.team, user=request.user, name=data["name"], value=data["value"])
         return Response(s.SecretSerializer(secret).data, status=status.HTTP_201_CREATED)
 

@@ -11,6 +11,7 @@ import pytest
 import standardwebhooks
 from django.urls import reverse
 from registry_client.webhooks import verify, wandb_signature
+from rest_framework.test import APIClient
 
 from harness.receiver import Receiver
 from secrets_vault.models import Secret
@@ -113,3 +114,12 @@ def test_a_delivery_signed_with_a_generated_secret_verifies_with_the_official_li
     # X-Wandb-Signature stays the HMAC keyed by the secret's own text, whsec_ prefix and all
     assert got.headers["X-Wandb-Signature"] == wandb_signature(generated, got.body)
     verify(generated, got.body, got.headers)
+
+
+def test_the_schema_documents_the_generated_value_in_the_create_answer(team_admin):
+    schema = APIClient().get("/api/schema/", {"format": "json"}).json()
+    created = schema["paths"]["/api/v1/teams/{team}/secrets/"]["post"]["responses"]["201"]
+    reference = created["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    properties = schema["components"]["schemas"][reference]["properties"]
+    assert properties["value"]["readOnly"] is True and "once" in properties["value"]["description"]
+    assert "generate" in schema["components"]["schemas"]["SecretCreateRequest"]["properties"]

@@ -16,10 +16,12 @@ import sys
 import time
 
 import pytest
+import requests
 from registry_client.cli import main
 
 from automations import services as automations
 from harness.receiver import Receiver, Reply
+from registry.services import api_token_create
 
 from ..factories import PASSWORD
 from .conftest import write_tree
@@ -215,3 +217,25 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(registry, account, tmp_pat
     drawn = stderr_on_a_terminal("get", "training/classifier", "-o", str(tmp_path / "a"))
     assert "download" in drawn and "[" in drawn and "100%" in drawn and "2.0 MB/2.0 MB" in drawn
     assert stderr_on_a_terminal("get", "training/classifier", "-o", str(tmp_path / "b"), "--quiet") == ""
+
+
+def test_token_list_shows_your_tokens_without_their_values_and_revoke_ends_one(logged_in, capsys):
+    spare, spare_value = api_token_create(user=logged_in.user, name="ci runner")
+    code, out, err = run(capsys, "token", "list")
+    assert code == 0, err
+    assert "ci runner" in out and spare.prefix in out
+    assert spare_value not in out and logged_in.token not in out
+    code, out, err = run(capsys, "token", "list", "--json")
+    assert {t["name"] for t in json.loads(out)} >= {"ci runner"}
+
+    code, out, err = run(capsys, "token", "revoke", str(spare.pk))
+    assert (code, out.strip()) == (0, f"token {spare.pk} revoked")
+    code, out, err = run(capsys, "token", "list")
+    assert "ci runner" not in out
+    code, out, err = run(capsys, "token", "revoke", str(spare.pk))
+    assert code == 5 and "registry: error:" in err  # gone: not found
+
+    revoked = requests.get(
+        f"{logged_in.url}/api/v1/teams/", headers={"Authorization": f"Token {spare_value}"}, timeout=10
+    )
+    assert revoked.status_code == 401
