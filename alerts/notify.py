@@ -20,6 +20,7 @@ from django.utils import timezone
 from automations import prepare, retry
 from automations.models import Webhook
 from automations.safe_http import SendError
+from core.redaction import redact
 
 from .choices import AlertKind, Channel, NoticeStatus, kind_rank
 from .models import Alert, Notice
@@ -104,7 +105,7 @@ def _email(notice: Notice, alerts: list[Alert]) -> SendError | None:
 def _mail_error(exc: Exception) -> str:
     text = f"E-mail not sent: {type(exc).__name__}: {exc}"
     password = settings.EMAIL_HOST_PASSWORD
-    return prepare.redact(text, {"EMAIL_HOST_PASSWORD": password}) if password else text
+    return redact(text, {"EMAIL_HOST_PASSWORD": password}) if password else text
 
 
 def email_compose(team: str, alerts: list[Alert]) -> tuple[str, str]:

@@ -7,15 +7,13 @@ go through the same rendering, signature and outbound safety path.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import time
 from dataclasses import dataclass, replace
-from urllib.parse import quote, quote_plus
 
 from django.conf import settings
 
+from core.redaction import redact
 from registry.models import Team
 from secrets_vault.crypto import DecryptionError
 from secrets_vault.services import secret_values
@@ -118,38 +116,6 @@ def request_send(
         deadline=deadline,
         max_response_bytes=settings.WEBHOOK_MAX_RESPONSE_BYTES,
     )
-
-
-def secret_forms(value: str) -> set[str]:
-    """A secret value as an endpoint may echo it back: raw, JSON-escaped (ASCII-only or not, ``/`` escaped or not),
-    URL-encoded (``quote`` and ``quote_plus``) and base64 (standard and URL-safe, with and without padding)."""
-    if not value:
-        return set()
-    raw = value.encode()
-    escaped = json.dumps(value)[1:-1]
-    padded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
-    return {
-        *padded,
-        *(form.rstrip("=") for form in padded),
-        value,
-        escaped,
-        escaped.replace("/", "\\/"),
-        json.dumps(value, ensure_ascii=False)[1:-1],
-        quote(value),
-        quote(value, safe=""),
-        quote_plus(value),
-    }
-
-
-def redact(text: str, secrets: dict[str, str]) -> str:
-    """Replace any secret value an endpoint echoed back (or an error quoted), in any of its ``secret_forms``, with
-    its ``${NAME}``. Longest forms first, so that a secret containing another is replaced whole."""
-    forms = sorted(
-        ((form, name) for name, value in secrets.items() for form in secret_forms(value)), key=lambda fn: -len(fn[0])
-    )
-    for form, name in forms:
-        text = text.replace(form, "${" + name + "}")
-    return text
 
 
 def outcome_scrubbed(outcome: HttpResponse | SendError, secrets: dict[str, str]) -> HttpResponse | SendError:

@@ -6,19 +6,19 @@ What could carry one is kept out or scrubbed before an event leaves (``scrubbed`
   ``send_default_pii`` is off (no user, no IP address);
 * headers and fields whose name says credential (Authorization, signatures, tokens, passwords, cookies) are masked;
 * the values of the team secrets, and of the server's own (SECRET_KEY, the encryption keys, database and broker
-  passwords), are replaced wherever they appear in the event: raw, JSON-escaped or base64-encoded (an exception
+  passwords), are replaced wherever they appear in the event, in every form ``core.redaction`` knows (an exception
   message may quote a response that echoed one).
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
+
+from core import redaction
 
 FILTERED = "[Filtered]"
 SENSITIVE_NAME = re.compile(
@@ -61,19 +61,12 @@ def scrubbed(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[
 
 
 def secret_forms(values: list[str]) -> list[str]:
-    """Each value as it may appear in text: raw, JSON-escaped, base64 (standard and URL-safe); longest first, so a
-    value containing another is replaced whole."""
-    forms = set()
+    """Every form of each value (``core.redaction``), longest first, so a value containing another is replaced
+    whole."""
+    forms: set[str] = set()
     for value in values:
-        if len(value) < 4:  # too short to tell from ordinary text; masking it would garble the report
-            continue
-        raw = value.encode()
-        forms |= {
-            value,
-            json.dumps(value)[1:-1],
-            base64.b64encode(raw).decode().rstrip("="),
-            base64.urlsafe_b64encode(raw).decode().rstrip("="),
-        }
+        if len(value) >= 4:  # shorter is too short to tell from ordinary text; masking it would garble the report
+            forms |= redaction.secret_forms(value)
     return sorted(forms, key=len, reverse=True)
 
 
@@ -85,6 +78,7 @@ def secret_values() -> list[str]:
 
     own = [settings.SECRET_KEY, *settings.SECRETS_ENCRYPTION_KEYS]
     own += [db.get("PASSWORD") or "" for db in settings.DATABASES.values()]
+    own.append(settings.EMAIL_HOST_PASSWORD)
     own.append(urlsplit(settings.CELERY_BROKER_URL).password or "")
     with _values_lock:
         read_at, teams = _values

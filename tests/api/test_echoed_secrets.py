@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
@@ -47,7 +48,37 @@ def encodings(value: str) -> dict[str, str]:
         "base64-nopad": base64.b64encode(raw).decode().rstrip("="),
         "urlsafe": base64.urlsafe_b64encode(raw).decode(),
         "urlsafe-nopad": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        # inside a larger base64 text, at each of the three byte offsets: a Basic credential, an encoded document
+        "basic": "Basic " + base64.b64encode(b"deploy:" + raw).decode(),
+        **{
+            f"base64-document-{shift}": base64.b64encode(
+                json.dumps({"p": "x" * shift, "auth": value}).encode()
+            ).decode()
+            for shift in range(3)
+        },
+        "urlsafe-document": base64.urlsafe_b64encode(b"user=ab&token=" + raw + b"&x=1").decode(),
     }
+
+
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_=-]{8,}")
+
+
+def decodable(text: str, value: str) -> bool:
+    """Whether ``value`` (raw or JSON-escaped) can be read back by base64-decoding any run of ``text``, from any
+    character offset: the check that does not depend on knowing how it was encoded."""
+    wanted = (value.encode(), json.dumps(value)[1:-1].encode())
+    for run in _BASE64_RUN.findall(text):
+        for start in range(4):
+            piece = run[start:].rstrip("=")
+            piece = piece[: len(piece) - len(piece) % 4]
+            for decode in (base64.b64decode, base64.urlsafe_b64decode):
+                try:
+                    decoded = decode(piece)
+                except ValueError:
+                    continue
+                if any(w in decoded for w in wanted):
+                    return True
+    return False
 
 
 def leaked_forms(value: str) -> set[str]:
@@ -84,6 +115,7 @@ def assert_no_secret(text: str, where: str) -> None:
         for form in leaked_forms(value):
             for shown in (form, html.escape(form), json.dumps(form)[1:-1]):
                 assert shown not in text, (where, form)
+        assert not decodable(text, value), (where, value)
 
 
 @pytest.fixture
