@@ -23,6 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from core.addresses import client_address
+
 
 class DatabaseCollector(Collector):
     """Gauges of the work waiting in the database, one cheap indexed query each, read at scrape time (so they are
@@ -98,7 +100,8 @@ def access_refused(request: HttpRequest) -> HttpResponse | None:
         return HttpResponse("Metrics are turned off: set METRICS_ALLOWED_NETWORKS or METRICS_TOKEN.\n", status=403)
     if networks:
         try:
-            address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+            # Behind a proxy on this machine the connection is the proxy's, from loopback: ask who it came from.
+            address = ipaddress.ip_address(client_address(request))
         except ValueError:
             address = None
         if address is None or not any(address in network for network in networks):

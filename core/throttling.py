@@ -1,9 +1,7 @@
 """One limit on password guessing, shared by the API's token exchange and the admin's login form.
 
-Attempts are counted per client address in the default cache, which is shared by every process (Redis in
-production, files under VAR_DIR on the embedded default), so more web workers do not mean more tries. The address is
-the connection's, or, behind ``TRUSTED_PROXY_COUNT`` proxies, the one the outermost trusted proxy saw: a client can
-write any ``X-Forwarded-For`` it likes, but not what our own proxies append to it.
+Attempts are counted per client address (``core.addresses``) in the default cache, which is shared by every process
+(Redis in production, files under VAR_DIR on the embedded default), so more web workers do not mean more tries.
 """
 
 from __future__ import annotations
@@ -15,6 +13,8 @@ from django.http import HttpRequest
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
+from .addresses import client_address
+
 logger = logging.getLogger(__name__)
 
 
@@ -24,7 +24,7 @@ class LoginThrottle(SimpleRateThrottle):
     scope = "login"
 
     def get_cache_key(self, request, view) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
 
     def allow_request(self, request, view) -> bool:
         try:

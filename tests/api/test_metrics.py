@@ -101,6 +101,16 @@ def test_a_listed_network_other_than_loopback_is_let_in(settings):
 
 
 @pytest.mark.django_db
+def test_behind_a_proxy_on_this_machine_the_network_check_is_on_the_client_it_forwarded(settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    # nginx on this machine: the connection is from loopback, the client is the address it appended
+    through_proxy = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.0.1, 203.0.113.9")
+    assert through_proxy.get("/metrics").status_code == 403
+    # Prometheus scraping the web process directly, without the proxy
+    scrape(Client(REMOTE_ADDR="127.0.0.1"))
+
+
+@pytest.mark.django_db
 def test_only_get_and_head():
     assert Client().post("/metrics").status_code == 405
 
