@@ -61,7 +61,7 @@ class NoticeSection(Section):
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "team", "kind", "headline", "count", "first_at", "last_at"]
+    list_display = ["created_at", "team", "headline", "first_at", "last_at"]
     list_filter = ["kind", "team", "created_at"]
     search_fields = ["subject_name", "team__name"]
     list_select_related = ["team"]

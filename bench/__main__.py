@@ -28,6 +28,7 @@ SCENARIOS = {
     "client": "bench.scenarios.client",
     "trickle": "bench.scenarios.trickle",
     "hop": "bench.scenarios.hop",
+    "outage": "bench.scenarios.outage",
 }
 TIME_LIMIT = 90 * 60  # the whole run stops by itself after this many seconds
 

@@ -40,8 +40,8 @@ class Team:
     def alias(self, alias: str, version: str) -> None:
         self.api.post(f"teams/{self.name}/registered-models/{self.model}/versions/{version}/aliases/", {"alias": alias})
 
-    def webhook(self, name: str, url: str) -> int:
-        body = {"name": name, "url": url, "secret": "SIGNING"}
+    def webhook(self, name: str, url: str, **options: object) -> int:
+        body = {"name": name, "url": url, "secret": "SIGNING", **options}
         return self.api.post(f"teams/{self.name}/webhooks/", body)["id"]
 
     def automation(self, name: str, webhook: int, payload: dict) -> int:

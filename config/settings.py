@@ -177,7 +177,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # An event's type and an automation's event_type are one choice set: one name for it in the schema.
-    "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "registry.events.event_type_choices"},
+    "ENUM_NAME_OVERRIDES": {
+        "EventTypeEnum": "registry.events.event_type_choices",
+        "NoticeStatusEnum": "alerts.choices.NoticeStatus",
+        "DeliveryStatusEnum": "automations.choices.DeliveryStatus",
+        "AlertKindEnum": "alerts.choices.AlertKind",
+    },
 }
 
 

@@ -364,8 +364,10 @@ class ReceiverProcess:
     """A receiver subprocess and what it reported: the arrivals in order, each key's arrival time, the deliveries'
     times in order."""
 
-    def __init__(self, *, delay: float = 0.0, trickle: int = 0, keep_alive: bool = False, name: str = "fast") -> None:
-        self.delay, self.trickle, self.keep_alive, self.name = delay, trickle, keep_alive, name
+    def __init__(
+        self, *, delay: float = 0.0, trickle: int = 0, keep_alive: bool = False, status: int = 200, name: str = "fast"
+    ) -> None:
+        self.delay, self.trickle, self.keep_alive, self.status, self.name = delay, trickle, keep_alive, status, name
         self.arrivals: list[Arrival] = []
         self.keys: dict[str, float] = {}
         self.hooks: list[float] = []
@@ -381,7 +383,8 @@ class ReceiverProcess:
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
 
     def start(self) -> ReceiverProcess:
-        args = [sys.executable, "-m", "harness.receiver", "--delay", str(self.delay), "--trickle", str(self.trickle)]
+        args = [sys.executable, "-m", "harness.receiver", "--delay", str(self.delay), "--trickle", str(self.trickle),
+                "--status", str(self.status)]  # fmt: skip
         self._popen = subprocess.Popen(
             args + (["--keep-alive"] if self.keep_alive else []), cwd=ROOT, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True,
@@ -456,6 +459,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering")
     parser.add_argument("--trickle", type=int, default=0, help="answer with a body of this many bytes, one a second")
     parser.add_argument("--keep-alive", action="store_true", help="keep connections open (HTTP/1.1's default)")
+    parser.add_argument("--status", type=int, default=200, help="the status code of every answer")
     args = parser.parse_args()
     out = sys.stdout.buffer
 
@@ -464,7 +468,7 @@ def main() -> None:
         out.flush()
 
     receiver = Receiver(
-        Reply(headers={"Content-Type": "application/json"}, delay=args.delay), trickle=args.trickle,
+        Reply(status=args.status, headers={"Content-Type": "application/json"}, delay=args.delay), trickle=args.trickle,
         close_connections=not args.keep_alive, on_request=report,
     )  # fmt: skip
     with receiver:

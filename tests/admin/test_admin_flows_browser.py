@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from datetime import timedelta
 
 import pytest
 from django.contrib import admin
@@ -11,6 +12,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
+from alerts import grouping
+from alerts.choices import AlertKind
+from alerts.services import Happened, occurrences_record
 from automations import services as automations
 from automations.models import Delivery, Webhook
 from core.roles import Role
@@ -98,6 +102,12 @@ def busy_team(settings):
     )
     services.api_token_create(user=admin_user, name="ci-pipeline-release-token")
     Group.objects.create(name="release-managers")
+    occurrences_record(
+        Happened(team_id=team.pk, kind=AlertKind.DELIVERY_FAILED, subject_id=webhook.pk, subject_name=webhook.name,
+                 at=timezone.now(), detail={"delivery": str(Delivery.objects.first().pk), "error": "HTTP 503" * 20})
+        for _ in range(1200)
+    )  # fmt: skip
+    grouping.alerts_group(now=timezone.now() + timedelta(hours=1))
     return root, team
 
 
