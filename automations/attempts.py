@@ -546,31 +546,38 @@ def _attempt_log(outcome: _Outcome, *, disabled: set[int]) -> None:
 
 def _webhooks_health(outcomes: list[_Outcome], *, now: datetime) -> set[int]:
     """Apply the attempts to each webhook's health as if one after another: only what follows the last success
-    matters, after that success has cleared the webhook. Returns the webhooks these attempts disabled."""
+    matters, after that success has cleared the webhook. Returns the webhooks these attempts disabled.
+
+    Webhooks are written in id order: batches of one destination hold deliveries of several webhooks, and two
+    recording at once would otherwise lock the same rows in opposite orders (a deadlock, seen in an outage)."""
     disabled: set[int] = set()
     by_webhook: dict[int, list[_Outcome]] = {}
     for outcome in outcomes:
         if outcome.delivery.webhook_id:
             by_webhook.setdefault(outcome.delivery.webhook_id, []).append(outcome)
-    for webhook_id, seen in by_webhook.items():
+    for webhook_id, seen in sorted(by_webhook.items()):
         verdicts = [o.decision.verdict for o in seen]
         last_success = max((i for i, v in enumerate(verdicts) if v is retry.Verdict.SUCCEEDED), default=None)
         if last_success is not None:
             Webhook.objects.filter(pk=webhook_id).exclude(failing_since=None, last_error="").update(
                 failing_since=None, last_error=""
             )
-        for outcome in seen[(last_success + 1 if last_success is not None else 0) :]:
-            if _webhook_failed(webhook_id, verdict=outcome.decision.verdict, error=outcome.described, now=now):
-                disabled.add(webhook_id)
+        failures = seen[(last_success + 1 if last_success is not None else 0) :]
+        if failures and _webhook_failed(webhook_id, failures, now=now):
+            disabled.add(webhook_id)
     return disabled
 
 
-def _webhook_failed(webhook_id: int, *, verdict: retry.Verdict, error: str, now: datetime) -> bool:
-    """Note a failed attempt on its webhook; True when that disabled it."""
+def _webhook_failed(webhook_id: int, failures: list[_Outcome], *, now: datetime) -> bool:
+    """Note a run of failed attempts on their webhook, in three statements however long the run; True when it
+    disabled the webhook. The last error is shown; a 410 Gone among them disables it."""
+    gone = next((o for o in failures if o.decision.verdict is retry.Verdict.GONE), None)
+    deciding = gone or failures[-1]
+    verdict, error = deciding.decision.verdict, deciding.described
     webhooks = Webhook.objects.filter(pk=webhook_id)
-    webhooks.update(last_error=f"{now:%Y-%m-%d %H:%M:%S} UTC: {error}"[:2000])
+    webhooks.update(last_error=f"{now:%Y-%m-%d %H:%M:%S} UTC: {failures[-1].described}"[:2000])
     webhooks.filter(failing_since=None).update(failing_since=now)
-    failing_since = None if verdict is retry.Verdict.GONE else webhooks.values_list("failing_since", flat=True).first()
+    failing_since = None if gone else webhooks.values_list("failing_since", flat=True).first()
     reason = retry.webhook_disable_reason(verdict, error=error, failing_since=failing_since, now=now)
     if reason is None:
         return False
