@@ -157,14 +157,21 @@ class _Reader:
             name, _, value = line.partition(":")
             headers[name.strip()] = value.strip()
         lowered = {k.lower(): v for k, v in headers.items()}
+        # A request cut off before its body ended (its sender was killed mid-send) is not a request: a real server
+        # would not act on it, so it is neither answered nor counted.
         if lowered.get("transfer-encoding", "").lower() == "chunked":
             body = b""
             while (size_line := self._line()) is not None and (size := int(size_line.split(b";")[0], 16)):
-                body += self._exactly(size) or b""
+                if (chunk := self._exactly(size)) is None:
+                    return None
+                body += chunk
                 self._line()
-            self._line()  # the empty line after the last chunk (no trailers are sent to a webhook)
+            if size_line is None or self._line() is None:  # the empty line after the last chunk (no trailers)
+                return None
         else:
-            body = self._exactly(int(lowered.get("content-length") or 0)) or b""
+            body = self._exactly(int(lowered.get("content-length") or 0))
+            if body is None:
+                return None
         keep_alive = parts[-1] == "HTTP/1.1" and lowered.get("connection", "").lower() != "close"
         return _Request(parts[1] if len(parts) > 1 else "", headers, body, keep_alive)
 

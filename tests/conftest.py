@@ -96,11 +96,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_itemcollected(item: pytest.Item) -> None:
     """Fault tests stop services, kill processes and time recoveries: under ``--dist loadgroup`` they run one after
-    another on one worker (xdist hands out the largest groups first). One that breaks nothing but its own stack may
-    name a group of its own, and runs beside them."""
+    another on one worker (xdist hands out the largest groups first)."""
     if item.get_closest_marker("fault") and item.config.pluginmanager.hasplugin("xdist"):
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group("fault"))
+        item.add_marker(pytest.mark.xdist_group("fault"))
 
 
 def _uses_database(item: pytest.Item) -> bool:

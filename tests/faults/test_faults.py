@@ -446,12 +446,13 @@ def test_a_trickling_destination_of_one_team_leaves_another_teams_deliveries_on_
 
 
 STORM_SEED = int(os.environ.get("FAULT_STORM_SEED", "0")) or int(time.time())
-SCHEMATHESIS_MAX_EXAMPLES = int(os.environ.get("FAULT_SCHEMATHESIS_EXAMPLES", "20"))
+# Per operation in the fuzzing phase (the coverage phase's boundary cases come first, ~65 s here); on two busy cores
+# 20 ran over the budget.
+SCHEMATHESIS_MAX_EXAMPLES = int(os.environ.get("FAULT_SCHEMATHESIS_EXAMPLES", "12"))
 SCHEMATHESIS_BUDGET = 150.0
 
 
-@pytest.mark.timeout(240)
-@pytest.mark.xdist_group("storm")  # it stops and kills nothing: it runs beside the other fault tests, not after them
+@pytest.mark.timeout(300)
 def test_a_malformed_request_storm_gets_4xx_only_and_writes_nothing(tmp_path, redis_server, database, stacks, report):
     with Receiver() as receiver:
         stack = stacks(database_url=database.url, broker_url=redis_server.url)
