@@ -1,7 +1,8 @@
 """Ready-made payload templates for common receivers, offered when an automation is created.
 
 The JSON shapes are those the receiving services expect (a GitHub ``repository_dispatch`` body, a Microsoft Teams
-MessageCard, Slack Block Kit blocks); the values use the variables of ``automations.rendering``.
+Adaptive Card for a Workflows webhook or a MessageCard for a retired Office 365 connector, Slack Block Kit blocks);
+the values use the variables of ``automations.rendering``.
 """
 
 from __future__ import annotations
@@ -44,10 +45,53 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             name="microsoft_teams",
-            label="Microsoft Teams notification",
+            label="Microsoft Teams notification (Workflows)",
             description=(
-                "Posts a card to a Teams channel through its Incoming Webhook URL, listing who made the change "
-                "and which event it was."
+                'Posts an Adaptive Card to a Teams channel through a Workflows webhook (the "Post to a channel when '
+                'a webhook request is received" template): the version, who made the change and which event it was.'
+            ),
+            payload={
+                "type": "message",
+                "attachments": [
+                    {
+                        "contentType": "application/vnd.microsoft.card.adaptive",
+                        "contentUrl": None,
+                        "content": {
+                            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                            "type": "AdaptiveCard",
+                            "version": "1.4",
+                            "body": [
+                                {
+                                    "type": "TextBlock",
+                                    "size": "Medium",
+                                    "weight": "Bolder",
+                                    "text": "Model registry: ${event_type}",
+                                    "wrap": True,
+                                },
+                                {
+                                    "type": "TextBlock",
+                                    "text": "${artifact_version_string} changed in the model registry.",
+                                    "wrap": True,
+                                },
+                                {
+                                    "type": "FactSet",
+                                    "facts": [
+                                        {"title": "Author", "value": "${event_author}"},
+                                        {"title": "Event type", "value": "${event_type}"},
+                                    ],
+                                },
+                            ],
+                        },
+                    }
+                ],
+            },
+        ),
+        Preset(
+            name="microsoft_teams_messagecard",
+            label="Microsoft Teams notification (legacy connector, MessageCard)",
+            description=(
+                "Posts a MessageCard through an Office 365 connector's Incoming Webhook URL. Microsoft is retiring "
+                "these connectors; new channels use the Workflows preset."
             ),
             payload={
                 "@type": "MessageCard",

@@ -113,6 +113,7 @@ def sample_context(*, team: Team, user) -> dict:
     if latest:
         return {"alias": "production", **latest}
     return {
+        "event_id": "00000000-0000-0000-0000-000000000000",
         "event_type": "LINK_ARTIFACT",
         "event_author": user.get_username(),
         "artifact_version": "registry-artifact://_id/00000000-0000-0000-0000-000000000000",

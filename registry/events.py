@@ -29,6 +29,7 @@ class Change:
     author: Any  # User or None
     model_version: Any = None  # ModelVersion, for events on a registered model
     alias: str = ""
+    event_id: str = ""  # the id the event is recorded under
 
     @property
     def team_name(self) -> str:
@@ -87,6 +88,12 @@ METADATA_PREFIX = "artifact_metadata."
 
 # Every event type carries these; a type adds its own with ``extra_variables``.
 COMMON_VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "event_id",
+        "The event's id. A job acting on the registry because of it sends it back as X-Registry-Caused-By, so a "
+        "chain of automations stops at EVENT_CHAIN_LIMIT.",
+        lambda c: c.event_id,
+    ),
     Variable(
         "event_type",
         "The event that fired, e.g. LINK_ARTIFACT or ADD_ARTIFACT_ALIAS.",

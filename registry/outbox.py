@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import logging
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -70,7 +72,10 @@ def _context(change: Change) -> dict:
 def _event_create(*, change: Change, team_id: int) -> Event:
     cause = _cause.get()
     model_version = change.model_version
+    event_id = uuid.uuid4()  # chosen here: ${event_id} is in the context written with the row
+    change = dataclasses.replace(change, event_id=str(event_id))
     event = Event.objects.create(
+        id=event_id,
         team_id=team_id,
         type=change.event_type.name,
         registered_model=model_version.registered_model if model_version else None,

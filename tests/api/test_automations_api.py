@@ -654,7 +654,7 @@ def test_a_payload_given_as_a_string_is_stored_as_an_object(world):
     assert Automation.objects.get(pk=response.json()["id"]).payload == stored
 
 
-@pytest.mark.parametrize("preset", ["slack", "github_repository_dispatch", "microsoft_teams"])
+@pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_a_preset_without_a_payload_stores_the_preset_payload(world, preset):
     body = automation_body(world, preset=preset)
     del body["payload"]
@@ -676,12 +676,12 @@ def test_an_unknown_preset_is_refused_naming_it(world):
     assert snapshot() == before
 
 
-def test_the_three_presets_are_listed(world):
+def test_the_presets_are_listed(world):
     response = presets_get(world.viewer)
 
     assert response.status_code == 200
     listed = {p["key"]: p for p in response.json()}
-    assert set(listed) == {"slack", "github_repository_dispatch", "microsoft_teams"}
+    assert set(listed) == {"slack", "github_repository_dispatch", "microsoft_teams", "microsoft_teams_messagecard"}
     for key, preset in listed.items():
         assert preset["payload"] == PRESETS[key].payload
         assert preset["label"] and preset["description"]

@@ -31,6 +31,7 @@ def event_context(
     """The context ``registry.outbox`` stores on a link or alias event, as a plain dict."""
     suffix = alias if event_type == "ADD_ARTIFACT_ALIAS" else version
     context = {
+        "event_id": "6d1c2b9e-0b7a-4c8e-9f31-2a4d5e6f7081",
         "event_type": event_type,
         "event_author": author,
         "artifact_version": f"registry-artifact://_id/{public_id}",
@@ -72,6 +73,7 @@ def raises_template_error(template: object, *, event_type: str | None = "LINK_AR
 
 def test_the_table_lists_every_design_variable_and_the_metadata_form():
     assert set(rendering.VARIABLES) == {
+        "event_id",
         "event_type",
         "event_author",
         "artifact_version",
@@ -104,6 +106,7 @@ def test_every_variable_renders_for_a_link_event():
     template["acc"] = "${artifact_metadata.acc}"
 
     assert rendered(template, event_context()) == {
+        "event_id": "6d1c2b9e-0b7a-4c8e-9f31-2a4d5e6f7081",
         "event_type": "LINK_ARTIFACT",
         "event_author": "alice",
         "artifact_version": "registry-artifact://_id/QXJ0aWZhY3Q6NTE3ODg5ODg3",
@@ -412,8 +415,17 @@ def test_the_presets_reproduce_the_documented_receivers():
         )
     }
     teams = preset_payload("microsoft_teams")
-    assert teams["@type"] == "MessageCard"
-    assert teams["sections"][0]["facts"] == [
+    (attachment,) = teams["attachments"]
+    assert (teams["type"], attachment["contentType"]) == ("message", "application/vnd.microsoft.card.adaptive")
+    card = attachment["content"]
+    assert (card["type"], card["version"]) == ("AdaptiveCard", "1.4")
+    assert card["body"][-1]["facts"] == [
+        {"title": "Author", "value": "${event_author}"},
+        {"title": "Event type", "value": "${event_type}"},
+    ]
+    legacy = preset_payload("microsoft_teams_messagecard")
+    assert legacy["@type"] == "MessageCard"
+    assert legacy["sections"][0]["facts"] == [
         {"name": "Author", "value": "${event_author}"},
         {"name": "Event Type", "value": "${event_type}"},
     ]
