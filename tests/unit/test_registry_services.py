@@ -97,6 +97,7 @@ def test_link_fires_one_link_event_and_one_event_per_alias_but_none_for_latest()
     ]
     link_event = events.get(type="LINK_ARTIFACT")
     assert link_event.context == {
+        "event_id": str(link_event.pk),
         "event_type": "LINK_ARTIFACT",
         "event_author": "alice",
         "artifact_version": f"registry-artifact://_id/{artifact.public_id}",
