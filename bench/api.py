@@ -82,6 +82,16 @@ def team_create(api: Api, name: str, *, versions: int = 2) -> Team:
     return Team(api=api, name=name)
 
 
+def fan_out(team: Team, url_for, *, webhooks: int, per_webhook: int) -> None:
+    """The fan-out scenarios' setup: ``per_webhook`` automations on each of ``webhooks`` webhooks (``url_for(i)``,
+    distinct URLs), then wait until the setup's own events are dispatched."""
+    for w in range(webhooks):
+        hook = team.webhook(f"hook-{w}", url_for(w))
+        for a in range(per_webhook):
+            team.automation(f"auto-{w}-{a}", hook, PAYLOAD)
+    wait_idle(team.api, team.name)
+
+
 def wait_idle(api: Api, team: str, *, timeout: float = 30) -> None:
     """Until the team's events are all dispatched (setup's own link events must not leak into a measurement)."""
     deadline = time.monotonic() + timeout

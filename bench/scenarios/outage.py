@@ -20,7 +20,7 @@ from harness.receiver import Receiver, ReceiverProcess
 from harness.smtp import MailServer
 from harness.stack import Stack
 
-from ..api import PAYLOAD, admin_api, team_create, wait_idle
+from ..api import admin_api, fan_out, team_create
 from ..report import Context, Target, process_table, table
 
 NAME = "outage"
@@ -44,11 +44,7 @@ def measure(context: Context, *, webhooks: int, per_webhook: int, events: int) -
             alerts = True
         except ApiError:  # code from before alerts refuses the field
             alerts = False
-        for w in range(webhooks):
-            hook = team.webhook(f"hook-{w}", endpoint.url_for(f"/t/{w}"))
-            for a in range(per_webhook):
-                team.automation(f"auto-{w}-{a}", hook, PAYLOAD)
-        wait_idle(api, team.name)
+        fan_out(team, lambda w: endpoint.url_for(f"/t/{w}"), webhooks=webhooks, per_webhook=per_webhook)
 
         monitor = context.monitor(stack, NAME)
         with monitor:

@@ -15,7 +15,7 @@ import time
 from harness.receiver import ReceiverProcess
 from harness.stack import Stack
 
-from ..api import PAYLOAD, admin_api, team_create, wait_idle
+from ..api import admin_api, fan_out, team_create
 from ..report import Context, Target, process_table, table
 
 NAME = "throughput"
@@ -28,11 +28,7 @@ def measure(context: Context, *, webhooks: int, per_webhook: int, events: int) -
     with ReceiverProcess(name="fast") as receiver, Stack(work, context.env) as stack:
         api = admin_api(stack)
         team = team_create(api, "thr")
-        for w in range(webhooks):
-            hook = team.webhook(f"hook-{w}", receiver.url_for(f"/t/{w}"))
-            for a in range(per_webhook):
-                team.automation(f"auto-{w}-{a}", hook, PAYLOAD)
-        wait_idle(api, team.name)
+        fan_out(team, lambda w: receiver.url_for(f"/t/{w}"), webhooks=webhooks, per_webhook=per_webhook)
 
         monitor = context.monitor(stack, NAME)
         with monitor:
