@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from automations import prepare, retry
+from automations.choices import DeliveryStatus
 from automations.models import Webhook
 from automations.safe_http import SendError
 from core.redaction import redact
@@ -27,6 +28,12 @@ from .models import Alert, Notice
 
 logger = logging.getLogger(__name__)
 
+# The verdict's delivery status, as a notice's (a spent retry schedule is already FAILED there).
+_NOTICE_STATUS = {
+    DeliveryStatus.SUCCEEDED: NoticeStatus.SENT,
+    DeliveryStatus.RETRYING: NoticeStatus.RETRYING,
+    DeliveryStatus.FAILED: NoticeStatus.FAILED,
+}
 # Notices one flush sends at most; the next flush goes on.
 PER_FLUSH = 100
 # A notice claimed this much longer than its send may take is taken over.
@@ -63,11 +70,7 @@ def _send(notice: Notice) -> bool:
     else:
         decision = retry.decide(outcome, attempts_made=notice.attempts, now=now)
         wait, error = decision.wait, decision.error
-        status = {retry.Verdict.SUCCEEDED: NoticeStatus.SENT, retry.Verdict.RETRY: NoticeStatus.RETRYING}.get(
-            decision.verdict, NoticeStatus.FAILED
-        )
-        if status is NoticeStatus.RETRYING and wait is None:
-            status = NoticeStatus.FAILED
+        status = _NOTICE_STATUS[decision.status]
     Notice.objects.filter(pk=notice.pk, status=NoticeStatus.SENDING, attempts=notice.attempts).update(
         status=status,
         last_error=error[:2000],

@@ -318,3 +318,18 @@ def test_alerts_carry_no_secret_in_any_encoding(loopback, mail):
     for secret in (TOKEN, echoed, OPS_SECRET, url_token):
         for form in (secret, json.dumps(secret)[1:-1], quote(secret), base64.b64encode(secret.encode()).decode()):
             assert all(form not in text for text in texts), form
+
+
+def test_a_notice_whose_retries_are_spent_fails_for_good(loopback, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
+    settings.WEBHOOK_RETRY_SCHEDULE = [1]
+    team = make_team()
+    failed(team, services.webhook_create(team=team, name="ci", url="http://127.0.0.1:9/", user=None), 1)
+    flush()
+    notice = Notice.objects.get()
+    assert notice.status == "retrying"
+    notify.notices_send(now=notice.next_attempt_at)
+    notice.refresh_from_db()
+    assert (notice.status, notice.attempts, notice.next_attempt_at) == ("failed", 2, None)
+    assert "gave up after 2 attempts" in notice.last_error
