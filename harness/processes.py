@@ -263,4 +263,6 @@ class SharedServerDatabase:
         return self.url
 
     def drop(self) -> None:
-        psql(f"{self.server}/postgres", f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+        # DROP DATABASE waits for an immediate checkpoint (PostgreSQL 15), which under the whole suite's writes
+        # once took over 20 s.
+        psql(f"{self.server}/postgres", f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)", timeout=180)
