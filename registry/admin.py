@@ -830,6 +830,8 @@ class AliasAdmin(ServiceWriteAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = AliasMoveForm if obj is not None else AliasAddForm
+        if obj is not None and not self.has_change_permission(request, obj):
+            kwargs["help_texts"] = {}  # "choose another version" is no help on a page that cannot move it
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):

@@ -61,7 +61,9 @@ def test_removing_an_alias_fires_remove_artifact_alias_with_the_alias(acme):
 
 def test_moving_an_alias_fires_only_its_add(acme):
     team, client, _ = acme
-    client.post(base(team) + "registered-models/classifier/versions/v1/aliases/", {"alias": "production"})
+    client.post(
+        base(team) + "registered-models/classifier/versions/v1/aliases/", {"alias": "production"}, format="json"
+    )
     assert not Event.objects.filter(type="REMOVE_ARTIFACT_ALIAS").exists()
     assert Event.objects.filter(type="ADD_ARTIFACT_ALIAS", alias="production").count() == 2
 
@@ -126,7 +128,7 @@ def test_untagging_fires_remove_artifact_tag_and_a_missing_tag_is_404(acme):
         ({"tag": "two words"}, "Invalid tag"),
         ({"tag": ""}, "blank"),
         ({"tag": "x" * 65}, "64"),
-        ({"tag": 7}, "Invalid tag"),
+        ({"tag": ["reviewed"]}, "Not a valid string"),
         ({}, "required"),
     ],
 )

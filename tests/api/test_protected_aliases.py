@@ -99,7 +99,9 @@ def test_an_admins_move_of_a_protected_alias_fires_its_event(acme):
 def test_unprotected_aliases_stay_the_members(acme):
     team, _, member = acme
     client = f.api_client(member)
-    added = client.post(url(team, "registered-models/classifier/versions/v1/aliases/"), {"alias": "staging"})
+    added = client.post(
+        url(team, "registered-models/classifier/versions/v1/aliases/"), {"alias": "staging"}, format="json"
+    )
     assert added.status_code == 201
     assert client.delete(url(team, "registered-models/classifier/aliases/staging/")).status_code == 204
     # v1 holds no protected alias: a member may unlink it.
