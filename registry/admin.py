@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from core.admin import (
+    AddAndRemoveAdmin,
     AddOnlyAdmin,
     BaseAdmin,
     ReadOnlyAdmin,
@@ -913,7 +914,7 @@ class ProtectedAliasForm(forms.ModelForm):
 
 
 @admin.register(ProtectedAlias)
-class ProtectedAliasAdmin(ServiceWriteAdmin):
+class ProtectedAliasAdmin(AddAndRemoveAdmin):
     """Protected with ``protected_alias_add`` and unprotected with ``protected_alias_remove``, as through the API,
     by the team's admins. A protection is never edited: remove it and protect another name."""
 
@@ -925,20 +926,7 @@ class ProtectedAliasAdmin(ServiceWriteAdmin):
     list_select_related = ("team", "created_by")
     search_fields = ("name", "team__name")
     fields = ("team", "name", "created_by", "created_at")
-
-    def get_fields(self, request, obj=None):
-        return self.fields if obj is not None else ("team", "name")
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields if obj is not None else ()
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # each removal through protected_alias_remove
-        return actions
+    add_fields = ("team", "name")
 
     def add_title(self, parent: Team) -> str:
         return f"Protect an alias in {parent.name}"
@@ -965,7 +953,7 @@ class ArtifactTagForm(forms.ModelForm):
 
 
 @admin.register(ArtifactTag)
-class ArtifactTagAdmin(ServiceWriteAdmin):
+class ArtifactTagAdmin(AddAndRemoveAdmin):
     """Tags are added with ``artifact_tag_add`` and removed with ``artifact_tag_remove``, as through the API: each
     fires ADD_ARTIFACT_TAG or REMOVE_ARTIFACT_TAG. A tag is never edited."""
 
@@ -976,20 +964,7 @@ class ArtifactTagAdmin(ServiceWriteAdmin):
     list_select_related = ("artifact_version__collection__project__team", "added_by")
     search_fields = ("name", "artifact_version__collection__name", "artifact_version__collection__project__name")
     fields = ("artifact_version", "name", "added_by", "added_at")
-
-    def get_fields(self, request, obj=None):
-        return self.fields if obj is not None else ("artifact_version", "tag")
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields if obj is not None else ()
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # each removal through artifact_tag_remove
-        return actions
+    add_fields = ("artifact_version", "tag")
 
     def add_title(self, parent: ArtifactVersion) -> str:
         return f"Tag {artifact_name(parent)}"
