@@ -3,7 +3,7 @@
 As in W&B, a pattern matches when it matches somewhere in the alias: ``^prod`` matches ``production`` and ``prod``
 matches ``pre-prod``; ``\\A(?:prod)\\z`` (or ``^prod$``) matches ``prod`` alone. Filters saved when an alias filter had
 to match the whole alias were rewritten to that anchored form (migration ``automations.0007``), so they match what
-they matched before; a pattern anchored that way may be 9 characters longer than MAX_PATTERN_LENGTH.
+they matched before; a pattern anchored that way may be longer than MAX_PATTERN_LENGTH by the anchors.
 
 Team admins write these patterns and dispatch runs them for every automation on every event, so matching must
 never depend on how the pattern is written. RE2 matches in time linear in the alias whatever the pattern (no
@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 MAX_PATTERN_LENGTH = 256
 # A pattern p anchored to the whole value: what whole-match filters were migrated to.
 ANCHOR_START, ANCHOR_END = "\\A(?:", ")\\z"
-MAX_ANCHORED_LENGTH = MAX_PATTERN_LENGTH + len(ANCHOR_START) + len(ANCHOR_END)  # Automation.alias_regex's max_length
+# Automation.alias_regex's max_length: room for the anchors and for the \E that ends a pattern's unterminated \Q.
+MAX_ANCHORED_LENGTH = MAX_PATTERN_LENGTH + len(ANCHOR_START) + len("\\E") + len(ANCHOR_END)
 # What RE2 may spend on one pattern: its compiled program gets about two thirds, its lazily built DFA the rest (when
 # the DFA fills up RE2 falls back to its NFA, still linear). Ordinary filters use a few kilobytes; the limit refuses
 # the few short patterns that expand to huge programs, such as \pL{1000}.
@@ -93,16 +94,13 @@ def _reason(pattern: str, detail: str) -> str:
     return f"{detail}."
 
 
-def anchored(pattern: str) -> str:
-    """``pattern`` made to match only the whole value, as it would with full-match semantics."""
-    return f"{ANCHOR_START}{pattern}{ANCHOR_END}"
-
-
 def _length_ok(pattern: str) -> bool:
     if len(pattern) <= MAX_PATTERN_LENGTH:
         return True
-    # An anchored pattern of the limit's length: a whole-match filter migrated (or written) in the anchored form.
-    return len(pattern) <= MAX_ANCHORED_LENGTH and pattern.startswith(ANCHOR_START) and pattern.endswith(ANCHOR_END)
+    # A whole-match pattern of the limit's length in the anchored form, which may need a \E to end a \Q quote first.
+    if len(pattern) > MAX_ANCHORED_LENGTH or not (pattern.startswith(ANCHOR_START) and pattern.endswith(ANCHOR_END)):
+        return False
+    return len(pattern[len(ANCHOR_START) : -len(ANCHOR_END)].removesuffix("\\E")) <= MAX_PATTERN_LENGTH
 
 
 # Mongo's $options letters, as RE2's inline flags: case-insensitive, ^ and $ at line breaks, . matches \n.

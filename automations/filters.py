@@ -288,9 +288,9 @@ def _flags(condition: Mapping) -> str:
 
 
 def filter_validate(expr: object, *, event_type: str | None = None) -> dict:
-    """``expr`` (an object, or JSON text holding one; None or blank text for no filter) if it is a filter an automation on
-    ``event_type`` may carry; otherwise FilterError naming the operator and path at fault. With ``event_type=None``
-    the fields of every event type are allowed."""
+    """``expr`` (an object, or JSON text holding one; None or blank text for no filter) if it is a filter an
+    automation on ``event_type`` may carry; otherwise FilterError naming the operator and path at fault. With
+    ``event_type=None`` the fields of every event type are allowed."""
     if expr is None or (isinstance(expr, str) and not expr.strip()):
         return {}
     if isinstance(expr, str):
@@ -309,14 +309,14 @@ def filter_validate(expr: object, *, event_type: str | None = None) -> dict:
 # --- Evaluation ----------------------------------------------------------------------------------------------
 
 
-def filter_matches(expr: Mapping, context: Mapping) -> bool:
-    """Whether an event with ``context`` passes the filter. No filter passes everything; a stored filter that is not
-    valid (written around the services) passes nothing (the system check ``automations.W001`` lists such
-    automations)."""
+def filter_matches(expr: Mapping, context: Mapping, *, event_type: str | None = None) -> bool:
+    """Whether an event (of ``event_type``) with ``context`` passes the filter. No filter passes everything; a stored
+    filter that is not valid for the event type (written around the services) passes nothing, as the system check
+    ``automations.W001`` reports."""
     if not expr:
         return True
     try:
-        filter_validate(expr)
+        filter_validate(expr, event_type=event_type)
     except FilterError as exc:
         logger.warning("filter %s is not valid, treated as no match: %s", _show(expr), exc)
         return False
