@@ -66,7 +66,7 @@ class AutomationWriteSerializer(serializers.Serializer):
         default=None,
         help_text="Alias events: an RE2 pattern that must match somewhere in the alias (^prod matches production).",
     )
-    filter = FilterField(required=False, default=None)
+    filter = FilterField(required=False, allow_null=True, default=None)
     action_type = serializers.ChoiceField(choices=ActionType.choices)
     webhook = serializers.IntegerField(allow_null=True, required=False, default=None)
     payload = serializers.JSONField(required=False, default=None)
