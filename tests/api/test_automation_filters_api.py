@@ -81,6 +81,7 @@ def test_an_automation_without_a_filter_reads_as_an_empty_one(acme):
 
 # --- Refused, with nothing written -----------------------------------------------------------------------------
 
+
 def nots(count: int) -> dict:
     """``count`` $not around an empty filter: ``count`` + 1 objects, one in the other."""
     expr: dict = {}
@@ -270,3 +271,18 @@ def test_an_alias_event_passes_both_its_alias_filter_and_its_filter(acme):
     assert dispatched(model, user=admin, aliases=["production"], metadata={"accuracy": 0.5}) == []
     assert dispatched(model, user=admin, aliases=["prod"], metadata={"accuracy": 0.5}) == ["exactly-prod"]
     assert dispatched(model, user=admin, aliases=["staging"], metadata={"accuracy": 0.99}) == []
+
+
+def test_changing_the_event_type_revalidates_the_filter(acme):
+    team, _, webhook, client, _ = acme
+    on_alias = body(webhook, event_type="ADD_ARTIFACT_ALIAS", filter={"alias": {"$in": ["production", "staging"]}})
+    created = client.post(root(team) + "automations/", on_alias, format="json")
+    assert created.status_code == 201, created.content
+    before = stored()
+
+    path = root(team) + f"automations/{created.json()['id']}/"
+    to_link = client.patch(path, {"event_type": "LINK_ARTIFACT"}, format="json")
+
+    assert to_link.status_code == 400
+    assert to_link.json()["errors"]["filter"][0].startswith("alias: LINK_ARTIFACT events have no alias")
+    assert stored() == before

@@ -243,6 +243,35 @@ def test_the_system_check_reports_a_stored_filter_that_does_not_compile(acme):
     assert alias_filters_check(databases=None) == []
 
 
+def test_the_system_check_reports_a_stored_filter_expression_that_is_not_valid(acme):
+    team, admin, _, webhook = acme
+    for name in ("good", "bad", "wrong-type"):
+        automations.automation_create(
+            team=team, user=admin, name=name, event_type="ADD_ARTIFACT_ALIAS", registered_model="classifier",
+            filter={"alias": {"$regex": "^prod"}}, action_type="WEBHOOK", webhook=webhook.pk, payload={"a": 1},
+        )  # fmt: skip
+    Automation.objects.filter(name="bad").update(filter={"artifact_metadata.acc": {"$gte": "high"}})
+    Automation.objects.filter(name="wrong-type").update(event_type="LINK_ARTIFACT")  # it has no alias
+
+    messages = alias_filters_check(databases=["default"])
+
+    assert [(m.id, m.obj) for m in messages] == [
+        ("automations.W001", "acme/bad"),
+        ("automations.W001", "acme/wrong-type"),
+    ]
+    assert "artifact_metadata.acc.$gte: expects a number" in str(messages[0])
+    assert "alias: LINK_ARTIFACT events have no alias" in str(messages[1])
+
+    def matching(name: str, event_type: str) -> bool:
+        event = Event(team=team, type=event_type, registered_model=acme[2], alias="production",
+                      context={"alias": "production", "artifact_metadata": {"acc": 1}})  # fmt: skip
+        return name in {a.name for a in automations_matching(event=event)}
+
+    assert matching("good", "ADD_ARTIFACT_ALIAS")
+    assert not matching("bad", "ADD_ARTIFACT_ALIAS")  # an invalid filter matches nothing
+    assert not matching("wrong-type", "LINK_ARTIFACT")
+
+
 def test_the_system_check_has_nothing_to_say_before_the_tables_exist(acme):
     from django.db import connection
 
