@@ -10,7 +10,7 @@ from automations.rendering import render_preview
 from core.validators import LABEL_MAX_LENGTH
 
 FILTER_HELP = (
-    "A filter expression in the MongoDB operator form W&B stores, e.g. "
+    "A filter expression (an object, or JSON text holding one) in the MongoDB operator form W&B stores, e.g. "
     '{"$and": [{"alias": {"$regex": "^prod"}}, {"artifact_metadata.accuracy": {"$gte": 0.9}}]}. '
     f"Fields: {', '.join(FIELDS)} (when the event type has them) and artifact_metadata.KEY. "
     f"Operators: {', '.join(OPERATORS)}; a plain value means $eq. $regex is RE2 and matches anywhere. "
