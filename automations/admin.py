@@ -16,7 +16,7 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from core import scoping
@@ -24,11 +24,11 @@ from core.admin import ReadOnlyAdmin, ReadOnlyInline, Section, ServiceWriteAdmin
 from core.errors import ApplicationError
 from core.roles import Role
 from core.scoping import scope
-from registry.events import ADD_ARTIFACT_ALIAS, event_type_get
+from registry.events import event_type_get
 from registry.models import RegisteredModel, Team
 
 from . import prepare, schedule, selectors, services, webhook_testing
-from .admin_forms import AutomationForm, variables_help
+from .admin_forms import AutomationForm, variables_help, watch_fields
 from .choices import DeliveryStatus
 from .fairness import TooManyTests
 from .models import Automation, Delivery, DeliveryAttempt, Webhook
@@ -267,7 +267,7 @@ class AutomationAdmin(ServiceWriteAdmin):
         "team", "registered_model", "project", "collection__project", "webhook", "job_version__job", "queue"
     ]  # fmt: skip
     fieldsets = [
-        ("Event", {"fields": ["team", "event_type", "scope", "registered_model", "alias_regex", "project",
+        ("Event", {"fields": ["team", "event_type", "scope", "registered_model", "alias_regex", "filter", "project",
                               "collection"]}),
         ("Action", {"fields": ["action_type"]}),
         ("Webhook", {"classes": ["action-webhook"], "fields": ["webhook", "preset", "payload"]}),
@@ -355,11 +355,15 @@ class RegisteredModelAutomations(Section):
     def trigger_type(self, obj: Automation) -> str:
         return obj.trigger_type
 
-    @admin.display(description="alias filter")
+    @admin.display(description="filter")
     def alias_filter(self, obj: Automation) -> str:
-        if obj.event_type != ADD_ARTIFACT_ALIAS.name:
-            return "—"
-        return format_html("<code>{}</code>", obj.alias_regex) if obj.alias_regex else "any alias"
+        """The alias filter (for events with an alias) and the filter expression, if any."""
+        shown = []
+        if "alias_regex" in watch_fields(obj.event_type):
+            shown.append(format_html("<code>{}</code>", obj.alias_regex) if obj.alias_regex else "any alias")
+        if obj.filter:
+            shown.append(format_html('<code class="filter">{}</code>', json.dumps(obj.filter, ensure_ascii=False)))
+        return format_html_join(" and ", "{}", ((item,) for item in shown)) if shown else "—"
 
     @admin.display(description="action")
     def action(self, obj: Automation) -> str:

@@ -15,8 +15,9 @@ from django.utils.html import format_html, format_html_join
 from core.admin import VerbatimJSONField, form_parent_id
 from launch.models import Job, JobVersion
 from registry.choices import REGISTRY_PROJECT
-from registry.events import ADD_ARTIFACT_ALIAS, VARIABLES, event_type_get, event_types
+from registry.events import VARIABLES, event_type_get, event_types
 
+from .filters import FIELDS, MAX_FILTER_BYTES, MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_FILTER_PATTERNS, OPERATORS
 from .models import Automation
 from .presets import PRESETS
 
@@ -26,15 +27,34 @@ WATCH_FIELDS = ("registered_model", "alias_regex", "project", "collection")
 
 def watch_fields(event_type: str) -> tuple[str, ...]:
     """The fields that say what an automation on ``event_type`` watches, as the form shows them: a registered model
-    (and, for alias events, an alias filter), or a project and a collection (``EventType.scope``). The form sends
-    the services only these, so a value left behind in a hidden field is not held against the automation."""
+    (and, for events with an alias, an alias filter), or a project and a collection (``EventType.scope``). The form
+    sends the services only these, so a value left behind in a hidden field is not held against the automation."""
     try:
         found = event_type_get(event_type)
     except KeyError:  # not an event type: the services say so
         return ("registered_model",)
     if found.scope == "project":
         return ("project", "collection")
-    return ("registered_model", "alias_regex") if found.name == ADD_ARTIFACT_ALIAS.name else ("registered_model",)
+    has_alias = any(variable.name == "alias" for variable in found.variables)
+    return ("registered_model", "alias_regex") if has_alias else ("registered_model",)
+
+
+def filter_help() -> str:
+    """What a filter expression may hold, for the form: fields, operators, an example and the limits."""
+    return format_html(
+        "Optional: only events this JSON object holds for (MongoDB operator form, as W&amp;B stores it), e.g. "
+        "<code>{}</code>. Fields: {} (when the event type has them) and <code>artifact_metadata.KEY</code>. "
+        "Operators: {}; a plain value means <code>$eq</code>; <code>$regex</code> (RE2) matches anywhere, with "
+        "<code>$options</code> <code>i</code>, <code>m</code>, <code>s</code>. At most {} bytes, {} levels, {} values "
+        "and {} <code>$regex</code>. Empty: every event.",
+        '{"artifact_metadata.accuracy": {"$gte": 0.9}}',
+        format_html_join(", ", "<code>{}</code>", ((name,) for name in FIELDS)),
+        format_html_join(", ", "<code>{}</code>", ((name,) for name in OPERATORS)),
+        MAX_FILTER_BYTES,
+        MAX_FILTER_DEPTH,
+        MAX_FILTER_NODES,
+        MAX_FILTER_PATTERNS,
+    )
 
 
 def variables_help(intro: str) -> str:
@@ -80,6 +100,11 @@ class AutomationForm(forms.ModelForm):
             "A JSON object. String values may use the variables below and the team's secrets as ${SECRET_NAME}."
         ),
     )
+    filter = VerbatimJSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 90, "spellcheck": "false"}),
+        help_text=filter_help(),
+    )
     job = forms.ModelChoiceField(queryset=Job.objects.none(), required=False)
     job_version = forms.ModelChoiceField(
         queryset=JobVersion.objects.none(), required=False, widget=ChildSelect(parent="job")
@@ -94,7 +119,7 @@ class AutomationForm(forms.ModelForm):
     class Meta:
         model = Automation
         fields = [
-            "team", "event_type", "registered_model", "alias_regex", "project", "collection", "action_type",
+            "team", "event_type", "registered_model", "alias_regex", "filter", "project", "collection", "action_type",
             "webhook", "preset", "payload", "job", "job_version", "overrides", "destination_project", "queue", "name",
             "description", "enabled",
         ]  # fmt: skip
@@ -102,7 +127,8 @@ class AutomationForm(forms.ModelForm):
         labels = {"collection": "Artifact collection"}
         help_texts = {
             "registered_model": "Empty: every registered model of the team.",
-            "alias_regex": "Only for alias events: a regular expression the whole alias must match (empty: any).",
+            "alias_regex": "Only for alias events: an RE2 regular expression that must match somewhere in the alias "
+            "(^prod matches production; ^prod$ only prod). Empty: any alias.",
             "project": "Empty: every project of the team.",
             "collection": "Optional: one artifact collection of the project (empty: all of them).",
         }
@@ -141,7 +167,7 @@ class AutomationForm(forms.ModelForm):
         self.fields["preset"].widget.attrs["data-presets"] = json.dumps(
             {preset.name: preset.payload for preset in PRESETS.values()}
         )
-        for name in ("payload", "overrides"):
+        for name in ("payload", "overrides", "filter"):
             if self.initial.get(name) is None:
                 self.initial[name] = {}
         if self.instance.pk and self.instance.job_version_id:
@@ -162,6 +188,7 @@ class AutomationForm(forms.ModelForm):
         """The cleaned form as the services take it: objects by name, only the chosen action's fields."""
         data = self.cleaned_data
         arguments = {name: data.get(name) for name in ("name", "description", "enabled", "event_type", "action_type")}
+        arguments["filter"] = data.get("filter") if data.get("filter") is not None else {}
         shown = watch_fields(data.get("event_type") or "")
         for name in WATCH_FIELDS:
             value = data.get(name) if name in shown else None

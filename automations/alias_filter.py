@@ -1,6 +1,11 @@
-"""Alias filters: RE2 regular expressions that must match the whole alias.
+"""Alias filters and the ``$regex`` of filter expressions: RE2 regular expressions that match anywhere in the value.
 
-Team admins write these patterns and dispatch runs them for every automation on every alias event, so matching must
+As in W&B, a pattern matches when it matches somewhere in the alias: ``^prod`` matches ``production`` and ``prod``
+matches ``pre-prod``; ``\\A(?:prod)\\z`` (or ``^prod$``) matches ``prod`` alone. Filters saved when an alias filter had
+to match the whole alias were rewritten to that anchored form (migration ``automations.0007``), so they match what
+they matched before; a pattern anchored that way may be longer than MAX_PATTERN_LENGTH by the anchors.
+
+Team admins write these patterns and dispatch runs them for every automation on every event, so matching must
 never depend on how the pattern is written. RE2 matches in time linear in the alias whatever the pattern (no
 backtracking: ``(b|bb)+c`` and ``(.*b){20}c`` are as quick as ``production``). The price is RE2's syntax: features
 that need backtracking (backreferences, lookaround, atomic groups, possessive quantifiers) do not exist there, and a
@@ -17,7 +22,11 @@ import re2
 
 logger = logging.getLogger(__name__)
 
-MAX_PATTERN_LENGTH = 256  # Automation.alias_regex's max_length
+MAX_PATTERN_LENGTH = 256
+# A pattern p anchored to the whole value: what whole-match filters were migrated to.
+ANCHOR_START, ANCHOR_END = "\\A(?:", ")\\z"
+# Automation.alias_regex's max_length: room for the anchors and for the \E that ends a pattern's unterminated \Q.
+MAX_ANCHORED_LENGTH = MAX_PATTERN_LENGTH + len(ANCHOR_START) + len("\\E") + len(ANCHOR_END)
 # What RE2 may spend on one pattern: its compiled program gets about two thirds, its lazily built DFA the rest (when
 # the DFA fills up RE2 falls back to its NFA, still linear). Ordinary filters use a few kilobytes; the limit refuses
 # the few short patterns that expand to huge programs, such as \pL{1000}.
@@ -40,7 +49,7 @@ def _options() -> re2.Options:
 
 _OPTIONS = _options()
 
-_NOT_IN_RE2 = "RE2, the syntax of alias filters, does not support"
+_NOT_IN_RE2 = "RE2, the syntax of alias filters and $regex, does not support"
 # RE2's error text (its start) -> what the pattern asked for, in words.
 _OPERATORS = {
     "(?=": "lookahead assertions ((?=...), (?!...))",
@@ -85,15 +94,32 @@ def _reason(pattern: str, detail: str) -> str:
     return f"{detail}."
 
 
+def _length_ok(pattern: str) -> bool:
+    if len(pattern) <= MAX_PATTERN_LENGTH:
+        return True
+    # A whole-match pattern of the limit's length in the anchored form, which may need a \E to end a \Q quote first.
+    if len(pattern) > MAX_ANCHORED_LENGTH or not (pattern.startswith(ANCHOR_START) and pattern.endswith(ANCHOR_END)):
+        return False
+    return len(pattern[len(ANCHOR_START) : -len(ANCHOR_END)].removesuffix("\\E")) <= MAX_PATTERN_LENGTH
+
+
+# Mongo's $options letters, as RE2's inline flags: case-insensitive, ^ and $ at line breaks, . matches \n.
+OPTION_FLAGS = "ims"
+
+
 @functools.lru_cache(maxsize=COMPILED_CACHE_SIZE)
-def _compiled(pattern: str) -> re2._Regexp:
-    """The compiled pattern; raises AliasFilterError with the reason when there is none."""
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        raise AliasFilterError(f"The alias filter must be at most {MAX_PATTERN_LENGTH} characters.")
+def _compiled(pattern: str, flags: str = "") -> re2._Regexp:
+    """The compiled pattern (with RE2 inline ``flags``, a subset of OPTION_FLAGS); raises AliasFilterError with the
+    reason when there is none."""
+    if not _length_ok(pattern):
+        raise AliasFilterError(
+            f"A regular expression must be at most {MAX_PATTERN_LENGTH} characters (not counting "
+            f"{ANCHOR_START}...{ANCHOR_END} around the whole of it)."
+        )
     if "\x00" in pattern:
-        raise AliasFilterError("The alias filter may not contain the NUL character (\\u0000).")
+        raise AliasFilterError("A regular expression may not contain the NUL character (\\u0000).")
     try:
-        return re2.compile(pattern, options=_OPTIONS)
+        return re2.compile(f"(?{flags}){pattern}" if flags else pattern, options=_OPTIONS)
     except UnicodeEncodeError as exc:  # a lone surrogate, which a JSON string can carry
         raise AliasFilterError("Invalid regular expression: it is not valid Unicode text.") from exc
     except re2.error as exc:
@@ -103,18 +129,23 @@ def _compiled(pattern: str) -> re2._Regexp:
         raise AliasFilterError(f"Invalid regular expression: {_reason(pattern, str(detail))}") from exc
 
 
-def alias_filter_validate(pattern: str) -> str:
+def alias_filter_validate(pattern: str, *, flags: str = "") -> str:
     """``pattern`` if RE2 compiles it within the limits; otherwise AliasFilterError saying why not."""
-    _compiled(pattern)
+    _compiled(pattern, flags)
     return pattern
 
 
+def pattern_search(pattern: str, text: str, *, flags: str = "") -> bool:
+    """Whether ``pattern`` (already validated) matches somewhere in ``text``; raises AliasFilterError if it does not
+    compile."""
+    return _compiled(pattern, flags).search(text) is not None
+
+
 def alias_filter_matches(pattern: str, alias: str) -> bool:
-    """Whether ``pattern`` matches the whole alias. A stored pattern RE2 cannot compile matches nothing (the system
-    check ``automations.W001`` lists such automations)."""
+    """Whether ``pattern`` matches somewhere in the alias. A stored pattern RE2 cannot compile matches nothing (the
+    system check ``automations.W001`` lists such automations)."""
     try:
-        compiled = _compiled(pattern)
+        return pattern_search(pattern, alias)
     except AliasFilterError as exc:
         logger.warning("alias filter %r does not compile, treated as no match: %s", pattern, exc)
         return False
-    return compiled.fullmatch(alias) is not None

@@ -9,8 +9,10 @@ from typing import Any
 from django.apps import AppConfig
 from django.core import checks
 from django.db import DatabaseError, router, transaction
+from django.db.models import Q
 
 from .alias_filter import AliasFilterError, alias_filter_validate
+from .filters import FilterError, filter_validate
 from .models import Automation
 
 
@@ -18,7 +20,8 @@ def alias_filters_check(
     app_configs: Sequence[AppConfig] | None = None, databases: Iterable[str] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
     """Every saved automation whose alias filter RE2 does not compile (saved before alias filters used RE2, or
-    written around the services): such a filter matches no alias, so the automation never runs.
+    written around the services), or whose filter expression is not valid for its event type: such a filter matches
+    nothing, so the automation never runs.
 
     Registered as a database check (``AutomationsConfig.ready``), which Django runs in ``manage.py check --database
     default`` and ``manage.py migrate``. A warning, not an error, so that it never stops a migrate. Before the tables
@@ -35,26 +38,48 @@ def alias_filters_check(
             with transaction.atomic(using=alias):
                 stored = list(
                     Automation.objects.using(alias)
-                    .exclude(alias_regex="")
+                    .exclude(Q(alias_regex="") & Q(filter={}))
                     .order_by("team__name", "name")
-                    .values_list("pk", "team__name", "name", "alias_regex")
+                    .values_list("pk", "team__name", "name", "event_type", "alias_regex", "filter")
                 )
         except DatabaseError:
             continue
-        for pk, team, name, pattern in stored:
-            try:
-                alias_filter_validate(pattern)
-            except AliasFilterError as exc:
-                messages.append(
-                    checks.Warning(
-                        f"Automation {name!r} of team {team!r} (id {pk}) has the alias filter {pattern!r}, which "
-                        f"does not compile, so the automation runs for no alias. {exc}",
-                        hint="Rewrite the filter in RE2 syntax (the whole alias must match), or clear it.",
-                        obj=f"{team}/{name}",
-                        id="automations.W001",
-                    )
-                )
+        for pk, team, name, event_type, pattern, expression in stored:
+            messages += _stored_filter_problems(pk, team, name, event_type, pattern, expression)
     return messages
+
+
+def _stored_filter_problems(
+    pk: int, team: str, name: str, event_type: str, pattern: str, expression: object
+) -> list[checks.CheckMessage]:
+    problems = []
+    if pattern:
+        try:
+            alias_filter_validate(pattern)
+        except AliasFilterError as exc:
+            problems.append(
+                checks.Warning(
+                    f"Automation {name!r} of team {team!r} (id {pk}) has the alias filter {pattern!r}, which "
+                    f"does not compile, so the automation runs for no alias. {exc}",
+                    hint="Rewrite the filter in RE2 syntax (it matches anywhere in the alias), or clear it.",
+                    obj=f"{team}/{name}",
+                    id="automations.W001",
+                )
+            )
+    if expression != {}:
+        try:
+            filter_validate(expression, event_type=event_type)
+        except FilterError as exc:
+            problems.append(
+                checks.Warning(
+                    f"Automation {name!r} of team {team!r} (id {pk}) has a filter expression that is not valid for "
+                    f"{event_type} events, so the automation runs for no event. {exc}",
+                    hint="Correct the filter (the error names the operator and path at fault), or clear it.",
+                    obj=f"{team}/{name}",
+                    id="automations.W001",
+                )
+            )
+    return problems
 
 
 # Settings of the inline dispatch that web processes once did; the dispatch task does it now (DISPATCH_SEND_MAX).

@@ -9,6 +9,7 @@ from registry.events import event_type_choices, event_type_get
 from registry.models import ArtifactCollection, Event, Project, RegisteredModel, Team
 from secrets_vault.models import Secret
 
+from .alias_filter import MAX_ANCHORED_LENGTH
 from .choices import ActionType, DeliveryStatus
 
 
@@ -67,7 +68,10 @@ class Automation(models.Model):
     collection = models.ForeignKey(
         ArtifactCollection, null=True, blank=True, on_delete=models.CASCADE, related_name="automations"
     )
-    alias_regex = models.CharField(max_length=256, blank=True)
+    # An RE2 pattern that must match somewhere in the alias (alias events only); see alias_filter.
+    alias_regex = models.CharField(max_length=MAX_ANCHORED_LENGTH, blank=True)
+    # A filter expression over the event's alias, tag and artifact metadata; {} lets every event through. See filters.
+    filter = models.JSONField(default=dict, blank=True)
     action_type = models.CharField(max_length=16, choices=ActionType.choices)
     webhook = models.ForeignKey(Webhook, null=True, blank=True, on_delete=models.PROTECT, related_name="automations")
     payload = models.JSONField(default=dict, blank=True)

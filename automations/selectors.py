@@ -15,6 +15,7 @@ from registry.models import Event, Team
 from . import rendering
 from .alias_filter import alias_filter_matches
 from .choices import ActionType
+from .filters import filter_matches
 from .models import Automation, Delivery, Webhook
 
 
@@ -66,7 +67,8 @@ def _in_scope(event: Event) -> Q:
 
 
 def automations_matching(*, event: Event) -> list[Automation]:
-    """Enabled automations of the event's team, type and scope whose alias filter (if any) matches in full."""
+    """Enabled automations of the event's team, type and scope whose alias filter (if any) matches somewhere in the
+    alias and whose filter expression (if any) holds for the event's context."""
     candidates = (
         Automation.objects.filter(team_id=event.team_id, enabled=True, event_type=event.type)
         .filter(_in_scope(event))
@@ -75,8 +77,12 @@ def automations_matching(*, event: Event) -> list[Automation]:
         .prefetch_related("job_version__job", "queue", "destination_project")
         .order_by("pk")
     )
-    # The filter must match the whole alias: "prod" does not match "production-old".
-    return [a for a in candidates if not a.alias_regex or alias_filter_matches(a.alias_regex, event.alias)]
+    return [
+        a
+        for a in candidates
+        if (not a.alias_regex or alias_filter_matches(a.alias_regex, event.alias))
+        and filter_matches(a.filter, event.context, event_type=event.type)
+    ]
 
 
 def deliveries_for_team(

@@ -18,15 +18,16 @@ from core.validators import label_validate
 from launch import selectors as launch_selectors
 from launch.models import JobVersion, RunQueue
 from registry.choices import REGISTRY_PROJECT
-from registry.events import ADD_ARTIFACT_ALIAS, event_type_get, event_types
+from registry.events import event_type_get, event_types
 from registry.models import ArtifactCollection, Project, RegisteredModel, Team
 from registry.selectors import registered_model_get
 from secrets_vault.models import Secret
 from secrets_vault.selectors import secret_names
 
 from . import rendering, safe_http
-from .alias_filter import MAX_PATTERN_LENGTH, AliasFilterError, alias_filter_validate
+from .alias_filter import AliasFilterError, alias_filter_validate
 from .choices import ActionType
+from .filters import FilterError, filter_validate
 from .models import Automation, Webhook
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -144,21 +145,32 @@ def _event_type_validate(event_type: object) -> str:
     return event_type
 
 
+def _with_alias() -> list[str]:
+    """The event types whose events carry an alias, as the event registry says."""
+    return [t.name for t in event_types() if any(v.name == "alias" for v in t.variables)]
+
+
 def _alias_regex_validate(alias_regex: object, *, event_type: str) -> str:
     if alias_regex in (None, ""):
         return ""
-    if event_type != ADD_ARTIFACT_ALIAS.name:
-        raise ApplicationError("An alias filter only applies to ADD_ARTIFACT_ALIAS automations.", field="alias_regex")
-    if not isinstance(alias_regex, str) or len(alias_regex) > MAX_PATTERN_LENGTH:
+    if event_type not in _with_alias():
         raise ApplicationError(
-            f"The alias filter must be a regular expression of at most {MAX_PATTERN_LENGTH} characters.",
-            field="alias_regex",
+            f"An alias filter only applies to events with an alias: {', '.join(_with_alias())}.", field="alias_regex"
         )
+    if not isinstance(alias_regex, str):
+        raise ApplicationError("The alias filter must be a regular expression (a string).", field="alias_regex")
     try:
         alias_filter_validate(alias_regex)
     except AliasFilterError as exc:
         raise ApplicationError(str(exc), field="alias_regex") from exc
     return alias_regex
+
+
+def _filter_validate(expr: object, *, event_type: str) -> dict:
+    try:
+        return filter_validate(expr, event_type=event_type)
+    except FilterError as exc:
+        raise ApplicationError(str(exc), field="filter") from exc
 
 
 def _shape_problem(template: dict) -> str | None:
@@ -208,6 +220,7 @@ def automation_validate(automation: Automation) -> Automation:
     label_validate(automation.name, what="automation")
     _event_type_validate(automation.event_type)
     automation.alias_regex = _alias_regex_validate(automation.alias_regex, event_type=automation.event_type)
+    automation.filter = _filter_validate(automation.filter, event_type=automation.event_type)
     if automation.registered_model is not None and automation.registered_model.team_id != team.pk:
         raise ApplicationError("The registered model belongs to another team.", field="registered_model")
     _scope_validate(automation)
@@ -348,6 +361,7 @@ def automation_create(
     project: str | None = None,
     collection: str | None = None,
     alias_regex: str | None = None,
+    filter: dict | str | None = None,
     webhook: int | None = None,
     payload: dict | str | None = None,
     job: str | None = None,
@@ -365,6 +379,7 @@ def automation_create(
         registered_model=_registered_model(team, registered_model),
         **_scope(team, project, collection),
         alias_regex=alias_regex or "",
+        filter=filter if filter is not None else {},
         action_type=action_type,
         webhook=_webhook(team, webhook),
         payload=payload if payload is not None else {},
@@ -399,10 +414,12 @@ def automation_update(*, automation: Automation, **changes: Any) -> Automation:
             automation.destination_project = _project(team, value)
         elif field == "queue":
             automation.queue = _queue(team, value)
-        elif field in {
-            "name", "description", "enabled", "event_type", "alias_regex", "action_type", "payload", "overrides"
-        }:  # fmt: skip
-            setattr(automation, field, value if value is not None or field != "alias_regex" else "")
+        elif field == "alias_regex":
+            automation.alias_regex = value or ""
+        elif field == "filter":
+            automation.filter = value if value is not None else {}
+        elif field in {"name", "description", "enabled", "event_type", "action_type", "payload", "overrides"}:
+            setattr(automation, field, value)
         else:
             raise ApplicationError(f"Unknown field {field!r}.", field=field)
     return _save(automation_validate(automation))

@@ -119,6 +119,14 @@ class VerbatimJSONField(forms.JSONField):
             return super().bound_data(data, initial)
         return self._AsTyped(data)
 
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except (ValueError, RecursionError):  # an integer longer than Python converts, nesting beyond the reader
+            raise forms.ValidationError(
+                self.error_messages["invalid"], code="invalid", params={"value": value}
+            ) from None
+
     def prepare_value(self, value):
         if isinstance(value, (self._AsTyped, forms.fields.InvalidJSONInput)):
             return value

@@ -1,10 +1,28 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from automations.alias_filter import MAX_ANCHORED_LENGTH
 from automations.choices import ActionType, DeliveryStatus
+from automations.filters import FIELDS, MAX_FILTER_BYTES, MAX_FILTER_DEPTH, MAX_FILTER_NODES, OPERATORS
 from automations.models import Automation, Delivery, DeliveryAttempt, Webhook
 from automations.presets import PRESETS, preset_payload
 from automations.rendering import render_preview
 from core.validators import LABEL_MAX_LENGTH
+
+FILTER_HELP = (
+    "A filter expression (an object, or JSON text holding one) in the MongoDB operator form W&B stores, e.g. "
+    '{"$and": [{"alias": {"$regex": "^prod"}}, {"artifact_metadata.accuracy": {"$gte": 0.9}}]}. '
+    f"Fields: {', '.join(FIELDS)} (when the event type has them) and artifact_metadata.KEY. "
+    f"Operators: {', '.join(OPERATORS)}; a plain value means $eq. $regex is RE2 and matches anywhere. "
+    f"At most {MAX_FILTER_BYTES} bytes, {MAX_FILTER_DEPTH} levels and {MAX_FILTER_NODES} values; {{}} or null: "
+    "every event."
+)
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True, "description": FILTER_HELP})
+class FilterField(serializers.JSONField):
+    """A filter expression: any JSON here, checked by the services (``automations.filters``)."""
+
 
 # --- Inputs ---------------------------------------------------------------------------------------------
 
@@ -40,7 +58,15 @@ class AutomationWriteSerializer(serializers.Serializer):
         default=None,
         help_text="CREATE_ARTIFACT: one artifact collection of the project.",
     )
-    alias_regex = serializers.CharField(max_length=256, allow_null=True, allow_blank=True, required=False, default=None)
+    alias_regex = serializers.CharField(
+        max_length=MAX_ANCHORED_LENGTH,
+        allow_null=True,
+        allow_blank=True,
+        required=False,
+        default=None,
+        help_text="Alias events: an RE2 pattern that must match somewhere in the alias (^prod matches production).",
+    )
+    filter = FilterField(required=False, allow_null=True, default=None)
     action_type = serializers.ChoiceField(choices=ActionType.choices)
     webhook = serializers.IntegerField(allow_null=True, required=False, default=None)
     payload = serializers.JSONField(required=False, default=None)
@@ -80,6 +106,7 @@ class AutomationSerializer(serializers.ModelSerializer):
     project = serializers.CharField(source="project.name", default=None)
     collection = serializers.CharField(source="collection.name", default=None)
     alias_regex = serializers.SerializerMethodField()
+    filter = FilterField(read_only=True)
     trigger_type = serializers.CharField(read_only=True)
     action_name = serializers.CharField(read_only=True)
     queue = serializers.SerializerMethodField()
@@ -88,7 +115,7 @@ class AutomationSerializer(serializers.ModelSerializer):
         model = Automation
         fields = [
             "id", "name", "description", "enabled", "event_type", "registered_model", "project", "collection",
-            "alias_regex", "action_type",
+            "alias_regex", "filter", "action_type",
             "webhook", "payload", "job", "job_version", "overrides", "destination_project", "queue", "trigger_type",
             "action_name", "created_at", "updated_at",
         ]  # fmt: skip

@@ -339,7 +339,8 @@ def cmd_automations(args: argparse.Namespace, out: Output) -> int:
         automations,
         lambda a: (
             f"{a.id} {a.name} {'enabled' if a.enabled else 'disabled'} {a.event_type} "
-            f"{a.registered_model or '(every model)'}{' /' + a.alias_regex + '/' if a.alias_regex else ''} "
+            f"{a.registered_model or '(every model)'}{' /' + a.alias_regex + '/' if a.alias_regex else ''}"
+            f"{' where ' + json.dumps(a.filter, separators=(',', ':')) if a.filter else ''} "
             f"-> {a.action_type} {a.action_name}"
         ),
     )

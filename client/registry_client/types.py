@@ -372,6 +372,8 @@ class Automation:
     action_name: str
     registered_model: str | None
     alias_regex: str | None
+    # A filter expression in the MongoDB operator form ({} when none, or from a server without filters).
+    filter: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -387,6 +389,7 @@ class Automation:
             action_name=_str(data, "action_name"),
             registered_model=_opt_str(data, "registered_model"),
             alias_regex=_opt_str(data, "alias_regex"),
+            filter=data["filter"] if isinstance(data.get("filter"), dict) else {},
             raw=data,
         )
 

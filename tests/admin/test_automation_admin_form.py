@@ -74,6 +74,42 @@ def test_a_webhook_automation_from_a_preset(client, world):
     assert automation.payload == {"text": "Registry event: ${event_type} by ${event_author}"}
 
 
+def test_a_filter_is_saved_shown_again_on_the_change_page_and_in_the_models_section(client, world):
+    admin, team, _ = world
+    client.force_login(admin)
+    model = team.registered_models.get()
+    response = client.post(
+        f"{ADD}?team={team.pk}",
+        {
+            "team": team.pk, "event_type": "ADD_ARTIFACT_ALIAS", "registered_model": model.pk, "alias_regex": "^prod",
+            "filter": '{"artifact_metadata.accuracy": {"$gte": 0.9}}', "action_type": "WEBHOOK",
+            "webhook": team.webhooks.get().pk, "payload": '{"a": 1}', "name": "accurate", "enabled": "on",
+        },
+    )  # fmt: skip
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    automation = Automation.objects.get(name="accurate")
+    assert automation.filter == {"artifact_metadata.accuracy": {"$gte": 0.9}} and automation.alias_regex == "^prod"
+
+    change = client.get(reverse("admin:automations_automation_change", args=[automation.pk])).content.decode()
+    assert 'name="filter"' in change and "artifact_metadata.accuracy" in change and "$regex" in change  # the help
+    section = client.get(reverse("admin:registry_registeredmodel_change", args=[model.pk])).content.decode()
+    assert "<code>^prod</code> and <code" in section and "artifact_metadata.accuracy" in section
+
+
+def test_an_empty_filter_field_saves_no_filter(client, world):
+    admin, team, _ = world
+    client.force_login(admin)
+    response = client.post(
+        f"{ADD}?team={team.pk}",
+        {
+            "team": team.pk, "event_type": "LINK_ARTIFACT", "action_type": "WEBHOOK", "filter": "",
+            "webhook": team.webhooks.get().pk, "payload": '{"a": 1}', "name": "any", "enabled": "on",
+        },
+    )  # fmt: skip
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Automation.objects.get(name="any").filter == {}
+
+
 def test_a_launch_automation_and_the_registered_model_section_shows_its_queue(client, world):
     admin, team, _ = world
     client.force_login(admin)
@@ -131,6 +167,17 @@ def test_deleting_from_the_registered_model_page_returns_there(client, world):
         ({"payload": '{"x": "${nope}"}'}, "payload", "nope"),
         ({"action_type": "LAUNCH_JOB", "overrides": '{"m": 1}'}, "job_version", "needs a job version"),
         ({"alias_regex": "([", "event_type": "ADD_ARTIFACT_ALIAS"}, "alias_regex", ""),
+        (
+            {"filter": '{"artifact_metadata.acc": {"$gte": "high"}}'},
+            "filter",
+            "artifact_metadata.acc.$gte: expects a number, got",
+        ),
+        ({"filter": '{"alias": "prod"}'}, "filter", "alias: LINK_ARTIFACT events have no alias"),
+        ({"filter": '{"alias": '}, "filter", "Enter a valid JSON"),
+        ({"filter": "[1]"}, "filter", "A filter must be a JSON object, got a list."),
+        ({"filter": '{"artifact_metadata.a": NaN}'}, "filter", "numbers must be finite"),
+        ({"filter": '{"artifact_metadata.a": ' + "9" * 5000 + "}"}, "filter", "Enter a valid JSON"),
+        ({"filter": "[" * 5000 + "]" * 5000}, "filter", "Enter a valid JSON"),
         ({"name": ""}, "name", "required"),
     ],
 )

@@ -229,8 +229,8 @@ def deliveries(world) -> dict[str, Delivery]:
 
 
 AUTOMATION_FIELDS = (
-    "pk", "name", "description", "enabled", "event_type", "registered_model_id", "alias_regex", "action_type",
-    "webhook_id", "payload",
+    "pk", "name", "description", "enabled", "event_type", "registered_model_id", "alias_regex", "filter",
+    "action_type", "webhook_id", "payload",
 )  # fmt: skip
 
 
@@ -567,6 +567,8 @@ INVALID_AUTOMATIONS = [
     ("unknown-registered-model", {"registered_model": "nonexistent"}, "registered_model", "nonexistent"),
     ("alias-filter-on-link", {"alias_regex": "prod.*"}, "alias_regex", "ADD_ARTIFACT_ALIAS"),
     ("invalid-regex", {"event_type": "ADD_ARTIFACT_ALIAS", "alias_regex": "prod(uction"}, "alias_regex", "regular"),
+    ("filter-operand", {"filter": {"artifact_metadata.acc": {"$gte": "high"}}}, "filter", "acc.$gte: expects a number"),
+    ("filter-alias-on-link", {"filter": {"$or": [{"alias": "prod"}]}}, "filter", "$or[0].alias: LINK_ARTIFACT"),
     ("payload-a-list", {"payload": [{"text": "hi"}]}, "payload", "JSON object"),
     ("payload-invalid-json", {"payload": '{"text": "hi",}'}, "payload", "Invalid JSON"),
     ("payload-json-list", {"payload": '["hi"]'}, "payload", "JSON object"),
@@ -725,7 +727,7 @@ def test_patch_changes_only_what_is_sent(world):
     assert final["enabled"] is False
     assert final["payload"] == {"text": "${event_author} linked ${artifact_version}"}
     assert final["name"] == "notify-release"
-    unchanged = ("description", "event_type", "registered_model", "alias_regex", "action_type", "webhook")
+    unchanged = ("description", "event_type", "registered_model", "alias_regex", "filter", "action_type", "webhook")
     assert {k: final[k] for k in unchanged} == {k: original[k] for k in unchanged}
 
 

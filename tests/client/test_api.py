@@ -278,3 +278,19 @@ def test_listings_of_events_automations_deliveries_and_items(registry, account, 
     assert registry.automations() == []
     assert registry.deliveries(event=linked.events[0].id) == []
     assert registry.items(event=linked.events[0].id) == []
+
+
+def test_an_automation_is_listed_with_its_filter(registry, account, settings):
+    from automations import services as automations
+
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    webhook = automations.webhook_create(team=account.team, user=None, name="ci", url="http://127.0.0.1:9/hook")
+    accurate = {"artifact_metadata.accuracy": {"$gte": 0.9}}
+    automations.automation_create(
+        team=account.team, user=None, name="accurate", event_type="ADD_ARTIFACT_ALIAS", alias_regex="^prod",
+        filter=accurate, action_type="WEBHOOK", webhook=webhook.pk, payload={"a": 1},
+    )  # fmt: skip
+
+    (listed,) = registry.automations()
+
+    assert (listed.alias_regex, listed.filter) == ("^prod", accurate)

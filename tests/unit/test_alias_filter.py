@@ -1,6 +1,6 @@
-"""Alias filters are RE2 patterns that match whole aliases: matching cannot be slow, and what RE2 cannot do is
-refused when saved (API and admin), with the reason; a stored filter that no longer compiles is reported by the
-system check."""
+"""Alias filters are RE2 patterns that match anywhere in the alias, as W&B's do: matching cannot be slow, and what RE2
+cannot do is refused when saved (API and admin), with the reason; a stored filter that no longer compiles is reported
+by the system check."""
 
 from __future__ import annotations
 
@@ -20,19 +20,25 @@ from tests import factories as f
     ("pattern", "alias", "expected"),
     [
         ("production", "production", True),
-        ("prod", "production", False),  # the whole alias must match
+        ("prod", "production", True),  # anywhere in the alias
+        ("prod", "pre-prod", True),
+        ("^prod", "production", True),  # W&B's example: the same pattern fires here
+        ("^prod", "pre-prod", False),
+        ("^prod$", "production", False),
+        ("\\A(?:prod)\\z", "production", False),  # the anchored form whole-alias filters were migrated to
+        ("\\A(?:prod)\\z", "prod", True),
         ("prod.*", "production", True),
         ("staging|production", "staging", True),
         ("v\\d+-rc", "v12-rc", True),
-        ("^prod", "production", False),
         ("^prod.*$", "production", True),
         ("(?i)PROD", "prod", True),
         ("(?P<stage>prod|staging)-v\\d+", "staging-v3", True),
-        ("(?P<stage>prod|staging)-v\\d+", "staging-v3-old", False),
-        ("prod|production", "production", True),  # a whole match, not the first alternative's
+        ("(?P<stage>prod|staging)-v\\d+", "staging-v3-old", True),
+        ("^(?:prod|staging)-v\\d+$", "staging-v3-old", False),
+        ("dev", "production", False),
     ],
 )
-def test_the_filter_matches_the_whole_alias(pattern, alias, expected):
+def test_the_filter_matches_anywhere_in_the_alias(pattern, alias, expected):
     assert alias_filter_matches(alias_filter_validate(pattern), alias) is expected
 
 
@@ -46,8 +52,8 @@ ADVERSARIAL = [
     ("(a+)+b", "a" * 63 + "-", False),
     ("(\\w|\\d)+x", "0" * 64, False),
     ("(.*a){20}", "a" * 19 + "-" * 45, False),
-    ("(.*a){20}", "a" * 20 + "-" * 44, False),  # whole alias: the dashes after the last "a" are not matched
-    ("(.*a){20}.*", "a" * 20 + "-" * 44, True),
+    ("(.*a){20}", "a" * 20 + "-" * 44, True),
+    ("^(.*a){20}$", "a" * 20 + "-" * 44, False),  # anchored: the dashes after the last "a" are not matched
 ]
 
 
@@ -72,6 +78,7 @@ REFUSED = [
     ("\\pL{1000}", "MiB limit"),
     ("prod(", "missing )"),
     ("p" * 257, "at most 256 characters"),
+    ("\\A(?:" + "p" * 257 + ")\\z", "at most 256 characters"),
     ("prod\x00", "NUL"),
 ]
 
@@ -88,6 +95,12 @@ def test_the_refusal_carries_re2s_own_words():
         alias_filter_validate("(prod)-\\1")
     assert "does not support backreferences (\\1)" in str(refused.value)
     assert "(RE2: invalid escape sequence: \\1)" in str(refused.value)
+
+
+def test_a_pattern_of_the_limits_length_may_be_anchored_to_the_whole_alias():
+    pattern = "\\A(?:" + "p" * 256 + ")\\z"
+    assert alias_filter_matches(alias_filter_validate(pattern), "p" * 256)
+    assert not alias_filter_matches(pattern, "p" * 257)
 
 
 def test_a_stored_filter_that_does_not_compile_matches_nothing():
@@ -171,7 +184,7 @@ def test_the_admin_form_shows_the_refusal_next_to_the_field(client, acme):
 # --- Dispatch ------------------------------------------------------------------------------------------------
 
 
-def test_dispatch_picks_the_automations_whose_filter_matches_the_whole_alias(acme):
+def test_dispatch_picks_the_automations_whose_filter_matches_the_alias(acme):
     team, admin, model, webhook = acme
     for name, pattern in (("b-then-c", "(b|bb)+c"), ("twenty", "(.*b){20}c"), ("prod", "prod"), ("any", None)):
         automations.automation_create(
@@ -188,6 +201,23 @@ def test_dispatch_picks_the_automations_whose_filter_matches_the_whole_alias(acm
     assert matching("b" * 63 + "c") == ["any", "b-then-c", "twenty"]
     assert matching("b" * 64) == ["any"]
     assert matching("prodprod") == ["any"]
+
+
+def test_a_caret_pattern_fires_for_every_alias_it_starts(acme):
+    team, admin, model, webhook = acme
+    for name, pattern in (("starts", "^prod"), ("only", "^prod$")):
+        automations.automation_create(
+            team=team, user=admin, name=name, event_type="ADD_ARTIFACT_ALIAS", registered_model="classifier",
+            alias_regex=pattern, action_type="WEBHOOK", webhook=webhook.pk, payload={"a": 1},
+        )  # fmt: skip
+
+    def matching(alias: str) -> list[str]:
+        event = Event(team=team, type="ADD_ARTIFACT_ALIAS", registered_model=model, alias=alias)
+        return sorted(a.name for a in automations_matching(event=event))
+
+    assert matching("production") == ["starts"]
+    assert matching("prod") == ["only", "starts"]
+    assert matching("pre-prod") == []
 
 
 # --- The system check ----------------------------------------------------------------------------------------
@@ -211,6 +241,35 @@ def test_the_system_check_reports_a_stored_filter_that_does_not_compile(acme):
     assert messages[0].id in {m.id for m in checks.run_checks(databases=["default"], tags=[checks.Tags.database])}
     # ... and not in the static checks that need no database.
     assert alias_filters_check(databases=None) == []
+
+
+def test_the_system_check_reports_a_stored_filter_expression_that_is_not_valid(acme):
+    team, admin, _, webhook = acme
+    for name in ("good", "bad", "wrong-type"):
+        automations.automation_create(
+            team=team, user=admin, name=name, event_type="ADD_ARTIFACT_ALIAS", registered_model="classifier",
+            filter={"alias": {"$regex": "^prod"}}, action_type="WEBHOOK", webhook=webhook.pk, payload={"a": 1},
+        )  # fmt: skip
+    Automation.objects.filter(name="bad").update(filter={"artifact_metadata.acc": {"$gte": "high"}})
+    Automation.objects.filter(name="wrong-type").update(event_type="LINK_ARTIFACT")  # it has no alias
+
+    messages = alias_filters_check(databases=["default"])
+
+    assert [(m.id, m.obj) for m in messages] == [
+        ("automations.W001", "acme/bad"),
+        ("automations.W001", "acme/wrong-type"),
+    ]
+    assert "artifact_metadata.acc.$gte: expects a number" in str(messages[0])
+    assert "alias: LINK_ARTIFACT events have no alias" in str(messages[1])
+
+    def matching(name: str, event_type: str) -> bool:
+        event = Event(team=team, type=event_type, registered_model=acme[2], alias="production",
+                      context={"alias": "production", "artifact_metadata": {"acc": 1}})  # fmt: skip
+        return name in {a.name for a in automations_matching(event=event)}
+
+    assert matching("good", "ADD_ARTIFACT_ALIAS")
+    assert not matching("bad", "ADD_ARTIFACT_ALIAS")  # an invalid filter matches nothing
+    assert not matching("wrong-type", "LINK_ARTIFACT")
 
 
 def test_the_system_check_has_nothing_to_say_before_the_tables_exist(acme):
