@@ -16,3 +16,11 @@ class DeliveryStatus(models.TextChoices):
 
 # States from which a delivery may be claimed for an attempt.
 CLAIMABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+
+
+class RunOutcome(models.TextChoices):
+    """What an automation did with an event that matched it."""
+
+    DELIVERY = "delivery", "Delivery"
+    QUEUED = "queued", "Queued"
+    SKIPPED = "skipped", "Skipped"

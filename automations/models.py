@@ -4,13 +4,13 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from launch.models import JobVersion, RunQueue
+from launch.models import JobVersion, RunQueue, RunQueueItem
 from registry.events import event_type_choices, event_type_get
 from registry.models import ArtifactCollection, Event, Project, RegisteredModel, Team
 from secrets_vault.models import Secret
 
 from .alias_filter import MAX_ANCHORED_LENGTH
-from .choices import ActionType, DeliveryStatus
+from .choices import ActionType, DeliveryStatus, RunOutcome
 
 
 class Webhook(models.Model):
@@ -72,6 +72,10 @@ class Automation(models.Model):
     alias_regex = models.CharField(max_length=MAX_ANCHORED_LENGTH, blank=True)
     # A filter expression over the event's alias, tag and artifact metadata; {} lets every event through. See filters.
     filter = models.JSONField(default=dict, blank=True)
+    # At most ``throttle_runs`` runs in any ``throttle_window`` seconds (both set, or neither): an event over the
+    # limit is recorded as a skipped run. Runs started by hand neither count nor are refused.
+    throttle_runs = models.PositiveIntegerField(null=True, blank=True)
+    throttle_window = models.PositiveIntegerField(null=True, blank=True)
     action_type = models.CharField(max_length=16, choices=ActionType.choices)
     webhook = models.ForeignKey(Webhook, null=True, blank=True, on_delete=models.PROTECT, related_name="automations")
     payload = models.JSONField(default=dict, blank=True)
@@ -236,3 +240,35 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.delivery_id}"
+
+
+class AutomationRun(models.Model):
+    """What one automation did with one event that matched it: a delivery, a queue item, or nothing and why.
+
+    The automation's history, and what its throttle counts. The delivery's or item's own row says how it went.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    automation = models.ForeignKey(Automation, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    automation_name = models.CharField(max_length=128)
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="runs")
+    outcome = models.CharField(max_length=16, choices=RunOutcome.choices)
+    reason = models.TextField(blank=True)  # why it was skipped
+    delivery = models.ForeignKey(Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    item = models.ForeignKey(RunQueueItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    manual = models.BooleanField(default=False)  # run by hand, for one chosen version
+    created_at = models.DateTimeField(db_index=False)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["automation", "-created_at"], name="run_history_idx"),
+            models.Index(
+                fields=["automation", "created_at"],
+                condition=Q(manual=False) & ~Q(outcome="skipped"),
+                name="run_throttle_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.automation_name} on {self.event_id}: {self.outcome}"

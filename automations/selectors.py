@@ -68,10 +68,15 @@ def _in_scope(event: Event) -> Q:
 
 def automations_matching(*, event: Event) -> list[Automation]:
     """Enabled automations of the event's team, type and scope whose alias filter (if any) matches somewhere in the
-    alias and whose filter expression (if any) holds for the event's context."""
+    alias and whose filter expression (if any) holds for the event's context. A run by hand is for its one
+    automation, whatever its filters say: its version was chosen."""
+    candidates = Automation.objects.filter(team_id=event.team_id, enabled=True, event_type=event.type)
+    if event.manual_for is not None:
+        return list(
+            candidates.filter(pk=event.manual_for).select_related("team", "webhook__secret", "webhook__access_token")
+        )
     candidates = (
-        Automation.objects.filter(team_id=event.team_id, enabled=True, event_type=event.type)
-        .filter(_in_scope(event))
+        candidates.filter(_in_scope(event))
         .select_related("team", "webhook__secret", "webhook__access_token")
         # Launch automations are the rarer kind: their rows come in queries of their own, only when there are any.
         .prefetch_related("job_version__job", "queue", "destination_project")

@@ -29,6 +29,7 @@ from .alias_filter import AliasFilterError, alias_filter_validate
 from .choices import ActionType
 from .filters import FilterError, filter_validate
 from .models import Automation, Webhook
+from .runs import throttle_validate
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_PAYLOAD_DEPTH = 64  # as the API's JSON parser allows
@@ -221,6 +222,9 @@ def automation_validate(automation: Automation) -> Automation:
     _event_type_validate(automation.event_type)
     automation.alias_regex = _alias_regex_validate(automation.alias_regex, event_type=automation.event_type)
     automation.filter = _filter_validate(automation.filter, event_type=automation.event_type)
+    automation.throttle_runs, automation.throttle_window = throttle_validate(
+        automation.throttle_runs, automation.throttle_window
+    )
     if automation.registered_model is not None and automation.registered_model.team_id != team.pk:
         raise ApplicationError("The registered model belongs to another team.", field="registered_model")
     _scope_validate(automation)
@@ -369,6 +373,8 @@ def automation_create(
     overrides: dict | str | None = None,
     destination_project: str | None = None,
     queue: str | None = None,
+    throttle_runs: int | None = None,
+    throttle_window: int | None = None,
 ) -> Automation:
     automation = Automation(
         team=team,
@@ -387,6 +393,8 @@ def automation_create(
         overrides=overrides if overrides is not None else {},
         destination_project=_project(team, destination_project),
         queue=_queue(team, queue),
+        throttle_runs=throttle_runs,
+        throttle_window=throttle_window,
         created_by=user,
     )
     return _save(automation_validate(automation))
@@ -418,7 +426,10 @@ def automation_update(*, automation: Automation, **changes: Any) -> Automation:
             automation.alias_regex = value or ""
         elif field == "filter":
             automation.filter = value if value is not None else {}
-        elif field in {"name", "description", "enabled", "event_type", "action_type", "payload", "overrides"}:
+        elif field in {
+            "name", "description", "enabled", "event_type", "action_type", "payload", "overrides", "throttle_runs",
+            "throttle_window",
+        }:  # fmt: skip
             setattr(automation, field, value)
         else:
             raise ApplicationError(f"Unknown field {field!r}.", field=field)

@@ -281,6 +281,8 @@ class Event(models.Model):
     dispatch_attempts = models.PositiveIntegerField(default=0)
     # Why an event was not acted on (e.g. the automation chain limit), shown to admins.
     dispatch_note = models.TextField(blank=True)
+    # A run by hand: the one automation it is for (no foreign key: the registry knows nothing of automations).
+    manual_for = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -78,7 +78,7 @@ def _context(change: Change) -> dict:
     return context
 
 
-def _event_create(*, change: Change, team_id: int) -> Event:
+def _event_create(*, change: Change, team_id: int, manual_for: int | None = None) -> Event:
     cause = _cause.get()
     model_version = change.model_version
     event_id = uuid.uuid4()  # chosen here: ${event_id} is in the context written with the row
@@ -95,6 +95,7 @@ def _event_create(*, change: Change, team_id: int) -> Event:
         caused_by=cause,
         depth=cause.depth + 1 if cause else 0,
         context=_context(change),
+        manual_for=manual_for,
     )
     if (recorded := _recorded.get()) is not None:
         recorded.append(event)
@@ -147,6 +148,12 @@ def event_record_artifact_created(*, artifact_version: ArtifactVersion) -> Event
     """CREATE_ARTIFACT, recorded in the transaction that commits the version (with all its files)."""
     change = Change(event_type=CREATE_ARTIFACT, artifact=artifact_version, author=artifact_version.created_by)
     return _event_create(change=change, team_id=artifact_version.collection.project.team_id)
+
+
+def event_record_manual(*, change: Change, automation_id: int) -> Event:
+    """An event of ``change``'s type for an existing version, recorded to run one automation by hand: it is
+    dispatched to that automation only, and shown as manual in the feed."""
+    return _event_create(change=change, team_id=change.artifact.collection.project.team_id, manual_for=automation_id)
 
 
 def event_dispatch_schedule(event_id: object) -> bool:

@@ -4,7 +4,8 @@ from rest_framework import serializers
 from automations.alias_filter import MAX_ANCHORED_LENGTH
 from automations.choices import ActionType, DeliveryStatus
 from automations.filters import FIELDS, MAX_FILTER_BYTES, MAX_FILTER_DEPTH, MAX_FILTER_NODES, OPERATORS
-from automations.models import Automation, Delivery, DeliveryAttempt, Webhook
+from automations.manual import VERSION_HELP
+from automations.models import Automation, AutomationRun, Delivery, DeliveryAttempt, Webhook
 from automations.presets import PRESETS, preset_payload
 from automations.rendering import render_preview
 from core.validators import LABEL_MAX_LENGTH
@@ -75,6 +76,12 @@ class AutomationWriteSerializer(serializers.Serializer):
     overrides = serializers.JSONField(required=False, default=None)
     destination_project = serializers.CharField(max_length=128, allow_null=True, required=False, default=None)
     queue = serializers.CharField(max_length=128, allow_null=True, required=False, default=None)
+    throttle_runs = serializers.IntegerField(
+        allow_null=True, required=False, default=None, help_text="At most this many runs per throttle_window."
+    )
+    throttle_window = serializers.IntegerField(
+        allow_null=True, required=False, default=None, help_text="The throttle's window, in seconds."
+    )
     preset = serializers.ChoiceField(
         choices=sorted(PRESETS), required=False, write_only=True, help_text="Start the payload from a preset."
     )
@@ -116,8 +123,8 @@ class AutomationSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "description", "enabled", "event_type", "registered_model", "project", "collection",
             "alias_regex", "filter", "action_type",
-            "webhook", "payload", "job", "job_version", "overrides", "destination_project", "queue", "trigger_type",
-            "action_name", "created_at", "updated_at",
+            "webhook", "payload", "job", "job_version", "overrides", "destination_project", "queue", "throttle_runs",
+            "throttle_window", "trigger_type", "action_name", "created_at", "updated_at",
         ]  # fmt: skip
 
     def get_alias_regex(self, obj) -> str | None:
@@ -129,6 +136,41 @@ class AutomationSerializer(serializers.ModelSerializer):
 
     def get_queue(self, obj) -> str | None:
         return obj.queue.name if obj.queue else None
+
+
+class AutomationRunInputSerializer(serializers.Serializer):
+    version = serializers.CharField(max_length=400, help_text=VERSION_HELP)
+    alias = serializers.CharField(
+        max_length=64, required=False, default="", allow_blank=True,
+        help_text="Alias events: the alias (when the version is not named by it).",
+    )  # fmt: skip
+    tag = serializers.CharField(max_length=64, required=False, default="", allow_blank=True, help_text="Tag events.")
+
+
+class AutomationRunSerializer(serializers.ModelSerializer):
+    """A run in an automation's history: the event, what it did, and how that went."""
+
+    event_type = serializers.CharField(source="event.type")
+    version = serializers.CharField(source="event.context.artifact_version_string", default="")
+    delivery_status = serializers.CharField(source="delivery.status", default=None)
+    item_state = serializers.CharField(source="item.state", default=None)
+
+    class Meta:
+        model = AutomationRun
+        fields = [
+            "id", "created_at", "event", "event_type", "version", "manual", "outcome", "reason", "delivery",
+            "delivery_status", "item", "item_state",
+        ]  # fmt: skip
+
+
+class AutomationPreviewSerializer(serializers.Serializer):
+    event = serializers.UUIDField(source="event.pk")
+    event_type = serializers.CharField(source="event.type")
+    version = serializers.CharField(source="event.context.artifact_version_string", default="")
+    body = serializers.CharField(
+        required=False, help_text="Webhook automations: the body as it would be sent, secrets as ${NAME}"
+    )
+    config = serializers.JSONField(required=False, help_text="Launch automations: the queue item's config")
 
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):

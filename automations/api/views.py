@@ -5,18 +5,21 @@ from __future__ import annotations
 import uuid
 
 from django.db import transaction
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from automations import schedule, selectors, services, webhook_testing
+from automations import manual, schedule, selectors, services, webhook_testing
+from automations.choices import RunOutcome
 from automations.presets import PRESETS
+from automations.runs import runs_of
 from core.api.inputs import validated
 from core.api.listing import ListView, QueryFilter
 from core.api.mixins import TeamScopedMixin
 from core.roles import Role
+from registry.api.serializers import FiredEventsSerializer
 
 from . import serializers as s
 
@@ -140,6 +143,47 @@ class AutomationDetailView(TeamScopedMixin, APIView):
     def delete(self, request, team, automation_id):
         services.automation_delete(automation=self._get())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AutomationRunListView(TeamScopedMixin, ListView):
+    """The automation's history, newest first: every event it matched and what it did (a delivery or a queue item,
+    with how it went), and what it skipped and why."""
+
+    serializer_class = s.AutomationRunSerializer
+    query_filters = (QueryFilter("outcome", "delivery, queued or skipped", choices=lambda: RunOutcome.values),)
+
+    def get_queryset(self):
+        automation = selectors.automation_get(team=self.team, automation_id=self.kwargs["automation_id"])
+        return runs_of(automation=automation, outcome=self.filters.get("outcome"))
+
+
+class AutomationRunView(TeamScopedMixin, APIView):
+    """Run the automation now, by hand, for an existing version: one manual event of its type, for it alone."""
+
+    write_role = Role.ADMIN
+
+    @extend_schema(
+        request=s.AutomationRunInputSerializer,
+        responses={202: OpenApiResponse(FiredEventsSerializer, description="The manual event recorded")},
+    )
+    def post(self, request, team, automation_id):
+        data = validated(s.AutomationRunInputSerializer, request.data)
+        automation = selectors.automation_get(team=self.team, automation_id=automation_id)
+        event = manual.automation_run(automation=automation, user=request.user, **data)
+        return Response(FiredEventsSerializer({}, context={"events": [event]}).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AutomationPreviewView(TeamScopedMixin, APIView):
+    """What the automation would send for a past event of its type, rendered here and sent nowhere."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("event", str, required=False, description="An event id; default the latest")],
+        responses=s.AutomationPreviewSerializer,
+    )
+    def get(self, request, team, automation_id):
+        automation = selectors.automation_get(team=self.team, automation_id=automation_id)
+        preview = manual.automation_preview(automation=automation, event_id=request.query_params.get("event"))
+        return Response(s.AutomationPreviewSerializer(preview).data)
 
 
 class DeliveryStatusForAll(TeamScopedMixin):

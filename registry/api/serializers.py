@@ -238,16 +238,25 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         return tag_names(obj.artifact_version)
 
 
-class FiredEventSerializer(serializers.Serializer):
+class EventMarksSerializer(serializers.Serializer):
+    """What an event's context and row say besides its columns: the tag of a tag event, and a run by hand."""
+
+    tag = serializers.SerializerMethodField(help_text="The tag added or removed (tag events); else empty")
+    manual = serializers.SerializerMethodField(help_text="Recorded to run one automation by hand")
+
+    def get_tag(self, obj) -> str:
+        return obj.context.get("tag", "")
+
+    def get_manual(self, obj) -> bool:
+        return obj.manual_for is not None
+
+
+class FiredEventSerializer(EventMarksSerializer):
     """An event a change recorded. What it triggered: ``deliveries/?event=<id>`` and ``launch/items/?event=<id>``."""
 
     id = serializers.UUIDField()
     type = serializers.CharField(help_text="LINK_ARTIFACT, ADD_ARTIFACT_ALIAS, CREATE_ARTIFACT, ...")
     alias = serializers.CharField(help_text="The alias put on or taken off the version (alias events); else empty")
-    tag = serializers.SerializerMethodField(help_text="The tag added or removed (tag events); else empty")
-
-    def get_tag(self, obj) -> str:
-        return obj.context.get("tag", "")
 
 
 class FiredEventsSerializer(serializers.Serializer):
@@ -284,13 +293,15 @@ class ProtectedAliasSerializer(serializers.ModelSerializer):
         fields = ["name", "created_by", "created_at"]
 
 
-class EventSerializer(serializers.ModelSerializer):
+class EventSerializer(EventMarksSerializer, serializers.ModelSerializer):
     registered_model = serializers.SerializerMethodField()
     artifact = serializers.SerializerMethodField()
     version = serializers.SerializerMethodField()
-    tag = serializers.SerializerMethodField()
     author = serializers.SerializerMethodField()
     caused_by = serializers.UUIDField(source="caused_by_id", allow_null=True)
+    automation = serializers.IntegerField(
+        source="manual_for", allow_null=True, help_text="A manual event's automation; null otherwise"
+    )
     variables = serializers.JSONField(source="context")
 
     class Meta:
@@ -308,6 +319,8 @@ class EventSerializer(serializers.ModelSerializer):
             "dispatched_at",
             "caused_by",
             "depth",
+            "manual",
+            "automation",
             "dispatch_note",
             "variables",
         ]
@@ -324,9 +337,6 @@ class EventSerializer(serializers.ModelSerializer):
 
     def get_version(self, obj) -> str:
         return obj.context.get("version", "")
-
-    def get_tag(self, obj) -> str:
-        return obj.context.get("tag", "")
 
     def get_author(self, obj) -> str:
         return obj.context.get("event_author", "")

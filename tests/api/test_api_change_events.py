@@ -46,7 +46,13 @@ def recorded(*pks) -> list[dict]:
     rows = {e.pk: e for e in Event.objects.filter(pk__in=pks)}
     assert len(rows) == len(pks), "every id answered is an Event row"
     return [
-        {"id": str(pk), "type": rows[pk].type, "alias": rows[pk].alias, "tag": rows[pk].context.get("tag", "")}
+        {
+            "id": str(pk),
+            "type": rows[pk].type,
+            "alias": rows[pk].alias,
+            "tag": rows[pk].context.get("tag", ""),
+            "manual": rows[pk].manual_for is not None,
+        }
         for pk in pks
     ]
 
