@@ -117,7 +117,7 @@ def sample_context(*, team: Team, user) -> dict:
     """Variables for testing a webhook: the team's latest event if it has one, else a made-up link."""
     latest = Event.objects.filter(team=team).order_by("-created_at").values_list("context", flat=True).first()
     if latest:
-        return {"alias": "production", **latest}
+        return {"alias": "production", "tag": "candidate", **latest}
     return {
         "event_id": "00000000-0000-0000-0000-000000000000",
         "event_type": "LINK_ARTIFACT",
@@ -132,6 +132,7 @@ def sample_context(*, team: Team, user) -> dict:
             f"{settings.PUBLIC_BASE_URL}/api/v1/teams/{team.name}/projects/example/artifacts/example-model/versions/v0/"
         ),
         "alias": "production",
+        "tag": "candidate",
         "version": "v0",
         "artifact_metadata": {},
     }

@@ -279,6 +279,19 @@ class AddOnlyAdmin(ServiceWriteAdmin):
         return False
 
 
+class AddAndRemoveAdmin(AddOnlyAdmin):
+    """Added through a service and removed through one (``delete_model``), never edited: the object's page is
+    read-only, with its delete link for whoever may delete. No bulk delete: each removal goes through the service."""
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return ServiceWriteAdmin.has_delete_permission(self, request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
 class ReadOnlyAdmin(TeamScopedAdmin, BaseAdmin):
     """Viewable, never added, changed or deleted through the admin."""
 

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from core.admin import (
+    AddAndRemoveAdmin,
     AddOnlyAdmin,
     BaseAdmin,
     ReadOnlyAdmin,
@@ -42,12 +43,14 @@ from .models import (
     Alias,
     ApiToken,
     ArtifactCollection,
+    ArtifactTag,
     ArtifactVersion,
     Event,
     ManifestEntry,
     Membership,
     ModelVersion,
     Project,
+    ProtectedAlias,
     RegisteredModel,
     Team,
 )
@@ -71,6 +74,8 @@ scope(RegisteredModel)
 # Members link versions and put aliases, as through the API; nothing about a link is edited afterwards.
 scope(ModelVersion, team_lookup="registered_model__team", write=Role.MEMBER, change=None)
 scope(Alias, team_lookup="registered_model__team", write=Role.MEMBER)
+scope(ProtectedAlias, change=None)  # admins protect and unprotect; a protection is never edited
+scope(ArtifactTag, team_lookup="artifact_version__collection__project__team", write=Role.MEMBER, change=None)
 scope(Event, write=None, change=Role.ADMIN)  # "change" is resending undispatched events
 
 PROJECT_EVENT_TYPES = frozenset(t.name for t in event_types() if t.scope == "project")
@@ -389,6 +394,36 @@ def contents_shown(files: int, references: int) -> str:
     return text
 
 
+class ArtifactTagSection(Section):
+    """An artifact version's tags, each removable by a member; adding or removing one fires its event."""
+
+    model = ArtifactTag
+    fields = ("name", "added_by", "added_at", "tag_actions")
+    readonly_fields = fields
+    verbose_name_plural = "tags"
+    section_add_label = "Add a tag"
+    section_empty = "No tags."
+    show_change_link = False
+
+    def section_add(self, request, parent) -> str | None:
+        if parent.state != VersionState.COMMITTED:
+            return None
+        return add_url(ArtifactTag, request, parent.collection.project.team_id, artifact_version=parent.pk)
+
+    def get_formset(self, request, obj=None, **kwargs):
+        self.editable = obj is not None and may_add(request.user, ArtifactTag, obj.collection.project.team_id)
+        return super().get_formset(request, obj, **kwargs)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("added_by").order_by("name")
+
+    @admin.display(description="")
+    def tag_actions(self, obj: ArtifactTag) -> str:
+        if not self.editable:
+            return ""
+        return format_html('<a class="deletelink" href="{}">Remove</a>', object_url(obj, "delete", next=self.back))
+
+
 @admin.register(ArtifactVersion)
 class ArtifactVersionAdmin(ReadOnlyAdmin):
     """Read-only: artifact versions are logged through the API (``artifact_version_log``), receive their files
@@ -421,7 +456,7 @@ class ArtifactVersionAdmin(ReadOnlyAdmin):
         "metadata_pretty",
     )
     readonly_fields = fields
-    inlines = (ArtifactFileSection, ArtifactReferenceSection)
+    inlines = (ArtifactTagSection, ArtifactFileSection, ArtifactReferenceSection)
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("collection__project__team", "created_by")
@@ -522,13 +557,20 @@ class AliasSection(Section):
     readonly_fields = fields
     verbose_name_plural = "aliases"
     section_add_label = "Add an alias"
-    section_help = "Putting an alias on a version moves it off the version that had it."
+    section_help = (
+        "Putting an alias on a version moves it off the version that had it. Protected aliases are moved and removed "
+        "by the team's admins only."
+    )
 
     def section_add(self, request, parent) -> str | None:
         return add_url(Alias, request, parent.team_id, registered_model=parent.pk)
 
     def get_formset(self, request, obj=None, **kwargs):
         self.editable = obj is not None and may_add(request.user, Alias, obj.team_id)
+        self.protected = set(obj.team.protected_aliases.values_list("name", flat=True)) if obj is not None else set()
+        self.refused = self.protected if obj is not None and services.aliases_refused(
+            team_id=obj.team_id, names=self.protected, user=request.user
+        ) else set()  # fmt: skip
         return super().get_formset(request, obj, **kwargs)
 
     def get_queryset(self, request):
@@ -540,6 +582,8 @@ class AliasSection(Section):
 
     @admin.display(description="")
     def alias_actions(self, obj: Alias) -> str:
+        if obj.name in self.refused:
+            return format_html('<span class="protected" title="{}">protected</span>', "Only the team's admins move it.")
         if not self.editable or obj.name == LATEST_ALIAS:
             return ""
         return format_html(
@@ -673,7 +717,7 @@ class ModelVersionAdmin(AddOnlyAdmin):
     list_select_related = ("registered_model__team", "artifact_version__collection__project__team", "linked_by")
     search_fields = ("registered_model__name", "registered_model__team__name", "aliases__name")
     date_hierarchy = "linked_at"
-    fields = ("registered_model", "version", "artifact_version", "linked_by", "linked_at")
+    fields = ("registered_model", "version", "artifact_version", "tags", "linked_by", "linked_at")
     add_fields = ("registered_model", "artifact", "aliases")
     inlines = (ModelVersionAliasSection,)
 
@@ -682,7 +726,7 @@ class ModelVersionAdmin(AddOnlyAdmin):
             super()
             .get_queryset(request)
             .select_related("registered_model__team", "artifact_version__collection__project__team", "linked_by")
-            .prefetch_related("aliases")
+            .prefetch_related("aliases", "artifact_version__tags")
         )
 
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -713,6 +757,14 @@ class ModelVersionAdmin(AddOnlyAdmin):
     @admin.display(description="Artifact version")
     def artifact(self, obj: ModelVersion) -> str:
         return artifact_name(obj.artifact_version)
+
+    @admin.display(description="Tags")
+    def tags(self, obj: ModelVersion) -> str:
+        """Its artifact version's tags, added and removed on that version's page."""
+        names = ", ".join(sorted(tag.name for tag in obj.artifact_version.tags.all())) or "none"
+        return format_html(
+            '{} <small>· <a href="{}#tags-group">change</a></small>', names, object_url(obj.artifact_version)
+        )
 
     @admin.display(description="Aliases")
     def alias_names(self, obj: ModelVersion) -> str:
@@ -779,6 +831,8 @@ class AliasAdmin(ServiceWriteAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = AliasMoveForm if obj is not None else AliasAddForm
+        if obj is not None and not self.has_change_permission(request, obj):
+            kwargs["help_texts"] = {}  # "choose another version" is no help on a page that cannot move it
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
@@ -791,10 +845,16 @@ class AliasAdmin(ServiceWriteAdmin):
         return tuple(name for name in self.fields if name != "model_version" or not editable)
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return super().has_change_permission(request, obj) and (obj is None or obj.name != LATEST_ALIAS)
+        return super().has_change_permission(request, obj) and (obj is None or self._changeable(request, obj))
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return super().has_delete_permission(request, obj) and (obj is None or obj.name != LATEST_ALIAS)
+        return super().has_delete_permission(request, obj) and (obj is None or self._changeable(request, obj))
+
+    def _changeable(self, request, obj: Alias) -> bool:
+        """``latest`` is the system's; a protected alias is its team's admins'."""
+        if obj.name == LATEST_ALIAS:
+            return False
+        return not services.aliases_refused(team_id=obj.registered_model.team_id, names=[obj.name], user=request.user)
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -807,7 +867,15 @@ class AliasAdmin(ServiceWriteAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and self.has_change_permission(request, obj):
             context.update(title=f"Move the alias {obj.name}", show_save_and_add_another=False)
+        elif obj is not None and obj.name != LATEST_ALIAS and self._protected(obj):
+            context.update(
+                subtitle=f"{obj.name} is a protected alias in {obj.registered_model.team.name}: only the team's "
+                "admins may move or remove it."
+            )
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def _protected(self, obj: Alias) -> bool:
+        return ProtectedAlias.objects.filter(team_id=obj.registered_model.team_id, name=obj.name).exists()
 
     def service_save(self, request, form, change: bool) -> Alias:
         version = form.cleaned_data["model_version"]
@@ -821,7 +889,7 @@ class AliasAdmin(ServiceWriteAdmin):
         return alias
 
     def delete_model(self, request, obj: Alias) -> None:
-        services.alias_remove(registered_model=obj.registered_model, name=obj.name)
+        services.alias_remove(registered_model=obj.registered_model, name=obj.name, user=request.user)
 
     @admin.display(description="Registered model", ordering="registered_model__name")
     def registered_model_link(self, obj: Alias) -> str:
@@ -830,6 +898,92 @@ class AliasAdmin(ServiceWriteAdmin):
     @admin.display(description="Version", ordering="model_version__index")
     def model_version_link(self, obj: Alias) -> str:
         return admin_link(obj.model_version, obj.model_version.version)
+
+
+class ProtectedAliasForm(forms.ModelForm):
+    class Meta:
+        model = ProtectedAlias
+        fields = ("team", "name")
+        help_texts = {
+            "name": "In every registered model of the team, only its admins may put this alias on a version, move "
+            "it or remove it, and unlink the version holding it."
+        }
+
+    def _post_clean(self) -> None:
+        """No model validation: ``protected_alias_add`` checks the name and names the field at fault."""
+
+
+@admin.register(ProtectedAlias)
+class ProtectedAliasAdmin(AddAndRemoveAdmin):
+    """Protected with ``protected_alias_add`` and unprotected with ``protected_alias_remove``, as through the API,
+    by the team's admins. A protection is never edited: remove it and protect another name."""
+
+    form = ProtectedAliasForm
+    add_parent = "team"
+    add_label = "Protect an alias"
+    list_display = ("name", "team", "created_by", "created_at")
+    list_filter = (("team", admin.RelatedOnlyFieldListFilter),)
+    list_select_related = ("team", "created_by")
+    search_fields = ("name", "team__name")
+    fields = ("team", "name", "created_by", "created_at")
+    add_fields = ("team", "name")
+
+    def add_title(self, parent: Team) -> str:
+        return f"Protect an alias in {parent.name}"
+
+    def service_save(self, request, form, change: bool) -> ProtectedAlias:
+        data = form.cleaned_data
+        return services.protected_alias_add(team=data["team"], name=data["name"], user=request.user)
+
+    def delete_model(self, request, obj: ProtectedAlias) -> None:
+        services.protected_alias_remove(team=obj.team, name=obj.name)
+
+
+class ArtifactTagForm(forms.ModelForm):
+    """What ``POST .../versions/{vN}/tags/`` takes."""
+
+    tag = forms.CharField(max_length=64, help_text="Letters, digits, '.', '-' or '_'. Fires ADD_ARTIFACT_TAG.")
+
+    class Meta:
+        model = ArtifactTag
+        fields = ("artifact_version",)
+
+    def _post_clean(self) -> None:
+        """No model validation: ``artifact_tag_add`` checks the tag and names the field at fault."""
+
+
+@admin.register(ArtifactTag)
+class ArtifactTagAdmin(AddAndRemoveAdmin):
+    """Tags are added with ``artifact_tag_add`` and removed with ``artifact_tag_remove``, as through the API: each
+    fires ADD_ARTIFACT_TAG or REMOVE_ARTIFACT_TAG. A tag is never edited."""
+
+    form = ArtifactTagForm
+    add_parent = "artifact_version"
+    add_label = "Add a tag"
+    list_display = ("name", "artifact_link", "added_by", "added_at")
+    list_select_related = ("artifact_version__collection__project__team", "added_by")
+    search_fields = ("name", "artifact_version__collection__name", "artifact_version__collection__project__name")
+    fields = ("artifact_version", "name", "added_by", "added_at")
+    add_fields = ("artifact_version", "tag")
+
+    def add_title(self, parent: ArtifactVersion) -> str:
+        return f"Tag {artifact_name(parent)}"
+
+    def service_save(self, request, form, change: bool) -> ArtifactTag:
+        data = form.cleaned_data
+        tag, added = services.artifact_tag_add(
+            artifact_version=data["artifact_version"], name=data["tag"], user=request.user
+        )
+        if not added:
+            self.message_user(request, f"{artifact_name(tag.artifact_version)} already had the tag {tag.name}.")
+        return tag
+
+    def delete_model(self, request, obj: ArtifactTag) -> None:
+        services.artifact_tag_remove(artifact_version=obj.artifact_version, name=obj.name, user=request.user)
+
+    @admin.display(description="Artifact version", ordering="artifact_version__collection__name")
+    def artifact_link(self, obj: ArtifactTag) -> str:
+        return admin_link(obj.artifact_version, artifact_name(obj.artifact_version))
 
 
 # --- Events ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ class Change:
     author: Any  # User or None
     model_version: Any = None  # ModelVersion, for events on a registered model
     alias: str = ""
+    tag: str = ""  # for tag events
     event_id: str = ""  # the id the event is recorded under
 
     @property
@@ -111,18 +112,18 @@ COMMON_VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "artifact_version_string",
-        "<team>/model-registry/<registered model>:<vN> for links, ...:<alias> for aliases; "
-        "<team>/<project>/<collection>:<vN> for CREATE_ARTIFACT.",
+        "<team>/model-registry/<registered model>:<vN> for links and unlinks, ...:<alias> for aliases; "
+        "<team>/<project>/<collection>:<vN> for artifact events (created, tagged).",
         _version_string,
     ),
     Variable(
         "artifact_collection_name",
-        "The registered model's name (CREATE_ARTIFACT: the artifact collection's).",
+        "The registered model's name (artifact events: the artifact collection's).",
         _collection_name,
     ),
     Variable(
         "project_name",
-        "The registry project, model-registry (CREATE_ARTIFACT: the artifact's project).",
+        "The registry project, model-registry (artifact events: the artifact's project).",
         lambda c: REGISTRY_PROJECT if c.model_version is not None else c.artifact.collection.project.name,
     ),
     Variable("entity_name", "The team's name.", lambda c: c.team_name),
@@ -140,7 +141,8 @@ COMMON_VARIABLES: tuple[Variable, ...] = (
     ),
 )
 
-ALIAS = Variable("alias", "The alias that was added (ADD_ARTIFACT_ALIAS only).", lambda c: c.alias)
+ALIAS = Variable("alias", "The alias that was added or removed (alias events only).", lambda c: c.alias)
+TAG = Variable("tag", "The tag that was added or removed (tag events only).", lambda c: c.tag)
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,36 @@ CREATE_ARTIFACT = EventType(
     name="CREATE_ARTIFACT",
     label="A new artifact version is created",
     description="Fires when an artifact version is committed (with all its files) in a project.",
+    scope="project",
+).register()
+
+UNLINK_ARTIFACT = EventType(
+    name="UNLINK_ARTIFACT",
+    label="A version is unlinked from a registered model",
+    description="Fires when a model version is unlinked; the aliases it held go with it, without events of their own.",
+).register()
+
+REMOVE_ARTIFACT_ALIAS = EventType(
+    name="REMOVE_ARTIFACT_ALIAS",
+    label="An alias is removed from a model version",
+    description="Fires when an alias is taken off a model version. Moving an alias to another version fires "
+    "ADD_ARTIFACT_ALIAS only: the registered model still has it.",
+    extra_variables=(ALIAS,),
+).register()
+
+ADD_ARTIFACT_TAG = EventType(
+    name="ADD_ARTIFACT_TAG",
+    label="A tag is added to an artifact version",
+    description="Fires when a tag is put on an artifact version (a model version shows its artifact's tags).",
+    extra_variables=(TAG,),
+    scope="project",
+).register()
+
+REMOVE_ARTIFACT_TAG = EventType(
+    name="REMOVE_ARTIFACT_TAG",
+    label="A tag is removed from an artifact version",
+    description="Fires when a tag is taken off an artifact version.",
+    extra_variables=(TAG,),
     scope="project",
 ).register()
 

@@ -208,6 +208,45 @@ class Alias(models.Model):
         return f"{self.registered_model}:{self.name}"
 
 
+class ProtectedAlias(models.Model):
+    """An alias name that only the team's admins may put on, move or remove, in every registered model of the team."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="protected_aliases")
+    name = models.CharField(max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["team__name", "name"]
+        verbose_name_plural = "protected aliases"
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="protected_alias_unique_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.team.name}:{self.name}"
+
+
+class ArtifactTag(models.Model):
+    """A tag on an artifact version; the model versions linking it show it too."""
+
+    artifact_version = models.ForeignKey(ArtifactVersion, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=64)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["artifact_version_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["artifact_version", "name"], name="artifact_tag_unique_per_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.artifact_version}#{self.name}"
+
+
 class Event(models.Model):
     """A registry change, written in the transaction that made it (transactional outbox).
 

@@ -24,8 +24,17 @@ from django.utils import timezone
 from core.publish import task_send
 
 from .choices import LATEST_ALIAS
-from .events import ADD_ARTIFACT_ALIAS, CREATE_ARTIFACT, LINK_ARTIFACT, Change, EventType, event_handlers
-from .models import Alias, ArtifactVersion, Event, ModelVersion
+from .events import (
+    ADD_ARTIFACT_ALIAS,
+    CREATE_ARTIFACT,
+    LINK_ARTIFACT,
+    REMOVE_ARTIFACT_ALIAS,
+    UNLINK_ARTIFACT,
+    Change,
+    EventType,
+    event_handlers,
+)
+from .models import Alias, ArtifactTag, ArtifactVersion, Event, ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +123,24 @@ def event_record_alias(*, alias: Alias) -> Event | None:
     return _model_event_create(
         event_type=ADD_ARTIFACT_ALIAS, model_version=alias.model_version, author=alias.added_by, alias=alias.name
     )
+
+
+def event_record_unlink(*, model_version: ModelVersion, author) -> Event:
+    """UNLINK_ARTIFACT, recorded before the version is deleted (the event keeps its registered model)."""
+    return _model_event_create(event_type=UNLINK_ARTIFACT, model_version=model_version, author=author)
+
+
+def event_record_alias_removed(*, alias: Alias, author) -> Event:
+    return _model_event_create(
+        event_type=REMOVE_ARTIFACT_ALIAS, model_version=alias.model_version, author=author, alias=alias.name
+    )
+
+
+def event_record_tag(*, event_type: EventType, tag: ArtifactTag, author) -> Event:
+    """ADD_ARTIFACT_TAG or REMOVE_ARTIFACT_TAG: an artifact event, like CREATE_ARTIFACT."""
+    artifact_version = tag.artifact_version
+    change = Change(event_type=event_type, artifact=artifact_version, author=author, tag=tag.name)
+    return _event_create(change=change, team_id=artifact_version.collection.project.team_id)
 
 
 def event_record_artifact_created(*, artifact_version: ArtifactVersion) -> Event:

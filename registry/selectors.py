@@ -22,6 +22,7 @@ from .models import (
     Membership,
     ModelVersion,
     Project,
+    ProtectedAlias,
     RegisteredModel,
     Team,
 )
@@ -66,8 +67,10 @@ def project_get(*, team: Team, name: str) -> Project:
 
 
 def artifact_versions_for_collection(*, project: Project, collection_name: str) -> QuerySet[ArtifactVersion]:
-    return ArtifactVersion.objects.filter(collection__project=project, collection__name=collection_name).select_related(
-        "collection__project__team", "created_by"
+    return (
+        ArtifactVersion.objects.filter(collection__project=project, collection__name=collection_name)
+        .select_related("collection__project__team", "created_by")
+        .prefetch_related("tags")
     )
 
 
@@ -172,10 +175,10 @@ def model_versions_for(*, registered_model: RegisteredModel) -> QuerySet[ModelVe
 
 
 def _with_related(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersion]:
-    """What a version's representation reads: its artifact's reference, its linker, its aliases."""
+    """What a version's representation reads: its artifact's reference and tags, its linker, its aliases."""
     return versions.select_related(
         "artifact_version__collection__project__team", "linked_by", "registered_model__team"
-    ).prefetch_related("aliases")
+    ).prefetch_related("aliases", "artifact_version__tags")
 
 
 def model_version_get(*, registered_model: RegisteredModel, version: str, aliases: bool = True) -> ModelVersion:
@@ -216,6 +219,10 @@ def model_version_aliases(model_version: ModelVersion) -> ModelVersion:
 
 def aliases_for(*, registered_model: RegisteredModel) -> QuerySet[Alias]:
     return Alias.objects.filter(registered_model=registered_model).select_related("model_version")
+
+
+def protected_aliases_for(*, team: Team) -> QuerySet[ProtectedAlias]:
+    return ProtectedAlias.objects.filter(team=team).select_related("created_by").order_by("name")
 
 
 def events_for_team(*, team: Team) -> QuerySet[Event]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -18,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.db import conflict_on_duplicate, unique_or_none
-from core.errors import ApplicationError, Conflict, NotFound
+from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from core.json_checks import json_nul_refuse
 from core.roles import Role
 from core.tokens import token_hash
@@ -26,15 +27,18 @@ from core.validators import SLUG_RE, name_validate
 
 from . import outbox
 from .choices import LATEST_ALIAS, REGISTRY_PROJECT, VersionState
+from .events import ADD_ARTIFACT_TAG, REMOVE_ARTIFACT_TAG
 from .models import (
     Alias,
     ApiToken,
     ArtifactCollection,
+    ArtifactTag,
     ArtifactVersion,
     Event,
     Membership,
     ModelVersion,
     Project,
+    ProtectedAlias,
     RegisteredModel,
     Team,
 )
@@ -46,6 +50,7 @@ TOKEN_PREFIX = "rk_"  # noqa: S105 (a public prefix, not a secret)
 ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # "v3" would read as a version index in references like team/project/name:v3.
 VERSION_LIKE_RE = re.compile(r"^v\d+$")
+MAX_TAGS_PER_VERSION = 100
 
 
 # --- Users and tokens -----------------------------------------------------------------------------------
@@ -301,6 +306,8 @@ def model_version_link(
         raise ApplicationError("The artifact belongs to another team.", field="artifact")
     with transaction.atomic(), event_cause(caused_by):
         registered_model = _lock(registered_model)
+        if refused := aliases_refused(team_id=registered_model.team_id, names=aliases, user=user):
+            raise PermissionDenied(_protected_message(refused, "put them on a version"), field="aliases")
         # Locked, so the version is neither deleted nor changed while it is linked.
         state = list(ArtifactVersion.objects.select_for_update().filter(pk=artifact_version.pk).values_list("state"))
         if state != [(VersionState.COMMITTED,)]:
@@ -329,9 +336,21 @@ def model_version_link(
         return model_version
 
 
-def model_version_unlink(*, model_version: ModelVersion) -> None:
-    with transaction.atomic():
+def model_version_unlink(
+    *, model_version: ModelVersion, user: AbstractBaseUser | None, caused_by: Event | None = None
+) -> None:
+    """Unlink a version; fires UNLINK_ARTIFACT. Its aliases go with it, so one that is protected makes this an
+    admin's change."""
+    with transaction.atomic(), event_cause(caused_by):
         registered_model = _lock(model_version.registered_model)
+        held = model_version.aliases.values_list("name", flat=True)
+        if refused := aliases_refused(team_id=registered_model.team_id, names=held, user=user):
+            raise PermissionDenied(
+                f"{model_version.version} holds the protected alias{'es' if len(refused) > 1 else ''} "
+                f"{', '.join(map(repr, refused))}: only the team's admins may unlink it.",
+                field="version",
+            )
+        outbox.event_record_unlink(model_version=model_version, author=user)
         model_version.delete()
         newest = registered_model.versions.order_by("-index").first()
         if newest is not None and not registered_model.aliases.filter(name=LATEST_ALIAS).exists():
@@ -345,7 +364,9 @@ def alias_add(
     added: if the version already has it, nothing is written and no event fires."""
     name = alias_validate(name)
     with transaction.atomic(), event_cause(caused_by):
-        _lock(model_version.registered_model)
+        registered_model = _lock(model_version.registered_model)
+        if aliases_refused(team_id=registered_model.team_id, names=[name], user=user):
+            raise PermissionDenied(_protected_message([name], "put it on a version or move it"), field="alias")
         return _alias_put(model_version=model_version, name=name, user=user)
 
 
@@ -365,11 +386,117 @@ def _alias_put(*, model_version: ModelVersion, name: str, user: AbstractBaseUser
     return alias, True
 
 
-def alias_remove(*, registered_model: RegisteredModel, name: str) -> None:
+def alias_remove(
+    *, registered_model: RegisteredModel, name: str, user: AbstractBaseUser | None, caused_by: Event | None = None
+) -> None:
+    """Take an alias off its version; fires REMOVE_ARTIFACT_ALIAS."""
     if name == LATEST_ALIAS:
         raise ApplicationError("'latest' is maintained by the system and cannot be removed.", field="alias")
-    with transaction.atomic():
+    with transaction.atomic(), event_cause(caused_by):
         _lock(registered_model)
-        deleted, _ = Alias.objects.filter(registered_model=registered_model, name=name).delete()
+        alias = unique_or_none(
+            Alias.objects.filter(registered_model=registered_model, name=name).select_related(
+                "model_version__registered_model"
+            )
+        )
+        if alias is None:
+            raise NotFound(f"{registered_model.name} has no alias {name!r}.", field="alias")
+        if aliases_refused(team_id=registered_model.team_id, names=[name], user=user):
+            raise PermissionDenied(_protected_message([name], "remove it"), field="alias")
+        outbox.event_record_alias_removed(alias=alias, author=user)
+        alias.delete()
+
+
+# --- Protected aliases ----------------------------------------------------------------------------------
+
+
+def _is_team_admin(user: AbstractBaseUser, team_id: int) -> bool:
+    return user.is_superuser or Membership.objects.filter(team_id=team_id, user=user, role=Role.ADMIN).exists()
+
+
+def aliases_refused(*, team_id: int, names: Iterable[str], user: AbstractBaseUser | None) -> list[str]:
+    """Which of ``names`` are protected in the team and so not the user's to put, move or remove: all of them
+    for anyone but the team's admins, none for an admin or the system (``user`` None)."""
+    names = set(names) - {LATEST_ALIAS}
+    if user is None or not names:
+        return []
+    protected = sorted(ProtectedAlias.objects.filter(team_id=team_id, name__in=names).values_list("name", flat=True))
+    return [] if not protected or _is_team_admin(user, team_id) else protected
+
+
+def _protected_message(names: list[str], doing: str) -> str:
+    if len(names) == 1:
+        return f"{names[0]!r} is a protected alias: only the team's admins may {doing}."
+    return f"{', '.join(map(repr, names))} are protected aliases: only the team's admins may {doing}."
+
+
+def protected_alias_add(*, team: Team, name: str, user: AbstractBaseUser | None) -> ProtectedAlias:
+    """Protect an alias name in every registered model of the team. Who may is the caller's to check (admins)."""
+    name = alias_validate(name, field="name")
+    taken = f"{name!r} is already protected in {team.name}."
+    if ProtectedAlias.objects.filter(team=team, name=name).exists():
+        raise Conflict(taken, field="name")
+    with conflict_on_duplicate(taken):
+        return ProtectedAlias.objects.create(team=team, name=name, created_by=user)
+
+
+def protected_alias_remove(*, team: Team, name: str) -> None:
+    deleted, _ = ProtectedAlias.objects.filter(team=team, name=name).delete()
     if not deleted:
-        raise NotFound(f"{registered_model.name} has no alias {name!r}.", field="alias")
+        raise NotFound(f"{name!r} is not a protected alias in {team.name}.", field="name")
+
+
+# --- Tags -----------------------------------------------------------------------------------------------
+
+
+def tag_validate(name: object, *, field: str = "tag") -> str:
+    if not isinstance(name, str) or not ALIAS_RE.match(name):
+        raise ApplicationError(
+            f"Invalid tag {name!r}: use 1-64 letters, digits, '.', '-' or '_', starting with a letter or digit.",
+            field=field,
+        )
+    return name
+
+
+def _committed_locked(artifact_version: ArtifactVersion) -> ArtifactVersion:
+    """The version, locked so its tags change one writer at a time; a pending one is refused."""
+    locked = (
+        ArtifactVersion.objects.select_for_update().select_related("collection__project").get(pk=artifact_version.pk)
+    )
+    if locked.state != VersionState.COMMITTED:
+        raise Conflict(f"{locked.reference} is not committed: commit it before tagging it.", field="tag")
+    return locked
+
+
+def artifact_tag_add(
+    *, artifact_version: ArtifactVersion, name: str, user: AbstractBaseUser | None, caused_by: Event | None = None
+) -> tuple[ArtifactTag, bool]:
+    """Tag an artifact version; fires ADD_ARTIFACT_TAG. Returns the tag and whether it was added: a tag the
+    version already has changes nothing and fires nothing."""
+    name = tag_validate(name)
+    with transaction.atomic(), event_cause(caused_by):
+        artifact_version = _committed_locked(artifact_version)
+        existing = unique_or_none(ArtifactTag.objects.filter(artifact_version=artifact_version, name=name))
+        if existing is not None:
+            return existing, False
+        if ArtifactTag.objects.filter(artifact_version=artifact_version).count() >= MAX_TAGS_PER_VERSION:
+            raise Conflict(
+                f"{artifact_version.reference} already has {MAX_TAGS_PER_VERSION} tags, the most a version may have.",
+                field="tag",
+            )
+        tag = ArtifactTag.objects.create(artifact_version=artifact_version, name=name, added_by=user)
+        outbox.event_record_tag(event_type=ADD_ARTIFACT_TAG, tag=tag, author=user)
+        return tag, True
+
+
+def artifact_tag_remove(
+    *, artifact_version: ArtifactVersion, name: str, user: AbstractBaseUser | None, caused_by: Event | None = None
+) -> None:
+    """Take a tag off an artifact version; fires REMOVE_ARTIFACT_TAG."""
+    with transaction.atomic(), event_cause(caused_by):
+        artifact_version = _committed_locked(artifact_version)
+        tag = unique_or_none(ArtifactTag.objects.filter(artifact_version=artifact_version, name=name))
+        if tag is None:
+            raise NotFound(f"{artifact_version.reference} has no tag {name!r}.", field="tag")
+        outbox.event_record_tag(event_type=REMOVE_ARTIFACT_TAG, tag=tag, author=user)
+        tag.delete()

@@ -73,7 +73,16 @@ def api_client(user=None) -> APIClient:
 
 def registry_snapshot() -> dict:
     """Everything a registry API write can change, so a test can prove a refused request wrote nothing."""
-    from registry.models import Alias, ArtifactCollection, Blob, Event, ManifestEntry, Membership
+    from registry.models import (
+        Alias,
+        ArtifactCollection,
+        ArtifactTag,
+        Blob,
+        Event,
+        ManifestEntry,
+        Membership,
+        ProtectedAlias,
+    )
 
     def rows(queryset, *fields):
         return sorted(queryset.values_list(*fields))
@@ -88,6 +97,8 @@ def registry_snapshot() -> dict:
         "registered_models": rows(RegisteredModel.objects, "team__name", "name", "description"),
         "model_versions": rows(ModelVersion.objects, "registered_model_id", "index", "artifact_version_id"),
         "aliases": rows(Alias.objects, "registered_model_id", "name", "model_version_id"),
+        "protected_aliases": rows(ProtectedAlias.objects, "team_id", "name"),
+        "tags": rows(ArtifactTag.objects, "artifact_version_id", "name"),
         "events": rows(Event.objects, "id"),
         "versions_state": rows(ArtifactVersion.objects, "pk", "state"),
         "manifest_entries": rows(ManifestEntry.objects, "artifact_version_id", "path", "sha256", "blob_id"),

@@ -383,6 +383,25 @@ class Registry:
             "DELETE", f"/teams/{seg(ref.team)}/registered-models/{seg(ref.name)}/aliases/{seg(alias)}/"
         )
 
+    # -- Tags --
+
+    def add_tag(self, artifact: str, tag: str) -> ArtifactVersion:
+        """Tag the artifact version any reference names (``project/collection:vN``, or
+        ``model-registry/model:production`` for the one behind a model version). Its ``events`` name the
+        ADD_ARTIFACT_TAG (none when the version already had the tag); its manifest is not in this answer."""
+        return ArtifactVersion.from_json(self.transport.json("POST", self._tags_path(artifact), json={"tag": tag}))
+
+    def remove_tag(self, artifact: str, tag: str) -> None:
+        """Take ``tag`` off the artifact version ``artifact`` names; fires REMOVE_ARTIFACT_TAG."""
+        self.transport.request("DELETE", self._tags_path(artifact) + f"{seg(tag)}/")
+
+    def _tags_path(self, artifact: str) -> str:
+        version = self.resolve(artifact)  # a model version's reference names its artifact version here
+        return (
+            f"/teams/{seg(version.team)}/projects/{seg(version.project)}/artifacts/{seg(version.collection)}"
+            f"/versions/{seg(version.version)}/tags/"
+        )
+
     # -- Automations, events, deliveries, launch items --
 
     def automations(self, *, registered_model: str | None = None, team: str | None = None) -> list[Automation]:

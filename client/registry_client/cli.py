@@ -4,6 +4,7 @@
     registry artifact put PATH --project P --name C [--type T] [--metadata JSON] [--reference SPEC ...] [--wait]
     registry link REF MODEL [--alias A ...] [--wait]
     registry alias add|mv MODEL:VERSION ALIAS [--wait]     registry alias rm MODEL ALIAS
+    registry tag add REF TAG [--wait]                      registry tag rm REF TAG
     registry get REF [-o DIR] [--file PATH]                registry resolve REF
     registry events [--follow]   registry deliveries   registry automations   registry items
     registry webhook test ID [--payload JSON]              registry wait EVENT_ID ...
@@ -61,7 +62,7 @@ class Output:
 def _events_line(events: Sequence[Any]) -> str:
     if not events:
         return "no events"
-    return ", ".join(f"{e.type}{' ' + e.alias if e.alias else ''} ({e.id[:8]})" for e in events)
+    return ", ".join(f"{e.type}{' ' + (e.alias or e.tag) if e.alias or e.tag else ''} ({e.id[:8]})" for e in events)
 
 
 def _short(value: str | None, width: int = 8) -> str:
@@ -168,6 +169,27 @@ def cmd_alias_rm(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def cmd_tag_add(args: argparse.Namespace, out: Output) -> int:
+    registry = _registry(args)
+    version = registry.add_tag(args.reference, args.tag)
+    if out.json:
+        if not args.wait:
+            out.data(version.raw)
+    else:
+        out.line(f"{version.reference} tags: {', '.join(version.tags) or 'none'}")
+        out.line(f"events: {_events_line(version.events)}")
+    return _then_wait(args, out, registry, version)
+
+
+def cmd_tag_rm(args: argparse.Namespace, out: Output) -> int:
+    _registry(args).remove_tag(args.reference, args.tag)
+    if out.json:
+        out.data({"removed": args.tag, "reference": args.reference})
+    else:
+        out.line(f"{args.tag} removed from {args.reference}.")
+    return 0
+
+
 def _print_model_version(out: Output, model_version: ModelVersion, prefix: str, *, wait: bool) -> None:
     if out.json:
         if not wait:
@@ -261,7 +283,7 @@ def cmd_resolve(args: argparse.Namespace, out: Output) -> int:
 
 def _event_row(event: Event) -> str:
     where = event.registered_model or event.artifact or "-"
-    alias = f" {event.alias}" if event.alias else ""
+    alias = f" {event.alias or event.tag}" if event.alias or event.tag else ""
     dispatched = "dispatched" if event.dispatched else "not dispatched"
     return (
         f"{event.created_at or '-'} {event.id} {event.type} {where}:{event.version or '-'}{alias} "
@@ -480,6 +502,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_alias_rm)
     p.add_argument("model", metavar="MODEL")
     p.add_argument("alias", metavar="ALIAS")
+
+    tag = commands.add_parser("tag", help="add or remove an artifact version's tag", parents=[common])
+    tag_commands = tag.add_subparsers(dest="tag_command", required=True, metavar="COMMAND")
+    reference_help = "project/collection:vN, or model-registry/MODEL:vN|ALIAS for a model version's artifact"
+    p = tag_commands.add_parser("add", help="tag an artifact version (fires ADD_ARTIFACT_TAG)", parents=[common])
+    p.set_defaults(handler=cmd_tag_add)
+    p.add_argument("reference", metavar="REF", help=reference_help)
+    p.add_argument("tag", metavar="TAG")
+    _wait_options(p)
+    p = tag_commands.add_parser("rm", help="remove a tag (fires REMOVE_ARTIFACT_TAG)", parents=[common])
+    p.set_defaults(handler=cmd_tag_rm)
+    p.add_argument("reference", metavar="REF", help=reference_help)
+    p.add_argument("tag", metavar="TAG")
 
     p = command("get", cmd_get, "download a version's files, each checked against its SHA-256")
     p.add_argument("reference", metavar="REF")

@@ -58,6 +58,11 @@ def _opt_int(data: dict[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _strs(data: dict[str, Any], key: str) -> list[str]:
+    value = data.get(key)
+    return [str(item) for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
 def _dicts(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
     value = data.get(key)
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
@@ -70,10 +75,16 @@ class EventRef:
     id: str
     type: str
     alias: str | None = None
+    tag: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EventRef:
-        return cls(id=_str(data, "id"), type=_str(data, "type"), alias=_opt_str(data, "alias") or None)
+        return cls(
+            id=_str(data, "id"),
+            type=_str(data, "type"),
+            alias=_opt_str(data, "alias") or None,
+            tag=_opt_str(data, "tag") or None,
+        )
 
 
 def _events(data: dict[str, Any]) -> list[EventRef]:
@@ -142,6 +153,7 @@ class ArtifactVersion:
     files: list[ManifestFile]
     references: list[ManifestReference]
     missing: list[MissingFile]
+    tags: list[str] = field(default_factory=list)
     events: list[EventRef] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -177,6 +189,7 @@ class ArtifactVersion:
             files=[ManifestFile.from_json(item) for item in _dicts(data, "files")],
             references=[ManifestReference.from_json(item) for item in _dicts(data, "references")],
             missing=[MissingFile.from_json(item) for item in _dicts(data, "missing")],
+            tags=_strs(data, "tags"),
             events=_events(data),
             raw=data,
         )
@@ -194,6 +207,7 @@ class ModelVersion:
     metadata: dict[str, Any]
     linked_by: str | None
     linked_at: str | None
+    tags: list[str] = field(default_factory=list)  # its artifact version's
     events: list[EventRef] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -212,6 +226,7 @@ class ModelVersion:
             artifact=_str(data, "artifact"),
             artifact_id=_str(data, "artifact_id"),
             aliases=[str(a) for a in aliases] if isinstance(aliases, list) else [],
+            tags=_strs(data, "tags"),
             metadata=metadata if isinstance(metadata, dict) else {},
             linked_by=_opt_str(data, "linked_by"),
             linked_at=_opt_str(data, "linked_at"),
@@ -232,6 +247,7 @@ class Event:
     created_at: str | None
     dispatched_at: str | None
     caused_by: str | None
+    tag: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -248,6 +264,7 @@ class Event:
             artifact=_str(data, "artifact"),
             version=_str(data, "version"),
             alias=_opt_str(data, "alias") or None,
+            tag=_opt_str(data, "tag") or None,
             author=_str(data, "author"),
             created_at=_opt_str(data, "created_at"),
             dispatched_at=_opt_str(data, "dispatched_at"),

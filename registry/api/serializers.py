@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from core.roles import Role
 from registry.events import artifact_version_uri, event_type_get
-from registry.models import Event, Membership, ModelVersion, Project, RegisteredModel, Team
+from registry.models import Event, Membership, ModelVersion, Project, ProtectedAlias, RegisteredModel, Team
 
 # --- Inputs ---------------------------------------------------------------------------------------------
 
@@ -94,6 +94,14 @@ class AliasAddSerializer(serializers.Serializer):
     alias = serializers.CharField(max_length=64, trim_whitespace=False)
 
 
+class TagAddSerializer(serializers.Serializer):
+    tag = serializers.CharField(max_length=64, trim_whitespace=False)
+
+
+class ProtectedAliasCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64, trim_whitespace=False)
+
+
 # --- Outputs --------------------------------------------------------------------------------------------
 
 
@@ -139,9 +147,17 @@ class ArtifactVersionSerializer(serializers.Serializer):
     created_by = serializers.CharField(source="created_by.username", default=None)
     created_at = serializers.DateTimeField()
     committed_at = serializers.DateTimeField()
+    tags = serializers.SerializerMethodField()
 
     def get_uri(self, obj) -> str:
         return artifact_version_uri(obj.public_id)
+
+    def get_tags(self, obj) -> list[str]:
+        return tag_names(obj)
+
+
+def tag_names(artifact_version) -> list[str]:
+    return sorted(tag.name for tag in artifact_version.tags.all())
 
 
 class ManifestFileOutSerializer(serializers.Serializer):
@@ -198,6 +214,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     artifact_id = serializers.UUIDField(source="artifact_version.public_id")
     metadata = serializers.JSONField(source="artifact_version.metadata")
     aliases = serializers.SerializerMethodField()
+    tags = serializers.SerializerMethodField(help_text="The tags of its artifact version")
     linked_by = serializers.CharField(source="linked_by.username", default=None)
 
     class Meta:
@@ -209,6 +226,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "artifact_id",
             "metadata",
             "aliases",
+            "tags",
             "linked_by",
             "linked_at",
         ]
@@ -216,13 +234,20 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     def get_aliases(self, obj) -> list[str]:
         return sorted(a.name for a in obj.aliases.all())
 
+    def get_tags(self, obj) -> list[str]:
+        return tag_names(obj.artifact_version)
+
 
 class FiredEventSerializer(serializers.Serializer):
     """An event a change recorded. What it triggered: ``deliveries/?event=<id>`` and ``launch/items/?event=<id>``."""
 
     id = serializers.UUIDField()
     type = serializers.CharField(help_text="LINK_ARTIFACT, ADD_ARTIFACT_ALIAS, CREATE_ARTIFACT, ...")
-    alias = serializers.CharField(help_text="The alias put on the version (ADD_ARTIFACT_ALIAS); empty otherwise")
+    alias = serializers.CharField(help_text="The alias put on or taken off the version (alias events); else empty")
+    tag = serializers.SerializerMethodField(help_text="The tag added or removed (tag events); else empty")
+
+    def get_tag(self, obj) -> str:
+        return obj.context.get("tag", "")
 
 
 class FiredEventsSerializer(serializers.Serializer):
@@ -247,10 +272,23 @@ class ArtifactVersionChangeSerializer(ArtifactVersionDetailSerializer, FiredEven
     """An artifact version as logging or committing it left it, with CREATE_ARTIFACT if that change committed it."""
 
 
+class ArtifactVersionTaggedSerializer(ArtifactVersionSerializer, FiredEventsSerializer):
+    """An artifact version as a tag change left it, with the ADD_ARTIFACT_TAG or REMOVE_ARTIFACT_TAG it fired."""
+
+
+class ProtectedAliasSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None)
+
+    class Meta:
+        model = ProtectedAlias
+        fields = ["name", "created_by", "created_at"]
+
+
 class EventSerializer(serializers.ModelSerializer):
     registered_model = serializers.SerializerMethodField()
     artifact = serializers.SerializerMethodField()
     version = serializers.SerializerMethodField()
+    tag = serializers.SerializerMethodField()
     author = serializers.SerializerMethodField()
     caused_by = serializers.UUIDField(source="caused_by_id", allow_null=True)
     variables = serializers.JSONField(source="context")
@@ -264,6 +302,7 @@ class EventSerializer(serializers.ModelSerializer):
             "artifact",
             "version",
             "alias",
+            "tag",
             "author",
             "created_at",
             "dispatched_at",
@@ -285,6 +324,9 @@ class EventSerializer(serializers.ModelSerializer):
 
     def get_version(self, obj) -> str:
         return obj.context.get("version", "")
+
+    def get_tag(self, obj) -> str:
+        return obj.context.get("tag", "")
 
     def get_author(self, obj) -> str:
         return obj.context.get("event_author", "")

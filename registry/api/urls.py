@@ -24,6 +24,8 @@ urlpatterns = [
     path(artifact_version, files.ArtifactVersionView.as_view(), name="artifact-version-detail"),
     path(artifact_version + "commit/", files.ArtifactVersionCommitView.as_view(), name="artifact-version-commit"),
     path(artifact_version + "files/<path:path>", files.ArtifactFileView.as_view(), name="artifact-version-file"),
+    path(artifact_version + "tags/", views.ArtifactTagAddView.as_view(), name="artifact-version-tags"),
+    path(artifact_version + "tags/<str:tag>/", views.ArtifactTagDetailView.as_view(), name="artifact-version-tag"),
     path(team + "blobs/missing/", files.BlobsMissingView.as_view(), name="blobs-missing"),
     path(team + "blobs/<str:sha256>/", files.BlobView.as_view(), name="blob"),
     path(
@@ -36,6 +38,8 @@ urlpatterns = [
     path(model + "versions/<str:version>/", views.ModelVersionDetailView.as_view(), name="model-version"),
     path(model + "versions/<str:version>/aliases/", views.AliasAddView.as_view(), name="model-version-aliases"),
     path(model + "aliases/<str:alias>/", views.AliasDetailView.as_view(), name="alias"),
+    path(team + "protected-aliases/", views.ProtectedAliasListView.as_view(), name="protected-aliases"),
+    path(team + "protected-aliases/<str:name>/", views.ProtectedAliasDetailView.as_view(), name="protected-alias"),
     path(team + "events/", views.EventListView.as_view(), name="events"),
     path(team + "events/<str:event_id>/", views.EventDetailView.as_view(), name="event"),
 ]

@@ -27,6 +27,13 @@ from .files import version_answer
 
 TOKEN_RESPONSE = inline_serializer("TokenResponse", {"token": serializers.CharField()})
 CAUSED_BY_HEADER = "X-Registry-Caused-By"
+CAUSED_BY_PARAMETER = OpenApiParameter(
+    CAUSED_BY_HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="The event whose automation made this call: the change's events count one step further in its chain.",
+)
 
 
 def header_cause(view: TeamScopedMixin) -> Event | None:
@@ -252,7 +259,7 @@ class ModelVersionListView(TeamScopedMixin, ListView):
     @extend_schema(
         request=s.LinkSerializer,
         responses={201: s.ModelVersionChangeSerializer},
-        parameters=[OpenApiParameter("X-Registry-Caused-By", str, OpenApiParameter.HEADER, required=False)],
+        parameters=[CAUSED_BY_PARAMETER],
     )
     def post(self, request, team, name):
         data = validated(s.LinkSerializer, request.data)
@@ -280,9 +287,10 @@ class ModelVersionDetailView(TeamScopedMixin, APIView):
     def get(self, request, team, name, version):
         return Response(s.ModelVersionSerializer(self._get()).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None}, parameters=[CAUSED_BY_PARAMETER])
     def delete(self, request, team, name, version):
-        services.model_version_unlink(model_version=self._get())
+        model_version = self._get()
+        services.model_version_unlink(model_version=model_version, user=request.user, caused_by=header_cause(self))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -297,7 +305,7 @@ class AliasAddView(TeamScopedMixin, APIView):
                 s.ModelVersionChangeSerializer, description="The version already had the alias; `events` is empty."
             ),
         },
-        parameters=[OpenApiParameter("X-Registry-Caused-By", str, OpenApiParameter.HEADER, required=False)],
+        parameters=[CAUSED_BY_PARAMETER],
     )
     def post(self, request, team, name, version):
         alias = validated(s.AliasAddSerializer, request.data)["alias"]
@@ -313,10 +321,76 @@ class AliasAddView(TeamScopedMixin, APIView):
 
 
 class AliasDetailView(TeamScopedMixin, APIView):
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None}, parameters=[CAUSED_BY_PARAMETER])
     def delete(self, request, team, name, alias):
         registered_model = selectors.registered_model_get(team=self.team, name=name)
-        services.alias_remove(registered_model=registered_model, name=alias)
+        services.alias_remove(
+            registered_model=registered_model, name=alias, user=request.user, caused_by=header_cause(self)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ArtifactTagAddView(TeamScopedMixin, APIView):
+    @extend_schema(
+        request=s.TagAddSerializer,
+        responses={
+            201: OpenApiResponse(
+                s.ArtifactVersionTaggedSerializer, description="Added; `events` names its ADD_ARTIFACT_TAG."
+            ),
+            200: OpenApiResponse(
+                s.ArtifactVersionTaggedSerializer, description="The version already had the tag; `events` is empty."
+            ),
+        },
+        parameters=[CAUSED_BY_PARAMETER],
+    )
+    def post(self, request, team, project, collection, version):
+        name = validated(s.TagAddSerializer, request.data)["tag"]
+        artifact_version = selectors.artifact_version_get(
+            team=self.team, project=project, collection=collection, version=version
+        )
+        caused_by = header_cause(self)
+        with events_recorded() as events:
+            _, added = services.artifact_tag_add(
+                artifact_version=artifact_version, name=name, user=request.user, caused_by=caused_by
+            )
+        answer = s.ArtifactVersionTaggedSerializer(artifact_version, context={"events": events})
+        return Response(answer.data, status=status.HTTP_201_CREATED if added else status.HTTP_200_OK)
+
+
+class ArtifactTagDetailView(TeamScopedMixin, APIView):
+    @extend_schema(responses={204: None}, parameters=[CAUSED_BY_PARAMETER])
+    def delete(self, request, team, project, collection, version, tag):
+        artifact_version = selectors.artifact_version_get(
+            team=self.team, project=project, collection=collection, version=version
+        )
+        services.artifact_tag_remove(
+            artifact_version=artifact_version, name=tag, user=request.user, caused_by=header_cause(self)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProtectedAliasListView(TeamScopedMixin, ListView):
+    """The team's protected aliases: every member sees them; only admins add or remove them."""
+
+    serializer_class = s.ProtectedAliasSerializer
+    write_role = Role.ADMIN
+
+    def get_queryset(self):
+        return selectors.protected_aliases_for(team=self.team)
+
+    @extend_schema(request=s.ProtectedAliasCreateSerializer, responses={201: s.ProtectedAliasSerializer})
+    def post(self, request, team):
+        name = validated(s.ProtectedAliasCreateSerializer, request.data)["name"]
+        protected = services.protected_alias_add(team=self.team, name=name, user=request.user)
+        return Response(s.ProtectedAliasSerializer(protected).data, status=status.HTTP_201_CREATED)
+
+
+class ProtectedAliasDetailView(TeamScopedMixin, APIView):
+    write_role = Role.ADMIN
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, team, name):
+        services.protected_alias_remove(team=self.team, name=name)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -105,6 +105,10 @@ def test_the_form_offers_the_teams_projects_and_each_collection_with_its_project
         "LINK_ARTIFACT": ["registered_model"],
         "ADD_ARTIFACT_ALIAS": ["registered_model", "alias_regex"],
         "CREATE_ARTIFACT": ["project", "collection"],
+        "UNLINK_ARTIFACT": ["registered_model"],
+        "REMOVE_ARTIFACT_ALIAS": ["registered_model", "alias_regex"],
+        "ADD_ARTIFACT_TAG": ["project", "collection"],
+        "REMOVE_ARTIFACT_TAG": ["project", "collection"],
     }
 
 

@@ -290,7 +290,9 @@ def test_a_member_removes_an_alias(client, vision):
     response = client.post(url, {"post": "yes"})
     assert response.status_code == 302 and response.url == back
     assert not Alias.objects.filter(registered_model=vision.model, name="production").exists()
-    assert Event.objects.count() == count  # as through the API: removing an alias fires nothing
+    # As through the API: removing an alias fires REMOVE_ARTIFACT_ALIAS, by whoever removed it.
+    (removed,) = Event.objects.order_by("-created_at")[: Event.objects.count() - count]
+    assert (removed.type, removed.alias, removed.author) == ("REMOVE_ARTIFACT_ALIAS", "production", vision.member)
 
 
 @pytest.mark.parametrize(("name", "words"), [("no spaces", "Invalid alias"), ("latest", "maintained by the system"),

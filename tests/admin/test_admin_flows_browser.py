@@ -80,6 +80,8 @@ def busy_team(settings):
         )  # fmt: skip
         if commit:
             manifests.artifact_version_commit(artifact_version=logged)
+            services.artifact_tag_add(artifact_version=logged, name="reviewed-by-ml-platform-team-2026", user=root)
+    services.protected_alias_add(team=team, name="production", user=root)
     automations.automation_create(
         team=team, user=root, name="notify slack of new classifier checkpoints", event_type="CREATE_ARTIFACT",
         action_type="WEBHOOK", webhook=webhook.pk, payload={"files": "${artifact_files_url}"},

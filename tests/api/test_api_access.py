@@ -15,7 +15,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from core.roles import Role
-from registry import blobs, manifests
+from registry import blobs, manifests, services
 from registry.api import urls as registry_urls
 from registry.api.views import CAUSED_BY_HEADER
 from registry.choices import REGISTRY_PROJECT
@@ -83,6 +83,8 @@ ROUTES = [
     Route("GET", "artifact-version-file", {**ARTIFACTS, "version": "v1", "path": "model.bin"}),
     Route("PUT", "artifact-version-file", {**ARTIFACTS, "version": "v3", "path": "new.bin"}, NEW, Role.MEMBER, 201),
     Route("POST", "artifact-version-commit", {**ARTIFACTS, "version": "v2"}, {}, Role.MEMBER, 200),
+    Route("POST", "artifact-version-tags", {**ARTIFACTS, "version": "v1"}, {"tag": "reviewed"}, Role.MEMBER),
+    Route("DELETE", "artifact-version-tag", {**ARTIFACTS, "version": "v1", "tag": "baseline"}, None, Role.MEMBER),
     Route("POST", "blobs-missing", TEAM, {"sha256": [sha(NEW)]}, Role.MEMBER, 200, writes=False),
     Route("PUT", "blob", {**TEAM, "sha256": sha(NEW)}, NEW, Role.MEMBER, 201),
     Route("GET", "registered-models", TEAM),
@@ -102,6 +104,9 @@ ROUTES = [
     Route("DELETE", "model-version", V0, None, Role.MEMBER),
     Route("POST", "model-version-aliases", V0, {"alias": "staging"}, Role.MEMBER),
     Route("DELETE", "alias", {**MODEL, "alias": "production"}, None, Role.MEMBER),
+    Route("GET", "protected-aliases", TEAM),
+    Route("POST", "protected-aliases", TEAM, {"name": "release"}, Role.ADMIN),
+    Route("DELETE", "protected-alias", {**TEAM, "name": "guarded"}, None, Role.ADMIN),
     Route("GET", "events", TEAM),
     Route("GET", "event", {**TEAM, "event_id": "{event_id}"}),
 ]
@@ -172,6 +177,8 @@ def world() -> World:
         )  # fmt: skip
         if path == "model.bin":
             manifests.artifact_version_commit(artifact_version=version)
+            services.artifact_tag_add(artifact_version=version, name="baseline", user=member)
+    services.protected_alias_add(team=team, name="guarded", user=admin)
     return World(
         team=team,
         other_team=other_team,

@@ -45,7 +45,10 @@ def recorded(*pks) -> list[dict]:
     """The events with these ids as the answers name them, read from the database."""
     rows = {e.pk: e for e in Event.objects.filter(pk__in=pks)}
     assert len(rows) == len(pks), "every id answered is an Event row"
-    return [{"id": str(pk), "type": rows[pk].type, "alias": rows[pk].alias} for pk in pks]
+    return [
+        {"id": str(pk), "type": rows[pk].type, "alias": rows[pk].alias, "tag": rows[pk].context.get("tag", "")}
+        for pk in pks
+    ]
 
 
 def fired(answer) -> list[str]:

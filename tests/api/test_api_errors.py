@@ -341,7 +341,7 @@ def test_every_api_route_answers_json_for_any_method_and_body_and_never_a_server
         "public_id": str(event.model_version.artifact_version.public_id), "name": "classifier", "version": "v0",
         "alias": "production", "event_id": str(event.pk), "webhook_id": str(Webhook.objects.get().pk),
         "automation_id": str(Automation.objects.get().pk), "delivery_id": "1", "item_id": str(uuid.uuid4()),
-        "path": "model.bin", "sha256": "0" * 64, "token_id": "1",
+        "path": "model.bin", "sha256": "0" * 64, "token_id": "1", "tag": "reviewed",
     }  # fmt: skip
     routes = _api_routes()
     assert len(routes) >= 30 and "api/schema/" in routes

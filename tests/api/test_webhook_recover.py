@@ -127,12 +127,18 @@ def admin_recover_url(webhook) -> str:
     return reverse("admin:automations_webhook_recover", args=[webhook.pk])
 
 
-def test_the_webhook_page_recovers_from_the_admin(client, loopback, purge_broker):
+def admin_logged_in(client, *, events: int):
+    """``failed_deliveries``' team, its admin (staff) logged in to the admin; its webhook."""
     with Receiver(Reply(400)) as receiver:
-        admin, _, webhook = failed_deliveries(receiver, events=2)
+        admin, _, webhook = failed_deliveries(receiver, events=events)
     admin.is_staff = True
     admin.save()
     client.force_login(admin)
+    return webhook
+
+
+def test_the_webhook_page_recovers_from_the_admin(client, loopback, purge_broker):
+    webhook = admin_logged_in(client, events=2)
 
     page = client.get(admin_recover_url(webhook))
     assert page.status_code == 200
@@ -145,11 +151,7 @@ def test_the_webhook_page_recovers_from_the_admin(client, loopback, purge_broker
 
 
 def test_the_admin_shows_why_a_recover_was_refused(client, loopback, purge_broker):
-    with Receiver(Reply(400)) as receiver:
-        admin, _, webhook = failed_deliveries(receiver, events=1)
-    admin.is_staff = True
-    admin.save()
-    client.force_login(admin)
+    webhook = admin_logged_in(client, events=1)
 
     future = client.post(admin_recover_url(webhook), {"since": "2999-01-01 00:00"})
     assert future.status_code == 200 and "in the future" in future.content.decode()

@@ -140,6 +140,28 @@ def test_link_makes_the_registered_model_and_aliases_move_between_versions(regis
         registry.link(first.reference, "other-model", create_model=False)
 
 
+def test_tags_go_on_the_artifact_version_and_show_on_its_model_versions(registry, tmp_path):
+    (tmp_path / "m.bin").write_bytes(b"v0")
+    version = registry.log_artifact(tmp_path / "m.bin", project="training", name="classifier")
+    registry.link(version.reference, "classifier", aliases=["production"])
+
+    tagged = registry.add_tag("model-registry/classifier:production", "reviewed")
+
+    assert (tagged.reference, tagged.tags) == (version.reference, ["reviewed"])
+    assert [(e.type, e.tag) for e in tagged.events] == [("ADD_ARTIFACT_TAG", "reviewed")]
+    assert registry.add_tag(version.reference, "reviewed").events == []  # already there: nothing fired
+    assert registry.model_version("classifier:production").tags == ["reviewed"]
+    assert registry.resolve(version.reference).tags == ["reviewed"]
+    with pytest.raises(BadRequest, match="Invalid tag"):
+        registry.add_tag(version.reference, "not a tag")
+
+    registry.remove_tag(version.reference, "reviewed")
+    assert registry.model_version("classifier:v0").tags == []
+    assert [e.tag for e in registry.events() if e.type == "REMOVE_ARTIFACT_TAG"] == ["reviewed"]
+    with pytest.raises(NotFound):
+        registry.remove_tag(version.reference, "reviewed")
+
+
 def test_every_form_of_a_reference_resolves_to_the_same_version(registry, account, tmp_path):
     (tmp_path / "m.bin").write_bytes(b"m")
     version = registry.log_artifact(tmp_path / "m.bin", project="training", name="classifier")

@@ -124,6 +124,14 @@ def test_a_day_of_work_from_put_to_production_and_back(logged_in, tmp_path, caps
         code, out, err = run(capsys, listing, "--json")
         assert (code, json.loads(out)) == (0, []), listing
 
+    code, out, err = run(capsys, "tag", "add", "model-registry/classifier:production", "reviewed")
+    assert code == 0, err
+    assert f"{team}/training/classifier:v0 tags: reviewed" in out and "events: ADD_ARTIFACT_TAG reviewed" in out
+    code, out, err = run(capsys, "tag", "rm", "training/classifier:v0", "reviewed")
+    assert code == 0 and "reviewed removed from training/classifier:v0" in out
+    code, out, err = run(capsys, "tag", "rm", "training/classifier:v0", "reviewed")
+    assert code == 5 and err.startswith("registry: error: Not found (404)")
+
     code, out, err = run(capsys, "alias", "rm", "classifier", "production")
     assert code == 0 and "production removed from classifier" in out
     code, out, err = run(capsys, "resolve", "model-registry/classifier:production")

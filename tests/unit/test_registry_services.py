@@ -62,9 +62,9 @@ def test_latest_follows_the_newest_version_and_survives_unlink():
     v1 = link(model)
     assert aliases_of(model) == {"latest": "v1"}
 
-    services.model_version_unlink(model_version=v1)
+    services.model_version_unlink(model_version=v1, user=None)
     assert aliases_of(model) == {"latest": "v0"}
-    services.model_version_unlink(model_version=v0)
+    services.model_version_unlink(model_version=v0, user=None)
     assert aliases_of(model) == {}
     assert link(model).version == "v2"  # indices are never reused
 
@@ -76,7 +76,7 @@ def test_latest_cannot_be_set_or_removed_by_hand():
         services.alias_add(model_version=v0, name="latest", user=None)
     assert exc.value.field == "alias"
     with pytest.raises(ApplicationError, match="maintained by the system"):
-        services.alias_remove(registered_model=model, name="latest")
+        services.alias_remove(registered_model=model, name="latest", user=None)
 
 
 def test_link_fires_one_link_event_and_one_event_per_alias_but_none_for_latest():

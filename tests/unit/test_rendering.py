@@ -74,6 +74,7 @@ def raises_template_error(template: object, *, event_type: str | None = "LINK_AR
 def test_the_table_lists_every_design_variable_and_the_metadata_form():
     assert set(rendering.VARIABLES) == {
         "event_id",
+        "tag",
         "event_type",
         "event_author",
         "artifact_version",
