@@ -102,7 +102,7 @@ class AutomationForm(forms.ModelForm):
     )
     filter = VerbatimJSONField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 90, "spellcheck": "false"}),
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 90, "spellcheck": "false"}),
         help_text=filter_help(),
     )
     job = forms.ModelChoiceField(queryset=Job.objects.none(), required=False)

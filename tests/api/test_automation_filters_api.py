@@ -286,3 +286,65 @@ def test_changing_the_event_type_revalidates_the_filter(acme):
     assert to_link.status_code == 400
     assert to_link.json()["errors"]["filter"][0].startswith("alias: LINK_ARTIFACT events have no alias")
     assert stored() == before
+
+
+def fired(answer) -> list[str]:
+    """Dispatch the events a change answered, as the events worker does (sending nothing); the automations whose
+    deliveries they wrote."""
+    assert answer.status_code in (200, 201, 204), answer.content
+    ids = [event["id"] for event in answer.json()["events"]] if answer.content else []
+    with override_settings(DISPATCH_SEND_MAX=0):
+        for event_id in ids:
+            assert event_dispatch(event_id=event_id)
+    return sorted(Delivery.objects.filter(event_id__in=ids).values_list("automation_name", flat=True))
+
+
+def test_a_tag_event_passes_a_filter_on_its_tag_and_its_artifacts_metadata(acme):
+    team, model, webhook, client, admin = acme
+    f.link(model, user=admin, metadata={"accuracy": 0.95})
+    f.link(model, user=admin, metadata={"accuracy": 0.5})
+    released = {"$and": [{"tag": {"$regex": "^release"}}, {"artifact_metadata.accuracy": {"$gte": 0.9}}]}
+    answer = client.post(
+        root(team) + "automations/",
+        body(webhook, name="released", event_type="ADD_ARTIFACT_TAG", registered_model=None, filter=released),
+        format="json",
+    )
+    assert answer.status_code == 201, answer.content
+    tags = root(team) + "projects/training/artifacts/classifier/versions/{}/tags/"
+
+    assert fired(client.post(tags.format("v0"), {"tag": "release-1"}, format="json")) == ["released"]
+    assert fired(client.post(tags.format("v0"), {"tag": "reviewed"}, format="json")) == []
+    assert fired(client.post(tags.format("v1"), {"tag": "release-2"}, format="json")) == []  # accuracy 0.5
+
+
+def test_removing_an_alias_passes_its_alias_filter_and_filter(acme):
+    team, model, webhook, client, admin = acme
+    f.link(model, user=admin, aliases=["production", "prod-eu", "staging"], metadata={"accuracy": 0.95})
+    answer = client.post(
+        root(team) + "automations/",
+        body(webhook, name="unprod", event_type="REMOVE_ARTIFACT_ALIAS", alias_regex="^prod",
+             filter={"alias": {"$ne": "prod-eu"}}),
+        format="json",
+    )  # fmt: skip
+    assert answer.status_code == 201, answer.content
+    aliases = root(team) + "registered-models/classifier/aliases/{}/"
+
+    def removed(alias: str) -> list[str]:
+        before = set(Event.objects.values_list("pk", flat=True))
+        assert client.delete(aliases.format(alias)).status_code == 204
+        new = list(Event.objects.exclude(pk__in=before).values_list("pk", flat=True))
+        with override_settings(DISPATCH_SEND_MAX=0):
+            for event_id in new:
+                assert event_dispatch(event_id=event_id)
+        return sorted(Delivery.objects.filter(event_id__in=new).values_list("automation_name", flat=True))
+
+    assert removed("production") == ["unprod"]
+    assert removed("prod-eu") == []
+    assert removed("staging") == []
+
+
+def test_a_filter_on_tag_is_refused_for_events_without_one(acme):
+    team, _, webhook, client, _ = acme
+    answer = client.post(root(team) + "automations/", body(webhook, filter={"tag": "gold"}), format="json")
+    assert answer.status_code == 400
+    assert answer.json()["errors"]["filter"][0].startswith("tag: LINK_ARTIFACT events have no tag")
