@@ -12,6 +12,7 @@ import uuid
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
+from automations import services as automations
 from core.api.listing import ListView, QueryFilter
 from core.roles import Role
 from launch import services as launch
@@ -64,10 +65,17 @@ def a_valid_value(query_filter: QueryFilter) -> str:
 
 
 @pytest.fixture
-def client():
+def client(monkeypatch, settings):
     """Team acme's admin (every list is open to admins), with one of everything a list route names."""
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     admin = f.make_user()
     team = f.make_team("acme", admin=admin)
+    webhook = automations.webhook_create(team=team, name="main", url="http://127.0.0.1:9/", user=admin)
+    automation = automations.automation_create(
+        team=team, user=admin, name="main", event_type="LINK_ARTIFACT", action_type="WEBHOOK", webhook=webhook.pk,
+        payload={"a": 1},
+    )  # fmt: skip
+    monkeypatch.setitem(VALUES, "automation_id", str(automation.pk))
     f.link(f.make_registered_model(team, "main"), user=admin)
     f.make_artifact_version(team, collection="main")
     job = launch.job_create(team=team, name="main", project="training")

@@ -116,4 +116,5 @@ def test_going_back_is_refused_when_a_new_filter_would_not_fit_the_old_column(ol
 
     with pytest.raises(IrreversibleError, match="acme/long"):
         migrate(BEFORE)
-    assert Automation.objects.get(name="long").alias_regex == "p" * 250
+    # Later migrations were undone before the refusal: read only the column this one is about.
+    assert Automation.objects.filter(name="long").values_list("alias_regex", flat=True).get() == "p" * 250
