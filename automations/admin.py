@@ -29,6 +29,7 @@ from registry.models import RegisteredModel, Team
 
 from . import prepare, schedule, selectors, services, webhook_testing
 from .admin_forms import AutomationForm, variables_help, watch_fields
+from .admin_runs import AutomationRunsAdmin
 from .choices import DeliveryStatus
 from .fairness import TooManyTests
 from .models import Automation, Delivery, DeliveryAttempt, Webhook
@@ -255,7 +256,7 @@ class WebhookAdmin(ServiceWriteAdmin):
 
 
 @admin.register(Automation)
-class AutomationAdmin(ServiceWriteAdmin):
+class AutomationAdmin(AutomationRunsAdmin, ServiceWriteAdmin):
     """Created in the seed's order: the team first (when the user admins several), then event, action, name."""
 
     add_parent = "team"
@@ -273,6 +274,7 @@ class AutomationAdmin(ServiceWriteAdmin):
         ("Webhook", {"classes": ["action-webhook"], "fields": ["webhook", "preset", "payload"]}),
         ("Launch job", {"classes": ["action-launch"],
                         "fields": ["job", "job_version", "overrides", "destination_project", "queue"]}),
+        ("Throttle", {"fields": ["throttle_runs", "throttle_window"]}),
         ("Name", {"fields": ["name", "description", "enabled"]}),
     ]  # fmt: skip
 

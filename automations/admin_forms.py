@@ -120,17 +120,24 @@ class AutomationForm(forms.ModelForm):
         model = Automation
         fields = [
             "team", "event_type", "registered_model", "alias_regex", "filter", "project", "collection", "action_type",
-            "webhook", "preset", "payload", "job", "job_version", "overrides", "destination_project", "queue", "name",
-            "description", "enabled",
+            "webhook", "preset", "payload", "job", "job_version", "overrides", "destination_project", "queue",
+            "throttle_runs", "throttle_window", "name", "description", "enabled",
         ]  # fmt: skip
         widgets = {"team": forms.HiddenInput, "collection": ChildSelect(parent="project")}
-        labels = {"collection": "Artifact collection"}
         help_texts = {
             "registered_model": "Empty: every registered model of the team.",
             "alias_regex": "Only for alias events: an RE2 regular expression that must match somewhere in the alias "
             "(^prod matches production; ^prod$ only prod). Empty: any alias.",
             "project": "Empty: every project of the team.",
             "collection": "Optional: one artifact collection of the project (empty: all of them).",
+            "throttle_runs": "Optional: at most this many runs in any window below; events over it are skipped, and "
+            "the history says so. Runs by hand are not counted.",
+            "throttle_window": "The window, in seconds (3600: an hour). Set both or neither.",
+        }
+        labels = {
+            "collection": "Artifact collection",
+            "throttle_runs": "Most runs",
+            "throttle_window": "Window (seconds)",
         }
 
     class Media:
@@ -187,7 +194,12 @@ class AutomationForm(forms.ModelForm):
     def service_arguments(self) -> dict:
         """The cleaned form as the services take it: objects by name, only the chosen action's fields."""
         data = self.cleaned_data
-        arguments = {name: data.get(name) for name in ("name", "description", "enabled", "event_type", "action_type")}
+        arguments = {
+            name: data.get(name)
+            for name in (
+                "name", "description", "enabled", "event_type", "action_type", "throttle_runs", "throttle_window"
+            )
+        }  # fmt: skip
         arguments["filter"] = data.get("filter") if data.get("filter") is not None else {}
         shown = watch_fields(data.get("event_type") or "")
         for name in WATCH_FIELDS:

@@ -58,7 +58,8 @@ def throttle_refusal(automation: Automation, *, now: datetime) -> str:
     )
     if recent < limit:
         return ""
-    return f"Throttled: {recent} runs in the last {window_text(window)}, at most {limit} per {window_text(window)}."
+    runs = f"{recent} run{'' if recent == 1 else 's'}"
+    return f"Throttled: {runs} in the last {window_text(window)}, at most {limit} per {window_text(window)}."
 
 
 def runs_of(*, automation: Automation, outcome: str | None = None) -> QuerySet[AutomationRun]:

@@ -15,6 +15,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.options import InlineModelAdmin
 from django.db import transaction
 from django.db.models import Model
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -339,6 +340,26 @@ class Section(ReadOnlyInline):
         url = self.section_add(request, obj) if obj is not None else None
         self.section_add_url = f"{url}&{urlencode({'next': self.back})}" if url else None
         return super().get_formset(request, obj, **kwargs)
+
+
+def first_rows_formset(prefix: str) -> type[BaseInlineFormSet]:
+    """A section's formset named ``prefix`` (its anchor: ``#files-group``), holding only its first ``rows_shown``
+    rows: a page lists the newest hundred runs or the first 500 files, never all of a long history."""
+
+    class FirstRowsFormSet(BaseInlineFormSet):
+        rows_shown: int | None = None
+
+        @classmethod
+        def get_default_prefix(cls) -> str:
+            return prefix
+
+        def get_queryset(self):
+            if not hasattr(self, "_shown"):
+                rows = super().get_queryset()
+                self._shown = rows[: self.rows_shown] if self.rows_shown is not None else rows
+            return self._shown
+
+    return FirstRowsFormSet
 
 
 def add_url(model, request, team_id: int, **params) -> str | None:

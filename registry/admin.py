@@ -13,7 +13,6 @@ import re
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
@@ -28,6 +27,7 @@ from core.admin import (
     ServiceWriteAdmin,
     add_url,
     admin_link,
+    first_rows_formset,
     form_parent_id,
     object_url,
 )
@@ -270,26 +270,6 @@ def digest_shown(digest: str) -> str:
     return format_html('<code title="{}">{}…</code>', digest, digest[:12])
 
 
-def entries_formset(prefix: str) -> type[BaseInlineFormSet]:
-    """A formset of manifest entries named ``prefix``: an artifact version's page has two sections of them (files,
-    references), each with its own anchor (``#files-group``). It holds the first ``rows_shown`` entries."""
-
-    class EntriesFormSet(BaseInlineFormSet):
-        rows_shown: int | None = None
-
-        @classmethod
-        def get_default_prefix(cls) -> str:
-            return prefix
-
-        def get_queryset(self):
-            if not hasattr(self, "_shown"):
-                entries = super().get_queryset()
-                self._shown = entries[: self.rows_shown] if self.rows_shown is not None else entries
-            return self._shown
-
-    return EntriesFormSet
-
-
 class ManifestEntrySection(Section):
     """A section of an artifact version's manifest: its files, or (``references``) its references, by path. A
     version may hold thousands: the page shows the first ``rows_shown`` and says how many there are."""
@@ -328,7 +308,7 @@ class ArtifactFileSection(ManifestEntrySection):
     """An artifact version's files. Each downloads through the API's file route, which takes the admin's login, so
     whoever may view the version (a viewer too) gets its bytes, streamed by the same code."""
 
-    formset = entries_formset("files")
+    formset = first_rows_formset("files")
     fields = ("path", "size_shown", "sha256_shown", "download")
     readonly_fields = fields
     verbose_name_plural = "files"
@@ -348,7 +328,7 @@ class ArtifactFileSection(ManifestEntrySection):
 
 
 class ArtifactReferenceSection(ManifestEntrySection):
-    formset = entries_formset("references")
+    formset = first_rows_formset("references")
     references = True
     fields = ("path", "uri", "size_shown", "sha256_shown")
     readonly_fields = fields

@@ -88,3 +88,41 @@ def test_every_event_type_reaches_its_endpoint_signed(live_server, worker_factor
         assert delivery.event.type == event_type and body["id"] == str(delivery.event.pk)
         assert {k: v for k, v in body.items() if k not in ("type", "id", "by")} == expected[event_type]
         assert body["by"] == "ada"
+
+
+def test_a_run_by_hand_is_delivered_by_the_worker_and_recorded_in_the_history(live_server, worker_factory, settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    with Receiver() as receiver:
+        author = make_user("ada")
+        team = make_team("acme", admin=author)
+        link(make_registered_model(team, "classifier"), user=author, aliases=["production"])
+        for event in Event.objects.all():
+            outbox.event_dispatch(event_id=event.pk)
+        webhook = services.webhook_create(team=team, name="ci", url=receiver.url, user=author)
+        deploy = services.automation_create(
+            team=team, user=author, name="deploy", event_type="ADD_ARTIFACT_ALIAS", action_type="WEBHOOK",
+            webhook=webhook.pk, payload={**COMMON, "alias": "${alias}"}, throttle_runs=1, throttle_window=3600,
+        )  # fmt: skip
+        worker_factory(**DELIVERY_WORKER, extra_env=WORKER_ENV)
+        api = requests.Session()
+        token = api.post(f"{live_server.url}/api/v1/auth/token/", json={"username": "ada", "password": PASSWORD})
+        api.headers["Authorization"] = f"Token {token.json()['token']}"
+        runs = f"{live_server.url}/api/v1/teams/acme/automations/{deploy.pk}/"
+
+        answers = [api.post(runs + "run/", json={"version": "classifier:production"}) for _ in range(2)]
+        assert [a.status_code for a in answers] == [202, 202], answers[0].text
+        wait_until(lambda: len(receiver.requests) >= 2, timeout=60, message="both runs delivered")
+
+        def settled():
+            history = api.get(runs + "runs/").json()["results"]
+            return history if {r["delivery_status"] for r in history} == {"succeeded"} else None
+
+        history = wait_until(settled, timeout=30, message="both runs succeeded")
+
+    assert sorted(json.loads(r.body)["id"] for r in receiver.requests) == sorted(
+        a.json()["events"][0]["id"] for a in answers
+    )
+    # Both went out although the throttle allows one an hour: runs by hand are outside it.
+    assert [(r["manual"], r["outcome"], r["version"]) for r in history] == [
+        (True, "delivery", "acme/model-registry/classifier:production")
+    ] * 2
