@@ -69,6 +69,8 @@ def posted(world: World, **fields) -> dict:
         "payload": '{"digest": "${artifact_digest}", "files": "${artifact_files_url}"}', "job": "",
         "job_version": "", "overrides": "{}", "destination_project": "", "queue": "", "name": "on new classifier",
         "description": "", "enabled": "on",
+        # The change page's runs section, as the browser sends it (read-only rows: only its management form).
+        "runs-TOTAL_FORMS": "0", "runs-INITIAL_FORMS": "0",
     }  # fmt: skip
     return {**data, **{name: "" if value is None else value for name, value in fields.items()}}
 
