@@ -21,14 +21,12 @@ from registry_client import (
 
 from automations import services as automations
 from core.roles import Role
-from registry import outbox, services
+from registry import services
 from registry.models import ArtifactVersion as ArtifactVersionRow
 from registry.models import Blob, Project
-from registry.models import Event as EventRow
-from secrets_vault import services as vault
 
 from ..factories import add_member, make_team, make_user
-from .conftest import write_tree
+from .conftest import deploy_automation, dispatch_all, write_tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -300,36 +298,8 @@ def test_an_automation_is_listed_with_its_filter(registry, account, settings):
 # --- Automations: runs by hand, history, preview ------------------------------------------------------------
 
 
-def dispatch_all() -> None:
-    """What the event dispatcher would do: hand each recorded event to the automations."""
-    for event_id in EventRow.objects.filter(dispatched_at__isnull=True).order_by("created_at").values_list("pk"):
-        outbox.event_dispatch(event_id=event_id[0])
-
-
-def on_production(account, **changes):
-    """'classifier' v0 linked (events dispatched), then a webhook automation on its production alias whose payload
-    holds the secret TOKEN."""
-    vault.secret_create(team=account.team, name="TOKEN", value="s3cr3t-value", user=account.user)
-    webhook = automations.webhook_create(team=account.team, user=None, name="ci", url="http://127.0.0.1:9/hook")
-    values = {
-        "name": "deploy", "event_type": "ADD_ARTIFACT_ALIAS", "alias_regex": "^production$",
-        "registered_model": "classifier", "action_type": "WEBHOOK", "webhook": webhook.pk,
-        "payload": {"v": "${artifact_version_string}", "token": "${TOKEN}"},
-    }  # fmt: skip
-    return automations.automation_create(team=account.team, user=None, **{**values, **changes})
-
-
-@pytest.fixture
-def linked(registry, settings, tmp_path) -> None:
-    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
-    (tmp_path / "m.bin").write_bytes(b"m")
-    version = registry.log_artifact(tmp_path / "m.bin", project="training", name="classifier")
-    registry.link(version.reference, "classifier")
-    dispatch_all()
-
-
-def test_a_run_by_hand_is_a_manual_event_for_that_automation_and_shows_in_its_history(registry, account, linked):
-    deploy = on_production(account, throttle_runs=1, throttle_window=3600)
+def test_a_run_by_hand_is_a_manual_event_for_that_automation_and_shows_in_its_history(registry, account, classifier_v0):
+    deploy = deploy_automation(account, throttle_runs=1, throttle_window=3600)
     moved = registry.add_alias("classifier:v0", "production")
     dispatch_all()
 
@@ -353,8 +323,8 @@ def test_a_run_by_hand_is_a_manual_event_for_that_automation_and_shows_in_its_hi
     assert (listed.throttle_runs, listed.throttle_window) == (1, 3600)
 
 
-def test_a_run_by_hand_is_refused_for_a_disabled_automation_and_a_missing_version(registry, account, linked):
-    deploy = on_production(account)
+def test_a_run_by_hand_is_refused_for_a_disabled_automation_and_a_missing_version(registry, account, classifier_v0):
+    deploy = deploy_automation(account)
 
     with pytest.raises(BadRequest) as no_version:
         registry.run_automation(deploy.pk, "classifier:v9", alias="production")
@@ -368,8 +338,8 @@ def test_a_run_by_hand_is_refused_for_a_disabled_automation_and_a_missing_versio
     assert registry.automation_runs(deploy.pk) == []
 
 
-def test_a_preview_renders_the_body_against_a_past_event_with_secrets_masked(registry, account, linked):
-    deploy = on_production(account)
+def test_a_preview_renders_the_body_against_a_past_event_with_secrets_masked(registry, account, classifier_v0):
+    deploy = deploy_automation(account)
     first = registry.add_alias("classifier:v0", "production").events[0]
     (latest,) = registry.run_automation(deploy.pk, "v0", alias="production")
 
