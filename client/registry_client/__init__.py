@@ -25,6 +25,7 @@ from .types import (
     ApiToken,
     ArtifactVersion,
     Automation,
+    AutomationRun,
     Delivery,
     DownloadResult,
     Event,
@@ -33,6 +34,7 @@ from .types import (
     ManifestFile,
     ManifestReference,
     ModelVersion,
+    Preview,
     WaitResult,
 )
 
@@ -40,6 +42,7 @@ __all__ = [
     "ApiToken",
     "ArtifactVersion",
     "Automation",
+    "AutomationRun",
     "BadRequest",
     "ConfigError",
     "Conflict",
@@ -54,6 +57,7 @@ __all__ = [
     "ModelVersion",
     "NotAuthorized",
     "NotFound",
+    "Preview",
     "Reference",
     "Registry",
     "RegistryError",

@@ -31,6 +31,7 @@ from .types import (
     ApiToken,
     ArtifactVersion,
     Automation,
+    AutomationRun,
     Delivery,
     DownloadResult,
     Event,
@@ -38,6 +39,7 @@ from .types import (
     LaunchItem,
     MissingFile,
     ModelVersion,
+    Preview,
     WaitResult,
 )
 from .wait import DEFAULT_TIMEOUT, Update, wait_for
@@ -409,6 +411,45 @@ class Registry:
         rows = self.transport.pages(f"/teams/{seg(team or self.team)}/automations/", params=params)
         return [Automation.from_json(row) for row in rows]
 
+    def _automation_path(self, automation_id: int | str, team: str | None) -> str:
+        return f"/teams/{seg(team or self.team)}/automations/{seg(str(automation_id))}/"
+
+    def run_automation(
+        self, automation_id: int | str, version: str, *, alias: str = "", tag: str = "", team: str | None = None
+    ) -> list[EventRef]:
+        """Run an automation by hand for a version that exists already (team admins), e.g. to deploy the version
+        holding ``production`` with an automation made today. The server records one manual event of the
+        automation's type for that automation alone (outside its throttle and filters) and returns it: pass it to
+        ``wait`` to follow what it started.
+
+        ``version`` is ``model:vN`` or ``model:alias`` (``vN`` alone when the automation watches one model), or
+        ``project/collection:vN`` for artifact events. ``alias`` names the alias of an alias event when the version
+        is not named by it; ``tag`` is a tag event's tag. A disabled automation raises ``Conflict``.
+        """
+        body = {"version": version, "alias": alias, "tag": tag}
+        answer = self.transport.json("POST", self._automation_path(automation_id, team) + "run/", json=body)
+        if not isinstance(answer, dict) or not isinstance(answer.get("events"), list):
+            raise ServerError("The run answered no events.")
+        return [EventRef.from_json(item) for item in answer["events"] if isinstance(item, dict)]
+
+    def automation_runs(
+        self, automation_id: int | str, *, outcome: str | None = None, team: str | None = None
+    ) -> list[AutomationRun]:
+        """The automation's history, newest first: each event it matched and what it did (``outcome``
+        ``delivery`` or ``queued``, with how that went) or why it skipped it (``skipped``, e.g. its throttle)."""
+        params = {"outcome": outcome} if outcome else {}
+        rows = self.transport.pages(self._automation_path(automation_id, team) + "runs/", params=params)
+        return [AutomationRun.from_json(row) for row in rows]
+
+    def preview_automation(
+        self, automation_id: int | str, *, event: str | None = None, team: str | None = None
+    ) -> Preview:
+        """What the automation would send for a past event of its type (default: the latest), sent nowhere: the
+        webhook body with secrets as ``${NAME}``, or the launch job's config. To check a payload before it fires."""
+        params = {"event": event} if event else None
+        answer = self.transport.json("GET", self._automation_path(automation_id, team) + "preview/", params=params)
+        return Preview.from_json(answer)
+
     def events(
         self,
         *,
@@ -478,9 +519,9 @@ class Registry:
     ) -> WaitResult:
         """Wait until every delivery and launch item the change's events started has settled.
 
-        ``change`` is what ``link``, ``add_alias`` or ``log_artifact`` returned, or event ids. Returns when all
-        succeeded or finished; raises ``WaitFailed`` if any failed or was cancelled, ``TimedOut`` after
-        ``timeout`` seconds. ``on_update`` hears of each event, delivery and item as it appears or changes.
+        ``change`` is what ``link``, ``add_alias``, ``log_artifact`` or ``run_automation`` returned, or event ids.
+        Returns when all succeeded or finished; raises ``WaitFailed`` if any failed or was cancelled, ``TimedOut``
+        after ``timeout`` seconds. ``on_update`` hears of each event, delivery and item as it appears or changes.
         """
         if isinstance(change, ArtifactVersion | ModelVersion):
             if "events" not in change.raw:

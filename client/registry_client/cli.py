@@ -7,6 +7,8 @@
     registry tag add REF TAG [--wait]                      registry tag rm REF TAG
     registry get REF [-o DIR] [--file PATH]                registry resolve REF
     registry events [--follow]   registry deliveries   registry automations   registry items
+    registry automation run ID VERSION [--alias A] [--tag T] [--wait]
+    registry automation history ID [--outcome O]           registry automation preview ID [--event E]
     registry webhook test ID [--payload JSON]              registry wait EVENT_ID ...
     registry token list                                    registry token revoke ID
 
@@ -33,7 +35,17 @@ from .api import Registry
 from .config import ENV_URL, config_path, load_config
 from .errors import EXIT_CODES, BadRequest, ConfigError, RegistryError
 from .progress import bar_for, human_bytes
-from .types import ApiToken, ArtifactVersion, Delivery, Event, LaunchItem, ModelVersion, WaitResult
+from .types import (
+    ApiToken,
+    ArtifactVersion,
+    Automation,
+    AutomationRun,
+    Delivery,
+    Event,
+    LaunchItem,
+    ModelVersion,
+    WaitResult,
+)
 from .wait import DEFAULT_TIMEOUT, Update, describe
 
 __all__ = ["build_parser", "main"]
@@ -62,7 +74,10 @@ class Output:
 def _events_line(events: Sequence[Any]) -> str:
     if not events:
         return "no events"
-    return ", ".join(f"{e.type}{' ' + (e.alias or e.tag) if e.alias or e.tag else ''} ({e.id[:8]})" for e in events)
+    return ", ".join(
+        f"{e.type}{' ' + (e.alias or e.tag) if e.alias or e.tag else ''}{' manual' if e.manual else ''} ({e.id[:8]})"
+        for e in events
+    )
 
 
 def _short(value: str | None, width: int = 8) -> str:
@@ -282,12 +297,15 @@ def cmd_resolve(args: argparse.Namespace, out: Output) -> int:
 
 
 def _event_row(event: Event) -> str:
-    where = event.registered_model or event.artifact or "-"
+    # an artifact event's artifact names its version already
+    where = f"{event.registered_model}:{event.version or '-'}" if event.registered_model else event.artifact or "-"
     alias = f" {event.alias or event.tag}" if event.alias or event.tag else ""
-    dispatched = "dispatched" if event.dispatched else "not dispatched"
+    marks = ["dispatched" if event.dispatched else "not dispatched"]
+    if event.manual:
+        marks.insert(0, "manual" + (f" for automation {event.automation}" if event.automation is not None else ""))
     return (
-        f"{event.created_at or '-'} {event.id} {event.type} {where}:{event.version or '-'}{alias} "
-        f"by {event.author or '-'} ({dispatched})"
+        f"{event.created_at or '-'} {event.id} {event.type} {where}{alias} "
+        f"by {event.author or '-'} ({', '.join(marks)})"
     )
 
 
@@ -333,17 +351,60 @@ def _delivery_row(d: Delivery) -> str:
 
 
 def cmd_automations(args: argparse.Namespace, out: Output) -> int:
-    automations = _registry(args).automations(registered_model=args.model)
-    _rows(
-        out,
-        automations,
-        lambda a: (
-            f"{a.id} {a.name} {'enabled' if a.enabled else 'disabled'} {a.event_type} "
-            f"{a.registered_model or '(every model)'}{' /' + a.alias_regex + '/' if a.alias_regex else ''}"
-            f"{' where ' + json.dumps(a.filter, separators=(',', ':')) if a.filter else ''} "
-            f"-> {a.action_type} {a.action_name}"
-        ),
+    _rows(out, _registry(args).automations(registered_model=args.model), _automation_row)
+    return 0
+
+
+def _automation_row(a: Automation) -> str:
+    throttle = f" at most {a.throttle_runs} per {a.throttle_window} s" if a.throttle_runs and a.throttle_window else ""
+    return (
+        f"{a.id} {a.name} {'enabled' if a.enabled else 'disabled'} {a.event_type} "
+        f"{a.registered_model or '(every model)'}{' /' + a.alias_regex + '/' if a.alias_regex else ''}"
+        f"{' where ' + json.dumps(a.filter, separators=(',', ':')) if a.filter else ''} "
+        f"-> {a.action_type} {a.action_name}{throttle}"
     )
+
+
+def cmd_automation_run(args: argparse.Namespace, out: Output) -> int:
+    registry = _registry(args)
+    events = registry.run_automation(args.automation, args.version, alias=args.alias, tag=args.tag)
+    fired = {"events": [asdict(e) for e in events]}
+    if out.json and not args.wait:
+        out.data(fired)
+    elif not out.json:
+        out.line(f"automation {args.automation} run by hand: {_events_line(events)}")
+    if args.wait:
+        result = registry.wait(events, timeout=args.timeout, poll=args.poll, on_update=_reporter(out))
+        _print_wait(out, result, change=fired)
+    return 0
+
+
+def cmd_automation_history(args: argparse.Namespace, out: Output) -> int:
+    _rows(out, _registry(args).automation_runs(args.automation, outcome=args.outcome), _run_row)
+    return 0
+
+
+def _run_row(r: AutomationRun) -> str:
+    if r.outcome == "delivery":
+        did = f"delivery {r.delivery or '-'} {r.delivery_status or '-'}"
+    elif r.outcome == "queued":
+        did = f"queued item {r.item or '-'} {r.item_state or '-'}"
+    else:
+        did = f"{r.outcome}{': ' + r.reason if r.reason else ''}"
+    manual = " manual" if r.manual else ""
+    return f"{r.created_at or '-'} event {_short(r.event)} {r.event_type} {r.version or '-'}{manual} -> {did}"
+
+
+def cmd_automation_preview(args: argparse.Namespace, out: Output) -> int:
+    preview = _registry(args).preview_automation(args.automation, event=args.event)
+    if out.json:
+        out.data(preview.raw)
+        return 0
+    out.line(f"{preview.event_type} event {preview.event} on {preview.version or '-'} (sent nowhere):")
+    if preview.config is not None:
+        out.line(json.dumps(preview.config, indent=2, sort_keys=True))
+    else:
+        out.line(preview.body or "")
     return 0
 
 
@@ -538,6 +599,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("automations", cmd_automations, "the team's automations")
     p.add_argument("--model", help="only those acting on this registered model")
+
+    automation = commands.add_parser(
+        "automation", help="run an automation by hand, its history, a preview of what it sends", parents=[common]
+    )
+    automation_commands = automation.add_subparsers(dest="automation_command", required=True, metavar="COMMAND")
+    p = automation_commands.add_parser(
+        "run", help="run an automation by hand for an existing version (team admins)",
+        description="Run automation ID now for VERSION: one manual event of its type, for it alone (outside its "
+        "throttle and filters). Refused (exit 6) when the automation is disabled.", parents=[common],
+    )  # fmt: skip
+    p.set_defaults(handler=cmd_automation_run)
+    p.add_argument("automation", metavar="ID")
+    p.add_argument(
+        "version", metavar="VERSION",
+        help="MODEL:vN or MODEL:ALIAS (vN alone when it watches one model); PROJECT/COLLECTION:vN for artifact events",
+    )  # fmt: skip
+    p.add_argument("--alias", default="", help="alias events: the alias, when VERSION does not name it")
+    p.add_argument("--tag", default="", help="tag events: the tag")
+    _wait_options(p)
+    p = automation_commands.add_parser(
+        "history", help="what the automation did with each event it matched, newest first", parents=[common]
+    )
+    p.set_defaults(handler=cmd_automation_history)
+    p.add_argument("automation", metavar="ID")
+    p.add_argument("--outcome", choices=["delivery", "queued", "skipped"])
+    p = automation_commands.add_parser(
+        "preview", help="what the automation would send for a past event (sent nowhere)",
+        description="Render automation ID's webhook body (secrets shown as ${NAME}) or launch config against a past "
+        "event of its type (default: the latest); nothing is sent.", parents=[common],
+    )  # fmt: skip
+    p.set_defaults(handler=cmd_automation_preview)
+    p.add_argument("automation", metavar="ID")
+    p.add_argument("--event", metavar="EVENT_ID", help="default: the latest event of the automation's type")
 
     p = command("items", cmd_items, "launch queue items")
     p.add_argument("--event")

@@ -13,6 +13,7 @@ __all__ = [
     "ApiToken",
     "ArtifactVersion",
     "Automation",
+    "AutomationRun",
     "Delivery",
     "DownloadResult",
     "Event",
@@ -22,6 +23,7 @@ __all__ = [
     "ManifestReference",
     "MissingFile",
     "ModelVersion",
+    "Preview",
     "WaitResult",
 ]
 
@@ -58,6 +60,10 @@ def _opt_int(data: dict[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _bool(data: dict[str, Any], key: str) -> bool:
+    return data.get(key) is True
+
+
 def _strs(data: dict[str, Any], key: str) -> list[str]:
     value = data.get(key)
     return [str(item) for item in value if isinstance(item, str)] if isinstance(value, list) else []
@@ -76,6 +82,7 @@ class EventRef:
     type: str
     alias: str | None = None
     tag: str | None = None
+    manual: bool = False  # recorded to run one automation by hand
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EventRef:
@@ -84,6 +91,7 @@ class EventRef:
             type=_str(data, "type"),
             alias=_opt_str(data, "alias") or None,
             tag=_opt_str(data, "tag") or None,
+            manual=_bool(data, "manual"),
         )
 
 
@@ -248,6 +256,8 @@ class Event:
     dispatched_at: str | None
     caused_by: str | None
     tag: str | None = None
+    manual: bool = False  # recorded to run one automation by hand: ``automation``, alone
+    automation: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -269,6 +279,8 @@ class Event:
             created_at=_opt_str(data, "created_at"),
             dispatched_at=_opt_str(data, "dispatched_at"),
             caused_by=_opt_str(data, "caused_by"),
+            manual=_bool(data, "manual"),
+            automation=_opt_int(data, "automation"),
             raw=data,
         )
 
@@ -374,6 +386,9 @@ class Automation:
     alias_regex: str | None
     # A filter expression in the MongoDB operator form ({} when none, or from a server without filters).
     filter: dict[str, Any] = field(default_factory=dict)
+    # At most ``throttle_runs`` runs in any ``throttle_window`` seconds (None: no throttle). Runs by hand are outside.
+    throttle_runs: int | None = None
+    throttle_window: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -390,6 +405,74 @@ class Automation:
             registered_model=_opt_str(data, "registered_model"),
             alias_regex=_opt_str(data, "alias_regex"),
             filter=data["filter"] if isinstance(data.get("filter"), dict) else {},
+            throttle_runs=_opt_int(data, "throttle_runs"),
+            throttle_window=_opt_int(data, "throttle_window"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class AutomationRun:
+    """One entry of an automation's history: an event it matched and what it did with it. ``outcome`` is
+    ``delivery`` (a webhook delivery, with its status), ``queued`` (a launch item, with its state) or ``skipped``
+    (``reason`` says why, e.g. its throttle)."""
+
+    id: int | None
+    created_at: str | None
+    event: str
+    event_type: str
+    version: str
+    manual: bool
+    outcome: str
+    reason: str
+    delivery: str | None
+    delivery_status: str | None
+    item: str | None
+    item_state: str | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Any) -> AutomationRun:
+        data = _object(data, "an automation run")
+        return cls(
+            id=_opt_int(data, "id"),
+            created_at=_opt_str(data, "created_at"),
+            event=_str(data, "event"),
+            event_type=_str(data, "event_type"),
+            version=_str(data, "version"),
+            manual=_bool(data, "manual"),
+            outcome=_str(data, "outcome"),
+            reason=_str(data, "reason"),
+            delivery=_opt_str(data, "delivery"),
+            delivery_status=_opt_str(data, "delivery_status"),
+            item=_opt_str(data, "item"),
+            item_state=_opt_str(data, "item_state"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What an automation would send for a past event, rendered by the server and sent nowhere: a webhook's
+    ``body`` (secrets shown as ``${NAME}``), or a launch job's ``config``."""
+
+    event: str
+    event_type: str
+    version: str
+    body: str | None = None
+    config: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Preview:
+        data = _object(data, "a preview")
+        config = data.get("config")
+        return cls(
+            event=_str(data, "event"),
+            event_type=_str(data, "event_type"),
+            version=_str(data, "version"),
+            body=_opt_str(data, "body"),
+            config=config if isinstance(config, dict) else None,
             raw=data,
         )
 

@@ -27,9 +27,10 @@ Update = Event | Delivery | LaunchItem
 def describe(thing: Update) -> str:
     """One line about an event, delivery or launch item, for progress and failure messages."""
     if isinstance(thing, Event):
-        alias = f" {thing.alias}" if thing.alias else ""
+        alias = f" {thing.alias or thing.tag}" if thing.alias or thing.tag else ""
+        manual = " (manual)" if thing.manual else ""
         state = "dispatched" if thing.dispatched else "waiting for dispatch"
-        return f"event {thing.id[:8]} {thing.type}{alias} on {thing.artifact or '?'}: {state}"
+        return f"event {thing.id[:8]} {thing.type}{alias}{manual} on {thing.artifact or '?'}: {state}"
     if isinstance(thing, Delivery):
         where = f"{thing.automation_name or thing.automation} -> {thing.webhook_name or thing.webhook}"
         extra = ""

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 from registry_client import Registry
 
-from registry import services
-from registry.models import Team
+from automations import services as automations
+from automations.models import Automation
+from registry import outbox, services
+from registry.models import Event, Team
+from secrets_vault import services as vault
 
 from ..factories import make_project, make_team, make_user
 
@@ -64,3 +67,34 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return root
+
+
+def dispatch_all() -> None:
+    """What the event dispatcher would do: hand each recorded event to the automations."""
+    for event_id in (
+        Event.objects.filter(dispatched_at__isnull=True).order_by("created_at").values_list("pk", flat=True)
+    ):
+        outbox.event_dispatch(event_id=event_id)
+
+
+def deploy_automation(account: Account, url: str = "http://127.0.0.1:9/hook", **changes: object) -> Automation:
+    """A webhook automation 'deploy' on classifier's production alias (by default to a port nothing answers), whose
+    payload holds the team's secret TOKEN."""
+    vault.secret_create(team=account.team, name="TOKEN", value="s3cr3t-value", user=account.user)
+    webhook = automations.webhook_create(team=account.team, user=None, name="ci", url=url)
+    values = {
+        "name": "deploy", "event_type": "ADD_ARTIFACT_ALIAS", "alias_regex": "^production$",
+        "registered_model": "classifier", "action_type": "WEBHOOK", "webhook": webhook.pk,
+        "payload": {"v": "${artifact_version_string}", "token": "${TOKEN}"},
+    }  # fmt: skip
+    return automations.automation_create(team=account.team, user=None, **{**values, **changes})
+
+
+@pytest.fixture
+def classifier_v0(registry, settings, tmp_path) -> None:
+    """'classifier' v0 linked in the account's team, its events dispatched; webhooks to loopback admitted."""
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    (tmp_path / "m.bin").write_bytes(b"m")
+    version = registry.log_artifact(tmp_path / "m.bin", project="training", name="classifier")
+    registry.link(version.reference, "classifier")
+    dispatch_all()

@@ -19,13 +19,14 @@ from registry_client import (
     ServerUnreachable,
 )
 
+from automations import services as automations
 from core.roles import Role
 from registry import services
 from registry.models import ArtifactVersion as ArtifactVersionRow
 from registry.models import Blob, Project
 
 from ..factories import add_member, make_team, make_user
-from .conftest import write_tree
+from .conftest import deploy_automation, dispatch_all, write_tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -281,8 +282,6 @@ def test_listings_of_events_automations_deliveries_and_items(registry, account, 
 
 
 def test_an_automation_is_listed_with_its_filter(registry, account, settings):
-    from automations import services as automations
-
     settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     webhook = automations.webhook_create(team=account.team, user=None, name="ci", url="http://127.0.0.1:9/hook")
     accurate = {"artifact_metadata.accuracy": {"$gte": 0.9}}
@@ -294,3 +293,65 @@ def test_an_automation_is_listed_with_its_filter(registry, account, settings):
     (listed,) = registry.automations()
 
     assert (listed.alias_regex, listed.filter) == ("^prod", accurate)
+
+
+# --- Automations: runs by hand, history, preview ------------------------------------------------------------
+
+
+def test_a_run_by_hand_is_a_manual_event_for_that_automation_and_shows_in_its_history(registry, account, classifier_v0):
+    deploy = deploy_automation(account, throttle_runs=1, throttle_window=3600)
+    moved = registry.add_alias("classifier:v0", "production")
+    dispatch_all()
+
+    fired = registry.run_automation(deploy.pk, "classifier:production")
+    dispatch_all()
+
+    (event_ref,) = fired
+    assert (event_ref.type, event_ref.alias, event_ref.manual) == ("ADD_ARTIFACT_ALIAS", "production", True)
+    event = registry.event(event_ref.id)
+    assert (event.manual, event.automation) == (True, deploy.pk)
+    assert (moved.events[0].manual, registry.event(moved.events[0].id).automation) == (False, None)
+    runs = registry.automation_runs(deploy.pk)
+    # newest first; the run by hand is outside the throttle (one an hour)
+    assert [(r.event, r.manual, r.outcome) for r in runs] == [
+        (event_ref.id, True, "delivery"), (moved.events[0].id, False, "delivery")
+    ]  # fmt: skip
+    # an alias event names its version by the alias
+    assert runs[0].version == f"{account.team.name}/model-registry/classifier:production" and runs[0].delivery_status
+    assert registry.automation_runs(deploy.pk, outcome="skipped") == []
+    (listed,) = registry.automations()
+    assert (listed.throttle_runs, listed.throttle_window) == (1, 3600)
+
+
+def test_a_run_by_hand_is_refused_for_a_disabled_automation_and_a_missing_version(registry, account, classifier_v0):
+    deploy = deploy_automation(account)
+
+    with pytest.raises(BadRequest) as no_version:
+        registry.run_automation(deploy.pk, "classifier:v9", alias="production")
+    with pytest.raises(BadRequest) as no_alias:
+        registry.run_automation(deploy.pk, "classifier:v0")
+    automations.automation_update(automation=deploy, enabled=False)
+    with pytest.raises(Conflict, match="disabled") as disabled:
+        registry.run_automation(deploy.pk, "classifier:v0", alias="production")
+
+    assert (no_version.value.field, no_alias.value.field, disabled.value.status) == ("version", "alias", 409)
+    assert registry.automation_runs(deploy.pk) == []
+
+
+def test_a_preview_renders_the_body_against_a_past_event_with_secrets_masked(registry, account, classifier_v0):
+    deploy = deploy_automation(account)
+    first = registry.add_alias("classifier:v0", "production").events[0]
+    (latest,) = registry.run_automation(deploy.pk, "v0", alias="production")
+
+    preview = registry.preview_automation(deploy.pk)
+    chosen = registry.preview_automation(deploy.pk, event=first.id)
+
+    body = f'{{"v":"{account.team.name}/model-registry/classifier:production","token":"${{TOKEN}}"}}'
+    assert (preview.event, preview.event_type, preview.body, preview.config) == (
+        latest.id, "ADD_ARTIFACT_ALIAS", body, None
+    )  # fmt: skip
+    assert (chosen.event, chosen.body) == (first.id, body)
+    assert "s3cr3t-value" not in json.dumps(preview.raw)
+    with pytest.raises(BadRequest) as wrong_event:
+        registry.preview_automation(deploy.pk, event="not-an-event")
+    assert wrong_event.value.field == "event"

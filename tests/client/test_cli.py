@@ -21,10 +21,11 @@ from registry_client.cli import main
 
 from automations import services as automations
 from harness.receiver import Receiver, Reply
+from registry.models import Event as EventRow
 from registry.services import api_token_create
 
 from ..factories import PASSWORD
-from .conftest import write_tree
+from .conftest import deploy_automation, dispatch_all, write_tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -200,6 +201,21 @@ def test_events_follow_prints_each_new_event_until_interrupted(registry, account
     assert follower.returncode == 0
 
 
+def test_events_follow_marks_a_run_by_hand_as_manual(registry, account, classifier_v0):
+    deploy = deploy_automation(account)
+    follower = _command(account, "events", "--follow", "--interval", "0.2", stdout=subprocess.PIPE, text=True)
+    try:
+        before = [follower.stdout.readline() for _ in range(2)]  # the link's events, already there
+        (fired,) = registry.run_automation(deploy.pk, "v0", alias="production")
+        line = follower.stdout.readline()
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(10)
+    assert [row.split()[2] for row in before] == ["CREATE_ARTIFACT", "LINK_ARTIFACT"]
+    assert line.split()[1:3] == [fired.id, "ADD_ARTIFACT_ALIAS"]
+    assert " classifier:v0 production by " in line and f"(manual for automation {deploy.pk}, " in line
+
+
 def test_the_progress_bar_is_drawn_on_a_terminal_only(registry, account, tmp_path):
     source = write_tree(tmp_path / "out", {"model.bin": os.urandom(2_000_000)})
     registry.log_artifact(source, project="training", name="classifier")
@@ -247,3 +263,103 @@ def test_token_list_shows_your_tokens_without_their_values_and_revoke_ends_one(l
         f"{logged_in.url}/api/v1/teams/", headers={"Authorization": f"Token {spare_value}"}, timeout=10
     )
     assert revoked.status_code == 401
+
+
+# --- Automations: runs by hand, history, preview ------------------------------------------------------------
+
+
+def test_a_run_by_hand_shows_as_manual_in_the_history_and_the_events(logged_in, classifier_v0, registry, capsys):
+    deploy = deploy_automation(logged_in, throttle_runs=5, throttle_window=3600)
+    registry.add_alias("classifier:v0", "production")
+    dispatch_all()
+
+    code, out, err = run(capsys, "automation", "run", str(deploy.pk), "classifier:production")
+    dispatch_all()
+
+    assert code == 0, err
+    assert out.startswith(f"automation {deploy.pk} run by hand: ADD_ARTIFACT_ALIAS production manual (")
+    (event,) = EventRow.objects.filter(manual_for=deploy.pk)
+    code, out, err = run(capsys, "automation", "history", str(deploy.pk))
+    assert code == 0, err
+    by_hand, by_alias = out.splitlines()  # newest first
+    assert f"event {str(event.pk)[:8]} ADD_ARTIFACT_ALIAS " in by_hand
+    assert "classifier:production manual -> delivery " in by_hand
+    assert "classifier:production -> delivery " in by_alias
+    code, out, err = run(capsys, "automation", "history", str(deploy.pk), "--outcome", "skipped")
+    assert (code, out, err) == (0, "", "(none)\n")
+
+    code, out, err = run(capsys, "events")
+    assert code == 0, err
+    manual_line, alias_line, link_line, created_line = out.splitlines()
+    assert manual_line.split()[1:3] == [str(event.pk), "ADD_ARTIFACT_ALIAS"]
+    assert manual_line.endswith(f"(manual for automation {deploy.pk}, dispatched)")
+    assert "manual" not in alias_line + link_line + created_line
+    assert f" ADD_ARTIFACT_ALIAS classifier:v0 production by {logged_in.user.username} (dispatched)" in alias_line
+    code, out, err = run(capsys, "events", "--json")
+    assert [(e["manual"], e["automation"]) for e in json.loads(out)][:2] == [(True, deploy.pk), (False, None)]
+
+    code, out, err = run(capsys, "automation", "history", str(deploy.pk), "--json")
+    assert [(r["manual"], r["outcome"]) for r in json.loads(out)] == [(True, "delivery"), (False, "delivery")]
+    assert json.loads(out)[0]["event"] == str(event.pk)
+    code, out, err = run(capsys, "automations")
+    assert f"{deploy.pk} deploy enabled ADD_ARTIFACT_ALIAS classifier /^production$/" in out
+    assert out.rstrip().endswith("-> WEBHOOK ci at most 5 per 3600 s")
+
+
+def test_a_run_by_hand_answers_its_event_as_json(logged_in, classifier_v0, capsys):
+    deploy = deploy_automation(logged_in)
+
+    code, out, err = run(capsys, "automation", "run", str(deploy.pk), "v0", "--alias", "production", "--json")
+
+    assert code == 0, err
+    (event,) = json.loads(out)["events"]
+    assert (event["type"], event["alias"], event["manual"]) == ("ADD_ARTIFACT_ALIAS", "production", True)
+    assert EventRow.objects.get(pk=event["id"]).manual_for == deploy.pk
+
+
+def test_a_run_by_hand_of_a_disabled_automation_is_a_conflict_in_one_line(logged_in, classifier_v0, capsys):
+    deploy = deploy_automation(logged_in, enabled=False)
+
+    code, out, err = run(capsys, "automation", "run", str(deploy.pk), "classifier:production")
+
+    assert (code, out) == (6, "")
+    assert err.startswith("registry: error: ") and "disabled" in err and err.count("\n") == 1
+    code, out, err = run(capsys, "automation", "run", str(deploy.pk + 1000), "classifier:production")
+    assert code == 5 and err.count("\n") == 1
+    deploy.enabled = True
+    deploy.save(update_fields=["enabled"])
+    code, out, err = run(capsys, "automation", "run", str(deploy.pk), "classifier:v9", "--alias", "production")
+    assert code == 7 and "version" in err and err.count("\n") == 1
+    assert not EventRow.objects.filter(manual_for=deploy.pk).exists()
+
+
+def test_preview_prints_the_body_with_secrets_masked(logged_in, classifier_v0, registry, capsys):
+    deploy = deploy_automation(logged_in)
+    code, out, err = run(capsys, "automation", "preview", str(deploy.pk))
+    assert code == 7 and "No ADD_ARTIFACT_ALIAS event yet" in err  # nothing to render against
+
+    (event,) = registry.add_alias("classifier:v0", "production").events
+    code, out, err = run(capsys, "automation", "preview", str(deploy.pk), "--event", event.id)
+
+    assert code == 0, err
+    version = f"{logged_in.team.name}/model-registry/classifier:production"
+    assert out.splitlines() == [
+        f"ADD_ARTIFACT_ALIAS event {event.id} on {version} (sent nowhere):",
+        f'{{"v":"{version}","token":"${{TOKEN}}"}}',
+    ]
+    code, out, err = run(capsys, "automation", "preview", str(deploy.pk), "--json")
+    assert code == 0, err
+    assert json.loads(out)["body"] == f'{{"v":"{version}","token":"${{TOKEN}}"}}'
+    assert "s3cr3t-value" not in out
+
+
+def test_events_show_a_tag_events_tag_like_an_alias(logged_in, registry, tmp_path, capsys):
+    (tmp_path / "m.bin").write_bytes(b"m")
+    version = registry.log_artifact(tmp_path / "m.bin", project="training", name="classifier")
+    registry.add_tag(version.reference, "reviewed")
+
+    code, out, err = run(capsys, "events", "--type", "ADD_ARTIFACT_TAG")
+
+    assert code == 0, err
+    (line,) = out.splitlines()
+    assert f" ADD_ARTIFACT_TAG {version.reference} reviewed by {logged_in.user.username} " in line

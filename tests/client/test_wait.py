@@ -3,6 +3,7 @@ an agent (this test, over the agent API) claims and reports the launch item; the
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -18,6 +19,7 @@ from launch import services as launch
 from registry import services
 
 from ..factories import add_member, make_project
+from .conftest import deploy_automation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -135,3 +137,23 @@ def test_a_failed_delivery_fails_the_wait_and_a_retrying_one_has_not_settled(
             registry.wait(retrying, timeout=4, poll=0.2)
         assert 4 <= time.monotonic() - started < 10
         assert len(receiver.requests) == 2
+
+
+def test_a_run_by_hand_waits_until_its_delivery_has_settled(registry, account, worker_factory, tmp_path, capsys):
+    with Receiver(Reply(200)) as receiver:
+        linked(registry, tmp_path)
+        deploy = deploy_automation(account, url=receiver.url)
+        worker_factory(**WORKER)
+
+        code = main(["--url", account.url, "automation", "run", str(deploy.pk), "v0", "--alias", "production",
+                     "--wait", "--poll", "0.2", "--timeout", "60"])  # fmt: skip
+
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "run by hand: ADD_ARTIFACT_ALIAS production manual" in captured.out
+    assert "settled: 1 event(s), 1 of 1 delivery(ies) succeeded" in captured.out
+    assert "ADD_ARTIFACT_ALIAS production (manual)" in captured.err  # the event, as the wait saw it
+    (delivered,) = receiver.requests
+    assert json.loads(delivered.body) == {
+        "v": f"{account.team.name}/model-registry/classifier:production", "token": "s3cr3t-value"
+    }  # fmt: skip
