@@ -208,6 +208,7 @@ def test_a_member_links_a_version_then_adds_moves_and_removes_aliases(admin_tab,
         ("ADD_ARTIFACT_ALIAS", "v2", "candidate"),
         ("ADD_ARTIFACT_ALIAS", "v0", "baseline"),
         ("ADD_ARTIFACT_ALIAS", "v2", "production"),
+        ("REMOVE_ARTIFACT_ALIAS", "v2", "staging"),
     ]
     # latest is the system's: no Move or Remove on its row
     latest = page.locator("#aliases-group tr.section-row", has_text="latest").inner_text()
