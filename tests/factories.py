@@ -12,6 +12,9 @@ from registry import services
 from registry.models import ArtifactVersion, ModelVersion, Project, RegisteredModel, Team
 
 PASSWORD = "correct-horse-battery-9"
+# Admitted by the loopback allow-list (WEBHOOK_ALLOWED_NETWORKS = 127.0.0.1/32); nothing listens there, and tests
+# that use it send nothing.
+PARKED_URL = "http://127.0.0.1:9/hook"
 _seq = itertools.count(1)
 
 
@@ -128,3 +131,12 @@ def link_delivered(team: Team, *, user, url: str, payload: dict, secret: str = "
     event = Event.objects.get(model_version=link(make_registered_model(team), user=user))
     assert outbox.event_dispatch(event_id=event.pk)
     return event
+
+
+def dispatch_all() -> None:
+    """Dispatch every undispatched event, oldest first, as the events worker would."""
+    from registry import outbox
+    from registry.models import Event
+
+    for event in Event.objects.filter(dispatched_at__isnull=True).order_by("created_at"):
+        outbox.event_dispatch(event_id=event.pk)

@@ -8,18 +8,13 @@ import pytest
 
 from automations import services as automations
 from automations.models import Automation, AutomationRun, Delivery
-from registry import outbox, services
+from registry import services
 from registry.models import Event
 from secrets_vault import services as vault
-from tests.factories import link, make_registered_model, make_team, make_user
+from tests.factories import dispatch_all, link, make_registered_model, make_team, make_user
 
 pytest_plugins = ["tests.admin.browser_fixtures"]
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def dispatch_all() -> None:
-    for event in Event.objects.filter(dispatched_at__isnull=True).order_by("created_at"):
-        outbox.event_dispatch(event_id=event.pk)
 
 
 @pytest.fixture

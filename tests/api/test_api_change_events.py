@@ -21,7 +21,6 @@ from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 
-PARKED_URL = "http://127.0.0.1:9/hook"  # admitted by the loopback allow-list; nothing is sent to it here
 WEIGHTS = b"weights of a model"
 LINKABLE = "acme/training/classifier:v1"
 
@@ -219,7 +218,7 @@ def test_deliveries_filtered_by_an_answered_event_are_exactly_those_it_fired(acm
         ("on-link", "LINK_ARTIFACT", None),
         ("on-staging", "ADD_ARTIFACT_ALIAS", "staging"),
     ):
-        webhook = automations.webhook_create(team=team, user=admin, name=name, url=PARKED_URL)
+        webhook = automations.webhook_create(team=team, user=admin, name=name, url=f.PARKED_URL)
         automations.automation_create(
             team=team, user=admin, name=name, event_type=event_type, alias_regex=regex, action_type="WEBHOOK",
             webhook=webhook.pk, payload={"v": "${artifact_version_string}"},

@@ -18,7 +18,6 @@ from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 
-PARKED_URL = "http://127.0.0.1:9/hook"  # admitted by the loopback allow-list; nothing is sent to it here
 ACCURATE = {"artifact_metadata.accuracy": {"$gte": 0.9}}
 
 
@@ -28,7 +27,7 @@ def acme(settings):
     admin = f.make_user("ada")
     team = f.make_team("acme", admin=admin)
     model = f.make_registered_model(team, "classifier")
-    webhook = automations.webhook_create(team=team, user=admin, name="ci", url=PARKED_URL)
+    webhook = automations.webhook_create(team=team, user=admin, name="ci", url=f.PARKED_URL)
     return team, model, webhook, f.api_client(admin), admin
 
 

@@ -25,8 +25,6 @@ from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 
-PARKED_URL = "http://127.0.0.1:9/hook"  # admitted by the loopback allow-list; nothing is sent to it here
-
 
 @pytest.fixture
 def acme(settings):
@@ -36,8 +34,8 @@ def acme(settings):
     team = f.make_team("acme", admin=admin)
     f.link(f.make_registered_model(team, "classifier"), user=admin, aliases=["production"])
     vault.secret_create(team=team, name="TOKEN", value="s3cr3t-value", user=admin)
-    webhook = automations.webhook_create(team=team, name="hook", url=PARKED_URL, user=admin)
-    dispatch_all()
+    webhook = automations.webhook_create(team=team, name="hook", url=f.PARKED_URL, user=admin)
+    f.dispatch_all()
     return team, admin, webhook
 
 
@@ -49,15 +47,10 @@ def automation(team, admin, webhook, **changes):
     return automations.automation_create(team=team, user=admin, **{**values, **changes})
 
 
-def dispatch_all() -> None:
-    for event in Event.objects.filter(dispatched_at__isnull=True).order_by("created_at"):
-        outbox.event_dispatch(event_id=event.pk)
-
-
 def link_again(team, admin, n: int = 1) -> None:
     for _ in range(n):
         f.link(f.make_registered_model(team, "classifier"), user=admin)
-        dispatch_all()
+        f.dispatch_all()
 
 
 def api(team, client, path: str, method: str = "get", body=None):
@@ -139,7 +132,7 @@ def test_events_dispatched_at_once_never_pass_the_throttle(settings):
     admin = f.make_user()
     team = f.make_team("acme", admin=admin)
     model = f.make_registered_model(team, "classifier")
-    webhook = automations.webhook_create(team=team, name="hook", url=PARKED_URL, user=admin)
+    webhook = automations.webhook_create(team=team, name="hook", url=f.PARKED_URL, user=admin)
     automation(team, admin, webhook, throttle_runs=1, throttle_window=3600, payload={"a": 1})
     events = [Event.objects.get(type="LINK_ARTIFACT", model_version=f.link(model, user=admin)).pk for _ in range(6)]
     barrier = threading.Barrier(len(events))
@@ -212,7 +205,7 @@ def test_run_now_fires_one_manual_event_for_that_automation_alone(acme):
         api(team, client, f"automations/{deploy.pk}/run/", "post", {"version": "classifier:production"})
         for _ in range(2)
     ]
-    dispatch_all()
+    f.dispatch_all()
 
     assert [a.status_code for a in answers] == [202, 202], answers[0].content
     (fired,) = answers[0].json()["events"]

@@ -18,8 +18,6 @@ from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 
-PARKED_URL = "http://127.0.0.1:9/hook"  # admitted by the loopback allow-list; nothing is sent to it here
-
 
 @pytest.fixture
 def acme(settings):
@@ -207,7 +205,7 @@ def test_each_type_offers_its_own_variables_to_templates():
 )
 def test_each_type_refuses_the_scope_of_the_other_kind(acme, event_type, scope, error_field):
     team, client, admin = acme
-    webhook = automations.webhook_create(team=team, user=admin, name="hook", url=PARKED_URL)
+    webhook = automations.webhook_create(team=team, user=admin, name="hook", url=f.PARKED_URL)
     response = client.post(
         base(team) + "automations/",
         {"name": "x", "event_type": event_type, "action_type": "WEBHOOK", "webhook": webhook.pk,
@@ -220,7 +218,7 @@ def test_each_type_refuses_the_scope_of_the_other_kind(acme, event_type, scope, 
 def test_automations_reach_the_events_of_their_type_and_scope(acme):
     team, client, admin = acme
     f.make_artifact_version(team, project="evaluation", collection="report")
-    webhook = automations.webhook_create(team=team, user=admin, name="hook", url=PARKED_URL)
+    webhook = automations.webhook_create(team=team, user=admin, name="hook", url=f.PARKED_URL)
     for name, event_type, scope, payload in [
         ("unlinked", "UNLINK_ARTIFACT", {"registered_model": "classifier"}, {"v": "${artifact_version_string}"}),
         ("unaliased", "REMOVE_ARTIFACT_ALIAS", {}, {"alias": "${alias}"}),

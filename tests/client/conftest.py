@@ -16,11 +16,11 @@ from registry_client import Registry
 
 from automations import services as automations
 from automations.models import Automation
-from registry import outbox, services
-from registry.models import Event, Team
+from registry import services
+from registry.models import Team
 from secrets_vault import services as vault
 
-from ..factories import make_project, make_team, make_user
+from ..factories import dispatch_all, make_project, make_team, make_user
 
 
 @pytest.fixture(autouse=True)
@@ -67,14 +67,6 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return root
-
-
-def dispatch_all() -> None:
-    """What the event dispatcher would do: hand each recorded event to the automations."""
-    for event_id in (
-        Event.objects.filter(dispatched_at__isnull=True).order_by("created_at").values_list("pk", flat=True)
-    ):
-        outbox.event_dispatch(event_id=event_id)
 
 
 def deploy_automation(account: Account, url: str = "http://127.0.0.1:9/hook", **changes: object) -> Automation:
