@@ -78,7 +78,7 @@ def _split(version: object) -> tuple[str, str]:
 def _model_version_in_scope(automation: Automation, version: str) -> tuple[ModelVersion, str]:
     """The model version ``version`` names, and the alias it was named by (if any)."""
     name, tag = _split(version)
-    name = name.removeprefix(f"{automation.team.name}/model-registry/")
+    name = name.removeprefix(f"{automation.team.name}/").removeprefix("model-registry/")
     watched = automation.registered_model
     if not name:
         if watched is None:

@@ -219,6 +219,19 @@ def test_run_now_fires_one_manual_event_for_that_automation_alone(acme):
     assert [(e["manual"], e["automation"]) for e in feed if e["id"] == fired["id"]] == [(True, deploy.pk)]
 
 
+@pytest.mark.parametrize(
+    "version", ["classifier:production", "model-registry/classifier:production", "acme/model-registry/classifier:v0"]
+)
+def test_run_now_takes_every_form_of_a_model_version_reference(acme, version):
+    team, admin, webhook = acme
+    on_links = automation(team, admin, webhook, name="on links")
+
+    answer = api(team, f.api_client(admin), f"automations/{on_links.pk}/run/", "post", {"version": version})
+
+    assert answer.status_code == 202, answer.content
+    assert Event.objects.get(pk=answer.json()["events"][0]["id"]).context["version"] == "v0"
+
+
 def test_run_now_takes_a_version_with_an_alias_named_apart(acme):
     team, admin, webhook = acme
     deploy = automation(team, admin, webhook, name="deploy", event_type="ADD_ARTIFACT_ALIAS")
