@@ -35,8 +35,7 @@ def watch_fields(event_type: str) -> tuple[str, ...]:
         return ("registered_model",)
     if found.scope == "project":
         return ("project", "collection")
-    has_alias = any(variable.name == "alias" for variable in found.variables)
-    return ("registered_model", "alias_regex") if has_alias else ("registered_model",)
+    return ("registered_model", "alias_regex") if found.carries("alias") else ("registered_model",)
 
 
 def filter_help() -> str:

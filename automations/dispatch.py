@@ -7,8 +7,6 @@ marked dispatched; they are started after commit by the same task (``attempts.de
 
 from __future__ import annotations
 
-import json
-
 from django.utils import timezone
 
 from launch.models import RunQueueItem
@@ -78,7 +76,7 @@ def _delivery(automation: Automation, event: Event, *, now) -> Delivery:
 def _launch(automation: Automation, event: Event) -> tuple[RunQueueItem | None, str]:
     """Queue the automation's job with its overrides rendered for this event; the item, or None and why not."""
     try:
-        overrides = json.loads(rendering.render(automation.overrides, context=event.context, secrets={}))
+        overrides = rendering.overrides_render(automation.overrides, context=event.context)
     except rendering.TemplateError as exc:
         reason = f"The overrides do not render: {exc.message}"
         event.dispatch_note = f"{event.dispatch_note}\nAutomation {automation.name!r}: {reason}".strip()

@@ -34,6 +34,7 @@ operator and the path at fault, e.g. ``$and[1].artifact_metadata.accuracy.$gte: 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -112,8 +113,7 @@ def filter_fields(event_type: str | None) -> tuple[str, ...]:
             types = [event_type_get(event_type)]
         except KeyError:
             types = event_types()
-    names = {variable.name for found in types for variable in found.variables}
-    return (*(name for name in FIELDS if name in names), METADATA_FIELD)
+    return (*(name for name in FIELDS if any(found.carries(name) for found in types)), METADATA_FIELD)
 
 
 def _parse(text: str) -> object:
@@ -315,12 +315,22 @@ def filter_matches(expr: Mapping, context: Mapping, *, event_type: str | None = 
     ``automations.W001`` reports."""
     if not expr:
         return True
-    try:
-        filter_validate(expr, event_type=event_type)
-    except FilterError as exc:
-        logger.warning("filter %s is not valid, treated as no match: %s", _show(expr), exc)
+    problem = _stored_problem(json.dumps(expr, sort_keys=True), event_type)
+    if problem:
+        logger.warning("filter %s is not valid, treated as no match: %s", _show(expr), problem)
         return False
     return _matches(expr, context)
+
+
+@functools.lru_cache(maxsize=1024)
+def _stored_problem(canonical: str, event_type: str | None) -> str:
+    """Why a stored filter (its canonical JSON) is not valid for the event type, or "": checked once per filter and
+    type, not again at every event dispatch matches it against."""
+    try:
+        filter_validate(json.loads(canonical), event_type=event_type)
+    except FilterError as exc:
+        return str(exc)
+    return ""
 
 
 def _matches(expr: Mapping, context: Mapping) -> bool:

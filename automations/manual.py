@@ -10,7 +10,6 @@ secrets shown as ``${NAME}``, and sends nothing.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -41,7 +40,6 @@ def automation_run(
     if not automation.enabled:
         raise Conflict(f"Automation {automation.name!r} is disabled: enable it to run it.", field="automation")
     event_type = event_type_get(automation.event_type)
-    takes = {variable.name for variable in event_type.extra_variables}
     if event_type.scope == "project":
         change = Change(event_type=event_type, artifact=_artifact_in_scope(automation, version), author=user)
     else:
@@ -51,16 +49,16 @@ def automation_run(
             artifact=model_version.artifact_version,
             author=user,
             model_version=model_version,
-            alias=(alias or named) if "alias" in takes else "",
+            alias=(alias or named) if event_type.carries("alias") else "",
         )
-    if "alias" in takes:
+    if event_type.carries("alias"):
         if not change.alias:
             raise ApplicationError(
                 f"{event_type.name} carries an alias: name the version by its alias (MODEL:production) or give one.",
                 field="alias",
             )
         alias_validate(change.alias)
-    if "tag" in takes:
+    if event_type.carries("tag"):
         if not tag:
             raise ApplicationError(f"{event_type.name} carries a tag: give one.", field="tag")
         change = Change(event_type=event_type, artifact=change.artifact, author=user, tag=tag_validate(tag))
@@ -146,7 +144,7 @@ def automation_preview(*, automation: Automation, event_id: object = None) -> di
             )
     try:
         if automation.action_type == ActionType.LAUNCH_JOB:
-            overrides = json.loads(rendering.render(automation.overrides, context=event.context, secrets={}))
+            overrides = rendering.overrides_render(automation.overrides, context=event.context)
             return {"event": event, "config": config_merge(automation.job_version.default_config, overrides)}
         return {"event": event, "body": rendering.render_preview(automation.payload, context=event.context)}
     except rendering.TemplateError as exc:

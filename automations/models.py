@@ -257,7 +257,7 @@ class AutomationRun(models.Model):
     delivery = models.ForeignKey(Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     item = models.ForeignKey(RunQueueItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     manual = models.BooleanField(default=False)  # run by hand, for one chosen version
-    created_at = models.DateTimeField(db_index=False)
+    created_at = models.DateTimeField()
 
     class Meta:
         ordering = ["-created_at", "-pk"]

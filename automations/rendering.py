@@ -391,6 +391,12 @@ def render(template: dict, *, context: Mapping[str, Any], secrets: Mapping[str, 
         raise TemplateError("The rendered payload holds text that is not valid Unicode (a lone surrogate).") from None
 
 
+def overrides_render(template: dict, *, context: Mapping[str, Any]) -> dict:
+    """A launch automation's overrides for an event, as its queue item stores them: no secrets (they would be stored
+    in clear; saving refuses them)."""
+    return json.loads(render(template, context=context, secrets={}))
+
+
 def render_preview(template: dict, *, context: Mapping[str, Any]) -> str:
     """The payload as it would be sent, with every secret shown as ``${NAME}``: safe to display and store."""
     return render(template, context=context, secrets=None).decode("utf-8")

@@ -148,7 +148,7 @@ def _event_type_validate(event_type: object) -> str:
 
 def _with_alias() -> list[str]:
     """The event types whose events carry an alias, as the event registry says."""
-    return [t.name for t in event_types() if any(v.name == "alias" for v in t.variables)]
+    return [t.name for t in event_types() if t.carries("alias")]
 
 
 def _alias_regex_validate(alias_regex: object, *, event_type: str) -> str:

@@ -61,8 +61,8 @@ def team_roles(user) -> dict[int, str]:
     return cached
 
 
-def team_role(*, team: Team, user: AbstractBaseUser) -> str | None:
-    """The user's role in the team; superusers act as admins everywhere. None for outsiders."""
+def team_role(*, team: Team | int, user: AbstractBaseUser) -> str | None:
+    """The user's role in the team (a Team or its id); superusers act as admins everywhere. None for outsiders."""
     if user.is_superuser:
         return Role.ADMIN
     return Membership.objects.filter(team=team, user=user).values_list("role", flat=True).first()

@@ -547,10 +547,9 @@ class AliasSection(Section):
 
     def get_formset(self, request, obj=None, **kwargs):
         self.editable = obj is not None and may_add(request.user, Alias, obj.team_id)
-        self.protected = set(obj.team.protected_aliases.values_list("name", flat=True)) if obj is not None else set()
-        self.refused = self.protected if obj is not None and services.aliases_refused(
-            team_id=obj.team_id, names=self.protected, user=request.user
-        ) else set()  # fmt: skip
+        # The team's protected aliases, when this user may not move them.
+        changeable = obj is None or services.protected_aliases_changeable(team_id=obj.team_id, user=request.user)
+        self.refused = set() if changeable else set(obj.team.protected_aliases.values_list("name", flat=True))
         return super().get_formset(request, obj, **kwargs)
 
     def get_queryset(self, request):

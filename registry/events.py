@@ -160,6 +160,11 @@ class EventType:
     def variables(self) -> tuple[Variable, ...]:
         return COMMON_VARIABLES + self.extra_variables
 
+    def carries(self, name: str) -> bool:
+        """Whether its events carry the variable ``name`` (``alias``, ``tag``): what alias filters, filter fields and
+        runs by hand ask of a type."""
+        return any(variable.name == name for variable in self.variables)
+
     def register(self) -> EventType:
         if self.name in _EVENT_TYPES:
             raise ValueError(f"event type {self.name} is already registered")

@@ -22,6 +22,7 @@ from core.db import conflict_on_duplicate, unique_or_none
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from core.json_checks import json_nul_refuse
 from core.roles import Role
+from core.scoping import team_role
 from core.tokens import token_hash
 from core.validators import SLUG_RE, name_validate
 
@@ -410,18 +411,19 @@ def alias_remove(
 # --- Protected aliases ----------------------------------------------------------------------------------
 
 
-def _is_team_admin(user: AbstractBaseUser, team_id: int) -> bool:
-    return user.is_superuser or Membership.objects.filter(team_id=team_id, user=user, role=Role.ADMIN).exists()
+def protected_aliases_changeable(*, team_id: int, user: AbstractBaseUser | None) -> bool:
+    """Whether the user may put, move or remove the team's protected aliases: its admins and the system (``user``
+    None) may."""
+    return user is None or team_role(team=team_id, user=user) == Role.ADMIN
 
 
 def aliases_refused(*, team_id: int, names: Iterable[str], user: AbstractBaseUser | None) -> list[str]:
-    """Which of ``names`` are protected in the team and so not the user's to put, move or remove: all of them
-    for anyone but the team's admins, none for an admin or the system (``user`` None)."""
+    """Which of ``names`` are protected in the team and so not the user's to put, move or remove: none for an admin
+    or the system, and for anyone else those of them the team protects."""
     names = set(names) - {LATEST_ALIAS}
-    if user is None or not names:
+    if not names or protected_aliases_changeable(team_id=team_id, user=user):
         return []
-    protected = sorted(ProtectedAlias.objects.filter(team_id=team_id, name__in=names).values_list("name", flat=True))
-    return [] if not protected or _is_team_admin(user, team_id) else protected
+    return sorted(ProtectedAlias.objects.filter(team_id=team_id, name__in=names).values_list("name", flat=True))
 
 
 def _protected_message(names: list[str], doing: str) -> str:

@@ -177,10 +177,15 @@ def cmd_alias_add(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_alias_rm(args: argparse.Namespace, out: Output) -> int:
     _registry(args).remove_alias(args.model, args.alias)
+    return _removed(out, args.alias, model=args.model)
+
+
+def _removed(out: Output, name: str, **where: str) -> int:
+    """Say that ``name`` was taken off what ``where`` names (an alias off a model, a tag off a version)."""
     if out.json:
-        out.data({"removed": args.alias, "model": args.model})
+        out.data({"removed": name, **where})
     else:
-        out.line(f"{args.alias} removed from {args.model}.")
+        out.line(f"{name} removed from {next(iter(where.values()))}.")
     return 0
 
 
@@ -198,11 +203,7 @@ def cmd_tag_add(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_tag_rm(args: argparse.Namespace, out: Output) -> int:
     _registry(args).remove_tag(args.reference, args.tag)
-    if out.json:
-        out.data({"removed": args.tag, "reference": args.reference})
-    else:
-        out.line(f"{args.tag} removed from {args.reference}.")
-    return 0
+    return _removed(out, args.tag, reference=args.reference)
 
 
 def _print_model_version(out: Output, model_version: ModelVersion, prefix: str, *, wait: bool) -> None:

@@ -179,7 +179,9 @@ def test_unprotecting_a_name_that_is_not_protected_is_404(acme):
 
 def test_the_system_still_moves_latest_when_a_member_unlinks_the_newest_version(acme):
     """``latest`` cannot be protected, and the system's own moves (user None) are never refused."""
-    team, _, member = acme
+    team, admin, member = acme
+    protect = f.api_client(admin).post(url(team, "protected-aliases/"), {"name": "latest"}, format="json")
+    assert protect.status_code == 400
     assert f.api_client(member).delete(url(team, "registered-models/classifier/versions/v1/")).status_code == 204
     assert Alias.objects.get(name="latest").model_version.version == "v0"
     assert not ProtectedAlias.objects.filter(name="latest").exists()
