@@ -15,7 +15,7 @@ import traceback
 from cryptography.fernet import Fernet
 
 from .report import RESULTS, Context, targets_table, write_result
-from .stack import base_env, broker_reset, database_reset
+from .stack import BROKER_URL, DB_NAME, base_env, broker_reset, database_reset
 
 SCENARIOS = {
     "latency": "bench.scenarios.latency",
@@ -83,7 +83,7 @@ def main(argv: list[str]) -> int:
         profile=args.profile,
         profile_gil=args.gil,
     )
-    print(f"==> recreating database registry_bench and Redis db 11 (logs in {work})", flush=True)
+    print(f"==> recreating database {DB_NAME} and Redis {BROKER_URL} (logs in {work})", flush=True)
     database_reset(env, log=work / "migrate.log")
 
     failed = []

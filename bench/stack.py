@@ -24,9 +24,10 @@ VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python")
 
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"
-DB_NAME = "registry_bench"
+# Two checkouts benchmarking at once each need their own database and Redis db.
+DB_NAME = os.environ.get("BENCH_DATABASE", "registry_bench")
 DATABASE_URL = f"{PG_SERVER}/{DB_NAME}"
-BROKER_URL = "redis://127.0.0.1:6379/11"
+BROKER_URL = f"redis://127.0.0.1:6379/{os.environ.get('BENCH_REDIS_DB', '11')}"
 
 
 def base_env(*, secrets_key: str, var_dir: Path) -> dict[str, str]:
