@@ -180,6 +180,15 @@ def deliveries_attempt(
     return _send_claimed(claimed, destination=destination, slot_id=grant.slot_id)
 
 
+# What sending and recording a claimed batch never read (recording sets them): not loaded. The team's and the
+# webhook's other columns are only shown elsewhere.
+_NOT_SENT = (
+    "created_at", "updated_at", "finished_at", "last_status_code", "last_error",
+    "team__created_at", "webhook__url", "webhook__created_at", "webhook__updated_at", "webhook__secret__created_at",
+    "webhook__secret__updated_at", "webhook__access_token__created_at", "webhook__access_token__updated_at",
+)  # fmt: skip
+
+
 def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
     """Claim the due, unclaimed ones of these deliveries in one conditional UPDATE (RETURNING says which this call
     got: a delivery claimed elsewhere meanwhile is left alone), then load them, in the order given."""
@@ -214,9 +223,13 @@ def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
     if not claimed:
         return []
     # With the webhook's signing-secret and access-token rows: a batch that needs only those reads no secrets.
-    rows = Delivery.objects.select_related("team", "webhook__secret", "webhook__access_token").in_bulk(claimed)
+    rows = (
+        Delivery.objects.select_related("team", "webhook__secret", "webhook__access_token")
+        .defer(*_NOT_SENT)
+        .in_bulk(claimed)
+    )
     # Deliveries of a batch mostly share one event: its context is read once, not once per delivery.
-    events = Event.objects.in_bulk({row.event_id for row in rows.values()})
+    events = Event.objects.only("id", "context", "created_at").in_bulk({row.event_id for row in rows.values()})
     for row in rows.values():
         row.event = events[row.event_id]
     return [rows[pk] for pk in wanted if pk in rows]
@@ -558,7 +571,7 @@ def _webhooks_health(outcomes: list[_Outcome], *, now: datetime) -> set[int]:
     for webhook_id, seen in sorted(by_webhook.items()):
         verdicts = [o.decision.verdict for o in seen]
         last_success = max((i for i, v in enumerate(verdicts) if v is retry.Verdict.SUCCEEDED), default=None)
-        if last_success is not None:
+        if last_success is not None and not _healthy_when_claimed(seen[last_success].delivery):
             Webhook.objects.filter(pk=webhook_id).exclude(failing_since=None, last_error="").update(
                 failing_since=None, last_error=""
             )
@@ -566,6 +579,17 @@ def _webhooks_health(outcomes: list[_Outcome], *, now: datetime) -> set[int]:
         if failures and _webhook_failed(webhook_id, failures, now=now):
             disabled.add(webhook_id)
     return disabled
+
+
+def _healthy_when_claimed(delivery: Delivery) -> bool:
+    """Whether the delivery's webhook showed no failure when the batch was claimed: a success then has nothing to
+    clear, and no statement is spent on it. A failure recorded since by another batch is cleared by the next
+    success."""
+    webhook = delivery.webhook if _WEBHOOK_FIELD.is_cached(delivery) else None
+    return webhook is not None and webhook.failing_since is None and not webhook.last_error
+
+
+_WEBHOOK_FIELD = Delivery._meta.get_field("webhook")
 
 
 def _webhook_failed(webhook_id: int, failures: list[_Outcome], *, now: datetime) -> bool:
