@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from alerts.choices import AlertKind
 from alerts.services import Happened, occurrences_record
+from core.db import rows_insert
 from registry.models import Event, Team
 from secrets_vault.services import secret_values, secret_values_decrypt
 
@@ -88,7 +89,7 @@ def deliveries_create(deliveries: list[Delivery]) -> None:
     for group in published:
         for delivery in group:
             delivery.claimed_until = offer
-    Delivery.objects.bulk_create(deliveries)
+    rows_insert(Delivery, deliveries)
     if groups:
         transaction.on_commit(partial(_deliveries_start, published, claimed, slot_id))
 
@@ -394,18 +395,21 @@ def _record(
     been taken over). ``extend`` keeps the rest of a batch (and its slot) claimed; ``give_back`` returns it unsent,
     and with ``final`` the slot is released and whatever was refused one meanwhile is handed on."""
     now = timezone.now()
-    DeliveryAttempt.objects.bulk_create(
-        DeliveryAttempt(
-            delivery=o.delivery,
-            number=o.delivery.attempts,
-            started_at=o.started,
-            duration_ms=o.summary["duration_ms"] if o.summary else 0,
-            status_code=o.summary["status_code"] if o.summary else None,
-            response_headers=o.summary["headers"] if o.summary else {},
-            response_body=o.summary["body"] if o.summary else "",
-            error=o.error,
-        )
-        for o in outcomes
+    rows_insert(
+        DeliveryAttempt,
+        (
+            DeliveryAttempt(
+                delivery=o.delivery,
+                number=o.delivery.attempts,
+                started_at=o.started,
+                duration_ms=o.summary["duration_ms"] if o.summary else 0,
+                status_code=o.summary["status_code"] if o.summary else None,
+                response_headers=o.summary["headers"] if o.summary else {},
+                response_body=o.summary["body"] if o.summary else "",
+                error=o.error,
+            )
+            for o in outcomes
+        ),
     )
     transaction.on_commit(partial(metrics.attempts_count, [_counted(o) for o in outcomes]))
     # Successes settle alike but for their status code: one UPDATE per (attempt number, status code).
