@@ -45,6 +45,10 @@ logger = logging.getLogger(__name__)
 # Seconds a batch keeps finished attempts unrecorded while it sends the next ones.
 RECORD_EVERY = 0.25
 
+_EVENT_FIELD = Delivery._meta.get_field("event")
+_TEAM_FIELD = Delivery._meta.get_field("team")
+_WEBHOOK_FIELD = Delivery._meta.get_field("webhook")
+
 
 # --- From the dispatch ------------------------------------------------------------------------------------------
 
@@ -78,7 +82,7 @@ def deliveries_create(deliveries: list[Delivery]) -> None:
     """
     pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
     groups = schedule.batches(pending, key_of=schedule.row_key)
-    claimed, slot_id, published = _dispatch_claim(groups, fan_out=len(pending))
+    claimed, grant, published = _dispatch_claim(groups, fan_out=len(pending))
     free = defaultdict(lambda: settings.DELIVERY_DESTINATION_MAX_SENDS)
     if claimed:
         free[claimed[0].destination] -= 1
@@ -91,14 +95,14 @@ def deliveries_create(deliveries: list[Delivery]) -> None:
             delivery.claimed_until = offer
     rows_insert(Delivery, deliveries)
     if groups:
-        transaction.on_commit(partial(_deliveries_start, published, claimed, slot_id))
+        transaction.on_commit(partial(_deliveries_start, published, claimed, grant))
 
 
 def _dispatch_claim(
     groups: list[list[Delivery]], *, fan_out: int
-) -> tuple[list[Delivery], int | None, list[list[Delivery]]]:
+) -> tuple[list[Delivery], fairness.Grant | None, list[list[Delivery]]]:
     """Claim the first batch for the dispatching task, if the fan-out is small, a permit is free and the
-    destination grants a slot. Returns (claimed, slot id, batches to publish)."""
+    destination grants a slot. Returns (claimed, the slot's grant, batches to publish)."""
     if not groups or fan_out > settings.DISPATCH_SEND_MAX or not _sender_reserve():
         return [], None, groups
     first, rest = groups[0], groups[1:]
@@ -116,16 +120,16 @@ def _dispatch_claim(
     lease = now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)
     for delivery in first:
         delivery.status, delivery.attempts, delivery.claimed_until = DeliveryStatus.SENDING, 1, lease
-    return first, grant.slot_id, rest
+    return first, grant, rest
 
 
-def _deliveries_start(published: list[list[Delivery]], claimed: list[Delivery], slot_id: int | None) -> None:
+def _deliveries_start(published: list[list[Delivery]], claimed: list[Delivery], grant: fairness.Grant | None) -> None:
     for group in published:
         schedule.rows_publish(group)
     if not claimed:
         return
     try:
-        _send_claimed(claimed, destination=claimed[0].destination, slot_id=slot_id)
+        _send_claimed(claimed, destination=claimed[0].destination, grant=grant)
     except Exception as exc:
         # The deliveries are written and claimed: whatever this attempt did not record, the sweep takes back once
         # the claim lapses. Only the type: messages may quote data.
@@ -178,16 +182,11 @@ def deliveries_attempt(
         if not claimed:
             fairness.slot_release(grant.slot_id)
             return {}
-    return _send_claimed(claimed, destination=destination, slot_id=grant.slot_id)
+    return _send_claimed(claimed, destination=destination, grant=grant)
 
 
-# What sending and recording a claimed batch never read (recording sets them): not loaded. The team's and the
-# webhook's other columns are only shown elsewhere.
-_NOT_SENT = (
-    "created_at", "updated_at", "finished_at", "last_status_code", "last_error",
-    "team__created_at", "webhook__url", "webhook__created_at", "webhook__updated_at", "webhook__secret__created_at",
-    "webhook__secret__updated_at", "webhook__access_token__created_at", "webhook__access_token__updated_at",
-)  # fmt: skip
+# What sending and recording a claimed batch never read (recording sets them): not loaded.
+_NOT_SENT = ("created_at", "updated_at", "finished_at", "last_status_code", "last_error")
 
 
 def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
@@ -224,15 +223,18 @@ def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
     if not claimed:
         return []
     # With the webhook's signing-secret and access-token rows: a batch that needs only those reads no secrets.
-    rows = (
-        Delivery.objects.select_related("team", "webhook__secret", "webhook__access_token")
-        .defer(*_NOT_SENT)
-        .in_bulk(claimed)
-    )
-    # Deliveries of a batch mostly share one event: its context is read once, not once per delivery.
+    rows = Delivery.objects.defer(*_NOT_SENT).in_bulk(claimed)
+    # A batch's deliveries share a team and a few webhooks and events: each is read once, not once per delivery (the
+    # webhooks with their signing-secret and access-token rows, so a batch that needs only those reads no secrets).
     events = Event.objects.only("id", "context", "created_at").in_bulk({row.event_id for row in rows.values()})
+    webhook_ids = {row.webhook_id for row in rows.values() if row.webhook_id}
+    webhooks = Webhook.objects.select_related("secret", "access_token").in_bulk(webhook_ids) if webhook_ids else {}
+    teams = Team.objects.only("id", "name").in_bulk({row.team_id for row in rows.values()})
     for row in rows.values():
-        row.event = events[row.event_id]
+        _EVENT_FIELD.set_cached_value(row, events[row.event_id])
+        _TEAM_FIELD.set_cached_value(row, teams[row.team_id])
+        if row.webhook_id is not None:
+            _WEBHOOK_FIELD.set_cached_value(row, webhooks.get(row.webhook_id))
     return [rows[pk] for pk in wanted if pk in rows]
 
 
@@ -251,7 +253,7 @@ class _Outcome:
     webhook_off: bool = False  # not sent: its webhook is disabled (or answered 410 earlier in the batch)
 
 
-def _send_claimed(claimed: list[Delivery], *, destination: str, slot_id: int) -> dict[str, str]:
+def _send_claimed(claimed: list[Delivery], *, destination: str, grant: fairness.Grant) -> dict[str, str]:
     """Attempt claimed deliveries one after another, holding the send slot.
 
     Attempts are recorded together once the batch is sent (one transaction instead of one per delivery), or as soon
@@ -275,17 +277,17 @@ def _send_claimed(claimed: list[Delivery], *, destination: str, slot_id: int) ->
                     bad_in_a_row = bad_in_a_row + 1 if outcome.answer.bad else 0
                 rest = claimed[index + 1 :]
                 if rest and bad_in_a_row >= settings.DESTINATION_OPEN_AFTER:
-                    _record(outcomes, destination=destination, slot_id=slot_id, give_back=rest)
+                    _record(outcomes, destination=destination, grant=grant, give_back=rest)
                     return {str(d.pk): d.status for d in claimed[: index + 1]}
                 if rest and time.monotonic() - last_record >= RECORD_EVERY:
-                    _record(outcomes, destination=destination, slot_id=slot_id, extend=rest)
+                    _record(outcomes, destination=destination, grant=grant, extend=rest)
                     outcomes, last_record = [], time.monotonic()
     except BaseException:
         # Unrecorded attempts are taken back by the sweep once their lease lapses; the slot need not wait for it.
         with contextlib.suppress(Exception):
-            fairness.slot_release(slot_id)
+            fairness.slot_release(grant.slot_id)
         raise
-    _record(outcomes, destination=destination, slot_id=slot_id, final=True)
+    _record(outcomes, destination=destination, grant=grant, final=True)
     return {str(d.pk): d.status for d in claimed}
 
 
@@ -385,7 +387,7 @@ def _record(
     outcomes: list[_Outcome],
     *,
     destination: str,
-    slot_id: int,
+    grant: fairness.Grant,
     extend: list[Delivery] = (),
     give_back: list[Delivery] = (),
     final: bool = False,
@@ -448,18 +450,19 @@ def _record(
         Delivery.objects.filter(pk__in=[d.pk for d in extend], status=DeliveryStatus.SENDING).update(
             claimed_until=lease
         )
-        fairness.slot_extend(slot_id, now=now)
+        fairness.slot_extend(grant.slot_id, now=now)
     disabled = _webhooks_health(outcomes, now=now)
     occurrences_record(failed)
     for outcome in outcomes:
         _attempt_log(outcome, disabled=disabled)
-    open_until = fairness.breaker_record(destination, [o.answer for o in outcomes if o.answer is not None], now=now)
+    answers = [o.answer for o in outcomes if o.answer is not None]
+    open_until = fairness.breaker_record(destination, answers, now=now, clean=grant.breaker_clean)
     if give_back:
         _give_back(give_back, until=open_until or now)
     if open_until is not None:
         schedule.park(Q(destination=destination), until=open_until)
     if final or give_back:
-        fairness.slot_release(slot_id)
+        fairness.slot_release(grant.slot_id)
         if open_until is None and fairness.handoff_wanted(destination):
             schedule.hand_on(destination, now=now)
 
@@ -496,9 +499,6 @@ def _counted(outcome: _Outcome) -> metrics.Counted:
             started=outcome.started,
         ),
     )
-
-
-_EVENT_FIELD = Delivery._meta.get_field("event")
 
 
 def _settlement(outcome: _Outcome, *, now: datetime) -> dict:
@@ -591,9 +591,6 @@ def _healthy_when_claimed(delivery: Delivery) -> bool:
     success."""
     webhook = delivery.webhook if _WEBHOOK_FIELD.is_cached(delivery) else None
     return webhook is not None and webhook.failing_since is None and not webhook.last_error
-
-
-_WEBHOOK_FIELD = Delivery._meta.get_field("webhook")
 
 
 def _webhook_failed(webhook_id: int, failures: list[_Outcome], *, now: datetime) -> bool:

@@ -40,12 +40,14 @@ DELIVERY = SendSlot.Kind.DELIVERY
 class Grant:
     """The answer to a slot request. ``slot_id`` is None when refused; ``wait_until`` is set when the destination's
     breaker is open (its deliveries wait until then); ``probe`` means only one delivery may be sent; ``hand_over``
-    that dispatch should leave them to the deliveries workers."""
+    that dispatch should leave them to the deliveries workers; ``breaker_clean`` that the destination had no bad
+    answer on record when the slot was taken (good answers then leave its breaker as it is: no statement)."""
 
     slot_id: int | None
     probe: bool = False
     wait_until: datetime | None = None
     hand_over: bool = False
+    breaker_clean: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def slot_take(*, destination: str, team_id: int, now: datetime | None = None, fr
             Destination.objects.filter(pk=breaker.pk).update(waiting=True)
         return Grant(None)
     slot = SendSlot.objects.create(kind=DELIVERY, destination=destination, team_id=team_id, expires_at=_lease(now))
-    return Grant(slot.pk, probe=half_open)
+    return Grant(slot.pk, probe=half_open, breaker_clean=not breaker.failures and breaker.open_until is None)
 
 
 def _lease(now: datetime) -> datetime:
@@ -147,10 +149,11 @@ def slots_expired_delete(*, now: datetime) -> int:
     return SendSlot.objects.filter(expires_at__lte=now).delete()[0]
 
 
-def breaker_record(destination: str, answers: list[Answer], *, now: datetime) -> datetime | None:
+def breaker_record(destination: str, answers: list[Answer], *, now: datetime, clean: bool = False) -> datetime | None:
     """Apply a batch's answers, in order, to the destination's breaker. Returns ``open_until`` if the breaker is now
-    open. Runs in the caller's transaction (the one recording the attempts)."""
-    if not answers:
+    open. Runs in the caller's transaction (the one recording the attempts). ``clean``: the breaker showed no bad
+    answer when the batch's slot was taken, so good answers alone have nothing to change."""
+    if not answers or (clean and not any(answer.bad for answer in answers)):
         return None
     breaker = Destination.objects.select_for_update().filter(key=destination).first()
     if breaker is None:
