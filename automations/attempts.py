@@ -461,10 +461,10 @@ def _record(
         _give_back(give_back, until=open_until or now)
     if open_until is not None:
         schedule.park(Q(destination=destination), until=open_until)
-    if final or give_back:
+    if (final or give_back) and open_until is not None:
         fairness.slot_release(grant.slot_id)
-        if open_until is None and fairness.handoff_wanted(destination):
-            schedule.hand_on(destination, now=now)
+    elif (final or give_back) and fairness.slot_end(grant.slot_id, destination):
+        schedule.hand_on(destination, now=now)
 
 
 def _failed_for_good(delivery: Delivery, *, now: datetime) -> Happened:

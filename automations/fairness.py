@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -111,6 +111,29 @@ def slot_extend(slot_id: int, *, now: datetime) -> None:
 
 def slot_release(slot_id: int) -> None:
     SendSlot.objects.filter(pk=slot_id).delete()
+
+
+def slot_end(slot_id: int, destination: str) -> bool:
+    """Release a slot and say whether deliveries were refused one at ``destination`` since the last hand-off (and
+    forget it): ``slot_release`` and ``handoff_wanted`` in one statement, as every batch ends with both."""
+    slots, destinations = SendSlot._meta, Destination._meta
+    quote = connection.ops.quote_name
+
+    def column(meta, name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    # Only quoted identifiers from the models' metadata are formatted in; every value is a parameter.
+    sql = (
+        f"WITH released AS (DELETE FROM {quote(slots.db_table)} WHERE {column(slots, 'id')} = %s) "  # noqa: S608
+        f"UPDATE {quote(destinations.db_table)} SET {column(destinations, 'waiting')} = %s "
+        f"WHERE {column(destinations, 'key')} = %s AND {column(destinations, 'waiting')} RETURNING 1"
+    )
+    if connection.vendor != "postgresql":  # no data-modifying WITH: two statements
+        slot_release(slot_id)
+        return handoff_wanted(destination)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [slot_id, False, destination])
+        return cursor.fetchone() is not None
 
 
 def handoff_wanted(destination: str) -> bool:
