@@ -42,8 +42,9 @@ from .services import webhook_disable
 
 logger = logging.getLogger(__name__)
 
-# Seconds a batch keeps finished attempts unrecorded while it sends the next ones.
-RECORD_EVERY = 0.25
+# Seconds a batch keeps finished attempts unrecorded while it sends the next ones: a batch of fast answers is
+# recorded once, and a worker that dies resends at most this much.
+RECORD_EVERY = 1.0
 
 _EVENT_FIELD = Delivery._meta.get_field("event")
 _TEAM_FIELD = Delivery._meta.get_field("team")
