@@ -97,7 +97,9 @@ def main(argv: list[str]) -> int:
             for name, client in clients.items():
                 cpu[name].append(_round(client, url, per_round))
 
-    print(f"CPU per post, µs ({args.rounds} rounds of {per_round:,} posts per version, alternating; a Reuse per {BATCH})")
+    print(
+        f"CPU per post, µs ({args.rounds} rounds of {per_round:,} posts per version, alternating; a Reuse per {BATCH})"
+    )
     print(f"{'version':8} {'process, all rounds':>20} {'rounds (process)':>34} {'sending thread':>15}")
     for name, rounds in cpu.items():
         total_process = sum(p for p, _ in rounds) / (per_round * len(rounds)) * 1e6
