@@ -705,14 +705,16 @@ class _Reader:
         scanned = 0  # bytes after pos already searched for the line's end
         while (end := self.buf.find(b"\n", self.pos + scanned)) < 0:
             scanned = len(self.buf) - self.pos
-            if scanned > _MAX_LINE:
+            if scanned > _MAX_LINE + 1:  # + 1: the CR of its ending may be in already
                 raise _malformed(f"a line longer than {_MAX_LINE} bytes")
             self._fill()
-        if end - self.pos > _MAX_LINE:
-            raise _malformed(f"a line longer than {_MAX_LINE} bytes")
         line = bytes(self.buf[self.pos : end])
         self.pos = end + 1
-        return line[:-1] if line.endswith(b"\r") else line
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > _MAX_LINE:
+            raise _malformed(f"a line longer than {_MAX_LINE} bytes")
+        return line
 
     def take(self, size: int) -> bytearray:
         """Up to ``size`` bytes: what the buffer holds, else one read's worth."""
