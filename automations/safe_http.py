@@ -796,17 +796,19 @@ def _read_body(reader: _Reader, head: _Head, cap: int, received: bytearray) -> b
         return encoding is None and (length is None or length.strip() == "0")
     if encoding is not None:  # it overrides any Content-Length
         if encoding.rsplit(",", 1)[-1].strip().lower() == "chunked":
-            return _read_chunked(reader, cap, received)
+            # Both framings at once is how requests are smuggled: read it, but never send on after it.
+            return _read_chunked(reader, cap, received) and length is None
         _read_to_close(reader, cap, received)
         return False
     if length is None:
         _read_to_close(reader, cap, received)
         return False
-    values = {value.strip() for value in length.split(",")}  # repeated headers were merged: "5, 5"
-    size = values.pop()
-    if values or not size.isascii() or not size.isdigit():
-        raise _malformed("an invalid Content-Length")
-    return _read_exactly(reader, int(size), cap, received)
+    if not (length.isascii() and length.isdigit()):
+        values = {value.strip() for value in length.split(",")}  # repeated headers were merged: "5, 5"
+        length = values.pop()
+        if values or not (length.isascii() and length.isdigit()):
+            raise _malformed("an invalid Content-Length")
+    return _read_exactly(reader, int(length), cap, received)
 
 
 def _read_exactly(reader: _Reader, size: int, cap: int, received: bytearray) -> bool:

@@ -913,8 +913,9 @@ def test_lines_ended_by_a_bare_line_feed_are_read(raw_endpoint):
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.1 304 Not Modified\r\nContent-Length: 2\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"400\r\n" + b"c" * 1024 + b"\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n",
     ],
-    ids=["http-1.0", "connection-close", "bytes-left-over", "304-with-a-body", "past-the-cap"],
+    ids=["http-1.0", "connection-close", "bytes-left-over", "304-with-a-body", "past-the-cap", "two-framings"],
 )
 def test_a_connection_is_not_kept_unless_the_answer_ended_cleanly_on_http_1_1(network, raw_endpoint, answer):
     endpoint = raw_endpoint(answer, OK_204)
@@ -926,6 +927,18 @@ def test_a_connection_is_not_kept_unless_the_answer_ended_cleanly_on_http_1_1(ne
     assert first.error == "" and first.status_code in (200, 304)
     assert (second.status_code, second.error) == (204, "")
     assert len(network.connects) == 2
+
+
+def test_a_repeated_content_length_of_one_value_is_that_length(network, raw_endpoint):
+    endpoint = raw_endpoint(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", OK_204)
+
+    with Reuse() as reuse:
+        first = send(endpoint.url, reuse=reuse)
+        second = send(endpoint.url, reuse=reuse)
+
+    assert (first.status_code, first.body, first.headers) == (200, b"ok", {"Content-Length": "2, 2"})
+    assert (second.status_code, second.error) == (204, "")
+    assert len(network.connects) == 1
 
 
 def test_a_body_without_a_length_is_read_until_the_endpoint_closes(raw_endpoint):
@@ -1004,10 +1017,11 @@ def test_a_malformed_head_is_a_send_error_that_says_so(raw_endpoint, answer, wha
     [
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok", "an invalid Content-Length"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nok", "an invalid Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nok", "an invalid Content-Length"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "an invalid chunk size"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", "a chunk longer than its size"),
     ],
-    ids=["content-lengths-differ", "negative-length", "chunk-size", "chunk-overrun"],
+    ids=["content-lengths-differ", "negative-length", "superscript-digit", "chunk-size", "chunk-overrun"],
 )
 def test_a_malformed_body_is_an_error_after_the_status(raw_endpoint, answer, what):
     endpoint = raw_endpoint(answer, close=True)
