@@ -56,3 +56,28 @@ def rows_insert(model: type[Model], objs: Iterable[Model]) -> None:
     for obj in objs:
         obj._state.adding = False
         obj._state.db = connection.alias
+
+
+def rows_loaded(
+    model: type[Model], field_names: list[str], rows: Iterable[tuple], *, using: str = "default"
+) -> list[Model]:
+    """Model instances from raw rows of ``field_names`` (e.g. what an ``UPDATE ... RETURNING`` gave), converted as
+    a queryset converts them: how a hot path loads the rows its statement already returned, without reading them
+    again."""
+    connection = connections[using]
+    fields = [model._meta.get_field(name) for name in field_names]
+    converters = []
+    for index, field in enumerate(fields):
+        col = field.get_col(model._meta.db_table)
+        found = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
+        if found:
+            converters.append((index, col, found))
+    attnames = [field.attname for field in fields]
+    loaded = []
+    for row in rows:
+        values = list(row)
+        for index, col, found in converters:
+            for convert in found:
+                values[index] = convert(values[index], col, connection)
+        loaded.append(model.from_db(using, attnames, values))
+    return loaded
