@@ -12,8 +12,10 @@ after the commit (``deliveries_create``); every other batch is attempted by a de
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
@@ -256,7 +258,8 @@ class _Outcome:
 
 
 def _send_claimed(claimed: list[Delivery], *, destination: str, grant: fairness.Grant) -> dict[str, str]:
-    """Attempt claimed deliveries one after another, holding the send slot.
+    """Attempt claimed deliveries one after another, holding the send slot; returns the status each one this batch
+    attempted ended in, by id.
 
     Attempts are recorded together once the batch is sent (one transaction instead of one per delivery), or as soon
     as ``RECORD_EVERY`` has passed since the last record, so a slow endpoint's outcomes are not held back (nor resent
@@ -268,21 +271,25 @@ def _send_claimed(claimed: list[Delivery], *, destination: str, grant: fairness.
     outcomes: list[_Outcome] = []
     last_record = time.monotonic()
     bad_in_a_row = 0
+    todo = collections.deque(claimed)
+    sent: list[Delivery] = []
     try:
         with safe_http.Reuse() as connection_kept:  # one connection for the batch, while the endpoint keeps it open
-            for index, delivery in enumerate(claimed):
+            while todo:
+                delivery = todo.popleft()
+                sent.append(delivery)
                 outcome = _attempt(delivery, secrets_of=secrets_of, gone=gone, reuse=connection_kept)
                 outcomes.append(outcome)
                 if outcome.decision.verdict is retry.Verdict.GONE and delivery.webhook_id:
                     gone.add(delivery.webhook_id)
                 if outcome.answer is not None:
                     bad_in_a_row = bad_in_a_row + 1 if outcome.answer.bad else 0
-                rest = claimed[index + 1 :]
-                if rest and bad_in_a_row >= settings.DESTINATION_OPEN_AFTER:
-                    _record(outcomes, destination=destination, grant=grant, give_back=rest)
-                    return {str(d.pk): d.status for d in claimed[: index + 1]}
-                if rest and time.monotonic() - last_record >= RECORD_EVERY:
-                    _record(outcomes, destination=destination, grant=grant, extend=rest)
+                if todo and bad_in_a_row >= settings.DESTINATION_OPEN_AFTER:
+                    _record(outcomes, destination=destination, grant=grant, give_back=list(todo))
+                    return {str(d.pk): d.status for d in sent}
+                if todo and time.monotonic() - last_record >= RECORD_EVERY:
+                    shared = _shares(todo, destination=destination)
+                    _record(outcomes, destination=destination, grant=grant, extend=list(todo), hand_off=shared)
                     outcomes, last_record = [], time.monotonic()
     except BaseException:
         # Unrecorded attempts are taken back by the sweep once their lease lapses; the slot need not wait for it.
@@ -290,7 +297,23 @@ def _send_claimed(claimed: list[Delivery], *, destination: str, grant: fairness.
             fairness.slot_release(grant.slot_id)
         raise
     _record(outcomes, destination=destination, grant=grant, final=True)
-    return {str(d.pk): d.status for d in claimed}
+    return {str(d.pk): d.status for d in sent}
+
+
+def _shares(todo: collections.deque[Delivery], *, destination: str) -> list[list[Delivery]]:
+    """A batch that is still sending after ``RECORD_EVERY`` (a slow destination) hands what it has not sent to the
+    destination's free send slots, in equal shares with itself, and keeps its own share: a long batch must not
+    leave the slots that a few shorter ones would use idle. Returns the shares taken off ``todo``."""
+    free = fairness.slots_free([destination], now=timezone.now()).get(destination, 0)
+    if free < 1 or len(todo) < 2:
+        return []
+    pieces = min(free + 1, len(todo))
+    size = math.ceil(len(todo) / pieces)
+    kept = [todo.popleft() for _ in range(len(todo) - size * (pieces - 1))]
+    shares = [list(todo)[i : i + size] for i in range(0, len(todo), size)]
+    todo.clear()
+    todo.extend(kept)
+    return shares
 
 
 class _SecretsCache:
@@ -392,12 +415,14 @@ def _record(
     grant: fairness.Grant,
     extend: list[Delivery] = (),
     give_back: list[Delivery] = (),
+    hand_off: list[list[Delivery]] = (),
     final: bool = False,
 ) -> None:
     """Record the attempts, settle the deliveries and update the webhooks' health and the destination's breaker
     together: no one sees one without the others. Only the holder of a claim may settle it (a lapsed lease may have
-    been taken over). ``extend`` keeps the rest of a batch (and its slot) claimed; ``give_back`` returns it unsent,
-    and with ``final`` the slot is released and whatever was refused one meanwhile is handed on."""
+    been taken over). ``extend`` keeps the rest of a batch (and its slot) claimed; ``give_back`` returns it unsent;
+    ``hand_off`` returns batches of it unsent and publishes them at once; with ``final`` the slot is released and
+    whatever was refused one meanwhile is handed on."""
     now = timezone.now()
     rows_insert(
         DeliveryAttempt,
@@ -447,6 +472,10 @@ def _record(
         )
         for delivery in group:
             _apply(delivery, changes)
+    if hand_off:
+        _give_back([d for share in hand_off for d in share], until=now, offer=schedule.offer_end(now))
+        for share in hand_off:
+            transaction.on_commit(partial(schedule.rows_publish, share))
     if extend:
         lease = now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)
         Delivery.objects.filter(pk__in=[d.pk for d in extend], status=DeliveryStatus.SENDING).update(
@@ -524,16 +553,19 @@ def _apply(delivery: Delivery, changes: dict) -> None:
         setattr(delivery, field, value)
 
 
-def _give_back(deliveries: list[Delivery], *, until: datetime) -> None:
-    """Return claimed deliveries that were not attempted, as if never claimed, due at ``until``."""
+def _give_back(deliveries: list[Delivery], *, until: datetime, offer: datetime | None = None) -> None:
+    """Return claimed deliveries that were not attempted, as if never claimed, due at ``until``; with ``offer``,
+    marked offered until then (they are being published: nothing else hands them on meanwhile)."""
     Delivery.objects.filter(pk__in=[d.pk for d in deliveries], status=DeliveryStatus.SENDING).update(
         status=Case(When(attempts=1, then=Value(DeliveryStatus.PENDING)), default=Value(DeliveryStatus.RETRYING)),
         attempts=F("attempts") - 1,
-        claimed_until=None,
+        claimed_until=offer,
         next_attempt_at=until,
     )
     for delivery in deliveries:
-        delivery.refresh_from_db(fields=["status", "attempts", "next_attempt_at", "claimed_until"])
+        delivery.attempts -= 1
+        delivery.status = DeliveryStatus.PENDING if delivery.attempts == 0 else DeliveryStatus.RETRYING
+        delivery.claimed_until, delivery.next_attempt_at = offer, until
 
 
 def _attempt_log(outcome: _Outcome, *, disabled: set[int]) -> None:

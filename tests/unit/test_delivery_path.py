@@ -283,7 +283,8 @@ def test_two_workers_on_the_same_batch_send_each_delivery_once(loopback, broker)
     assert Delivery.objects.filter(pk__in=ids, status="succeeded").count() == 12
 
 
-def test_a_slow_batch_records_as_it_goes_and_keeps_its_claims(loopback, broker, monkeypatch):
+def test_a_slow_batch_records_as_it_goes_and_keeps_its_claims(settings, loopback, broker, monkeypatch):
+    settings.DELIVERY_DESTINATION_MAX_SENDS = 1  # no other slot to hand its rest to
     monkeypatch.setattr(attempts, "RECORD_EVERY", 0.0)
     with Receiver(Reply(200, delay=0.2)) as receiver:
         _, _, (webhook,) = team_with_hooks(receiver.url)
@@ -380,6 +381,26 @@ def test_the_batch_a_dispatch_sends_itself_counts_against_its_destinations_share
     handed = [task_args(t)[0] for t in broker("deliveries")]
     assert len(handed) == 2 and handed[0] != handed[1]
     assert Delivery.objects.filter(event=event, status="pending").count() == 4
+
+
+def test_a_slow_batch_hands_what_it_has_not_sent_to_the_destinations_free_slots(
+    settings, loopback, broker, monkeypatch
+):
+    settings.DELIVERY_DESTINATION_MAX_SENDS = 3
+    monkeypatch.setattr(attempts, "RECORD_EVERY", 0.0)
+    with Receiver(Reply(200, delay=0.05)) as receiver:
+        _, _, (webhook,) = team_with_hooks(receiver.url)
+        ids = [str(d.pk) for d in pending_deliveries(webhook, 7)]
+        statuses = attempt(webhook, ids)
+    # After its first answer the batch kept a third of the six left and published two shares of two, one for each
+    # free slot; with one left after its second answer there was nothing more to share.
+    assert ids[0] in statuses and statuses[ids[0]] == "succeeded"
+    handed = [task_args(t)[0] for t in broker("deliveries")]
+    assert len(handed) == 2 and all(len(share) == 2 for share in handed)
+    assert not set(statuses) & {pk for share in handed for pk in share}
+    offered = Delivery.objects.filter(pk__in=[pk for share in handed for pk in share])
+    assert all(d.status == "pending" and d.attempts == 0 and d.claimed_until > timezone.now() for d in offered)
+    assert [r.headers["webhook-id"] for r in receiver.requests] == list(statuses)
 
 
 def test_a_team_at_its_share_waits_while_another_team_sends_to_the_same_destination(settings, loopback, broker):
