@@ -9,12 +9,15 @@ by heartbeating; the beat sweep returns items whose lease lapsed to ``pending`` 
 from __future__ import annotations
 
 import copy
+import functools
 import secrets
 from datetime import datetime, timedelta
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from alerts.choices import AlertKind
@@ -196,33 +199,125 @@ def _lease() -> timedelta:
 
 def item_claim(*, agent: Agent, queue_name: str) -> RunQueueItem | None:
     """Give the agent the oldest pending item of its queue named ``queue_name``, or None. Never the same item to two
-    agents. The queue is looked up among the agent's own (one query on the hot path of every agent's poll)."""
-    queue = unique_or_none(agent.queues.filter(name=queue_name))
-    if queue is None:
-        if not RunQueue.objects.filter(team_id=agent.team_id, name=queue_name).exists():
-            raise NotFound(f"No queue {queue_name!r} in {agent.team.name}.")
-        raise ApplicationError(
-            f"Agent {agent.name} does not serve queue {queue_name}.", field="queue", code="forbidden"
+    agents.
+
+    Every agent polls this, so a claim is one statement (``_claim_statement``) and no transaction: the queue is
+    looked up among the agent's own, the oldest pending item taken (row-locked and skipped by concurrent claims on
+    PostgreSQL; SQLite runs one writer at a time), and what the answer shows returned with it. Only when nothing
+    was claimed does a second query tell "nothing pending" from a queue the agent does not serve."""
+    now = timezone.now()
+    ops = connection.ops
+    params = [
+        ItemState.CLAIMED.value,
+        agent.pk,
+        ops.adapt_datetimefield_value(now + _lease()),
+        agent.pk,
+        queue_name,
+        ItemState.PENDING.value,
+        ItemState.PENDING.value,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_statement(), params)
+        row = cursor.fetchone()
+    if row is None:
+        if not agent.queues.filter(name=queue_name).exists():
+            _queue_refuse(agent, queue_name)
+        return None
+    return _claimed_item(row, agent=agent, queue_name=queue_name)
+
+
+def _queue_refuse(agent: Agent, queue_name: str) -> NoReturn:
+    """404 for a queue the team does not have, 403 for one of its queues the agent does not serve."""
+    if not RunQueue.objects.filter(team_id=agent.team_id, name=queue_name).exists():
+        raise NotFound(f"No queue {queue_name!r} in {agent.team.name}.")
+    raise ApplicationError(f"Agent {agent.name} does not serve queue {queue_name}.", field="queue", code="forbidden")
+
+
+# Beside the item's own columns, a claim returns what its answer shows of the job version, job and project.
+_CLAIM_RELATED = ((JobVersion, "job"), (JobVersion, "index"), (JobVersion, "download_artifact"), (Job, "name"),
+                  (Project, "name"))  # fmt: skip
+# FOR UPDATE SKIP LOCKED (where the database has it): concurrent claims each take another row instead of waiting on
+# the same one. The outer state test repeats the inner one for a row that changed meanwhile. Parameters: the claimed
+# state, the agent, the lease's end, the agent, the queue's name, the pending state twice.
+_CLAIM_SQL = """
+UPDATE {item} SET {state} = %s, {agent} = %s, {lease} = %s, {attempts} = {item}.{attempts} + 1, {reason} = ''
+WHERE {item}.{id} = (
+    SELECT pending.{id} FROM {item} pending
+    WHERE pending.{queue} = (
+        SELECT {queues}.{id} FROM {queues} INNER JOIN {served} ON {served}.{served_queue} = {queues}.{id}
+        WHERE {served}.{served_agent} = %s AND {queues}.{name} = %s
+    ) AND pending.{state} = %s
+    ORDER BY pending.{created_at} LIMIT 1{lock}
+) AND {item}.{state} = %s
+RETURNING {returned},
+    (SELECT {versions}.{job} FROM {versions} WHERE {versions}.{id} = {item}.{job_version}),
+    (SELECT {versions}.{index} FROM {versions} WHERE {versions}.{id} = {item}.{job_version}),
+    (SELECT {versions}.{download_artifact} FROM {versions} WHERE {versions}.{id} = {item}.{job_version}),
+    (SELECT {jobs}.{name} FROM {jobs} INNER JOIN {versions} ON {jobs}.{id} = {versions}.{job}
+     WHERE {versions}.{id} = {item}.{job_version}),
+    (SELECT {projects}.{name} FROM {projects} WHERE {projects}.{id} = {item}.{destination_project})
+"""
+
+
+@functools.cache
+def _claim_statement() -> str:
+    """``_CLAIM_SQL`` with the tables' and columns' quoted names; every value stays a parameter."""
+    q = connection.ops.quote_name
+    through = Agent.queues.field
+    tables = {"item": RunQueueItem, "queues": RunQueue, "served": Agent.queues.through, "versions": JobVersion,
+              "jobs": Job, "projects": Project}  # fmt: skip
+    # Columns by field name; {id} and {name} serve every table (each has an "id" key, and "name" where used).
+    names = {
+        key: q(model._meta.get_field(key).column)
+        for model, keys in (
+            (RunQueueItem, ("id", "state", "agent", "attempts", "reason", "queue", "created_at", "job_version",
+                            "destination_project")),
+            (RunQueue, ("name",)),
+            (JobVersion, ("job", "index", "download_artifact")),
         )
-    with transaction.atomic():
-        item = (
-            RunQueueItem.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("job_version__job", "destination_project")  # what the agent is answered with
-            .filter(queue=queue, state=ItemState.PENDING)
-            .order_by("created_at")
-            .first()
-        )
-        if item is None:
-            return None
-        now = timezone.now()
-        item.queue = queue
-        item.state = ItemState.CLAIMED
-        item.agent = agent
-        item.lease_expires_at = now + _lease()
-        item.attempts += 1
-        item.reason = ""
-        item.save(update_fields=["state", "agent", "lease_expires_at", "attempts", "reason"])
-        return item
+        for key in keys
+    }  # fmt: skip
+    names |= {
+        "lease": q(RunQueueItem._meta.get_field("lease_expires_at").column),
+        "served_queue": q(through.m2m_reverse_name()),
+        "served_agent": q(through.m2m_column_name()),
+        "lock": " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else "",
+    }
+    names |= {key: q(model._meta.db_table) for key, model in tables.items()}
+    names["returned"] = ", ".join(f"{names['item']}.{q(f.column)}" for f in RunQueueItem._meta.concrete_fields)
+    return _CLAIM_SQL.format_map(names)
+
+
+def _claimed_item(row: tuple, *, agent: Agent, queue_name: str) -> RunQueueItem:
+    """The claimed item from its returned row, with the job version, job, project, queue and agent its answer
+    shows (of those, only what the answer reads is loaded)."""
+    fields = [*RunQueueItem._meta.concrete_fields, *(model._meta.get_field(name) for model, name in _CLAIM_RELATED)]
+    values = [_from_db(field, value) for field, value in zip(fields, row, strict=True)]
+    own = len(RunQueueItem._meta.concrete_fields)
+    item = _loaded(RunQueueItem, **{f.attname: value for f, value in zip(fields[:own], values, strict=False)})
+    job_id, index, download_artifact, job_name, project_name = values[own:]
+    item.job_version = _loaded(
+        JobVersion, id=item.job_version_id, job_id=job_id, index=index, download_artifact=download_artifact
+    )
+    item.job_version.job = _loaded(Job, id=job_id, name=job_name)
+    item.destination_project = _loaded(Project, id=item.destination_project_id, name=project_name)
+    item.queue = _loaded(RunQueue, id=item.queue_id, team_id=agent.team_id, name=queue_name)
+    item.agent = agent
+    return item
+
+
+def _loaded(model: type[Model], **values: object) -> Any:
+    """An instance as loaded from the database with only these fields (the others deferred)."""
+    names = [f.attname for f in model._meta.concrete_fields if f.attname in values]
+    return model.from_db(connection.alias, names, [values[name] for name in names])
+
+
+def _from_db(field, value: object) -> object:
+    """A column's value as the ORM would load it (JSON decoded, SQLite's dates and booleans converted)."""
+    column = field.get_col(field.model._meta.db_table)
+    for converter in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
+        value = converter(value, column, connection)
+    return value
 
 
 def _held(item: RunQueueItem, agent: Agent) -> RunQueueItem:
