@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
-from django.db import IntegrityError, transaction
-from django.db.models import Model, QuerySet
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Field, Model, QuerySet
 
 from .errors import Conflict
+
+M = TypeVar("M", bound=Model)
 
 
 def unique_or_none(queryset: QuerySet) -> Model | None:
@@ -31,3 +34,41 @@ def conflict_on_duplicate(message: str, *, field: str = "name") -> Iterator[None
             yield
     except IntegrityError as exc:
         raise Conflict(message, field=field) from exc
+
+
+# --- Rows of hand-written SQL, loaded as the ORM loads them ----------------------------------------------------
+# For the few statements the ORM cannot write (UPDATE ... RETURNING) or that run on every request of a hot path,
+# where compiling a queryset costs more than the query.
+
+
+def columns(model: type[Model], table: str | None = None) -> str:
+    """Every concrete column of the model, quoted and qualified by its table (or ``table``), in field order: what
+    ``row_loaded`` reads."""
+    quote = connection.ops.quote_name
+    prefix = table or quote(model._meta.db_table)
+    return ", ".join(f"{prefix}.{quote(field.column)}" for field in model._meta.concrete_fields)
+
+
+def row_loaded(model: type[M], row: Sequence[Any]) -> M:
+    """The instance a row of ``columns(model)`` holds, its values converted as the ORM converts them."""
+    fields = model._meta.concrete_fields
+    return model.from_db(
+        connection.alias,
+        [field.attname for field in fields],
+        [value_loaded(field, value) for field, value in zip(fields, row, strict=True)],
+    )
+
+
+def loaded(model: type[M], **values: Any) -> M:
+    """An instance as loaded from the database with only these fields (by attribute name, already converted): the
+    others are deferred."""
+    names = [field.attname for field in model._meta.concrete_fields if field.attname in values]
+    return model.from_db(connection.alias, names, [values[name] for name in names])
+
+
+def value_loaded(field: Field, value: Any) -> Any:
+    """A column's value as the ORM loads it into ``field`` (JSON decoded; SQLite's dates, UUIDs and booleans)."""
+    column = field.get_col(field.model._meta.db_table)
+    for converter in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
+        value = converter(value, column, connection)
+    return value

@@ -11,18 +11,18 @@ from __future__ import annotations
 import copy
 import functools
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Model
 from django.utils import timezone
 
 from alerts.choices import AlertKind
 from alerts.services import Happened, occurrences_record
-from core.db import conflict_on_duplicate, unique_or_none
+from core.db import columns, conflict_on_duplicate, loaded, row_loaded, value_loaded
 from core.errors import ApplicationError, Conflict, NotFound
 from core.json_checks import json_nul_refuse
 from core.tokens import token_hash
@@ -151,12 +151,33 @@ def agent_create(*, team: Team, name: str, queues: list[str]) -> tuple[Agent, st
 
 
 def agent_authenticate(*, raw: str) -> Agent | None:
-    agent = unique_or_none(Agent.objects.select_related("team").filter(token_hash=token_hash(raw), disabled=False))
-    if agent is not None:
-        now = timezone.now()
-        if agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > 5:
-            Agent.objects.filter(pk=agent.pk).update(last_seen_at=now)
+    """The enabled agent whose token this is, with its team; its last contact recorded every few seconds. On every
+    request of every agent: one query, written out (compiling the queryset cost more than running it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_agent_by_token_statement(), [token_hash(raw), False])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    own = len(Agent._meta.concrete_fields)
+    agent = row_loaded(Agent, row[:own])
+    agent.team = row_loaded(Team, row[own:])
+    now = timezone.now()
+    if agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > 5:
+        Agent.objects.filter(pk=agent.pk).update(last_seen_at=now)
     return agent
+
+
+@functools.cache
+def _agent_by_token_statement() -> str:
+    """Parameters: the token's hash, False (the agent is not disabled)."""
+    q = connection.ops.quote_name
+    agent, team = q(Agent._meta.db_table), q(Team._meta.db_table)
+    return (
+        f"SELECT {columns(Agent)}, {columns(Team)} FROM {agent} INNER JOIN {team} "  # noqa: S608 (names only)
+        f"ON {team}.{q(Team._meta.pk.column)} = {agent}.{q(Agent._meta.get_field('team').column)} "
+        f"WHERE {agent}.{q(Agent._meta.get_field('token_hash').column)} = %s "
+        f"AND {agent}.{q(Agent._meta.get_field('disabled').column)} = %s"
+    )
 
 
 # --- Queue items ----------------------------------------------------------------------------------------
@@ -284,40 +305,27 @@ def _claim_statement() -> str:
         "lock": " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else "",
     }
     names |= {key: q(model._meta.db_table) for key, model in tables.items()}
-    names["returned"] = ", ".join(f"{names['item']}.{q(f.column)}" for f in RunQueueItem._meta.concrete_fields)
+    names["returned"] = columns(RunQueueItem)
     return _CLAIM_SQL.format_map(names)
 
 
-def _claimed_item(row: tuple, *, agent: Agent, queue_name: str) -> RunQueueItem:
+def _claimed_item(row: Sequence[Any], *, agent: Agent, queue_name: str) -> RunQueueItem:
     """The claimed item from its returned row, with the job version, job, project, queue and agent its answer
     shows (of those, only what the answer reads is loaded)."""
-    fields = [*RunQueueItem._meta.concrete_fields, *(model._meta.get_field(name) for model, name in _CLAIM_RELATED)]
-    values = [_from_db(field, value) for field, value in zip(fields, row, strict=True)]
     own = len(RunQueueItem._meta.concrete_fields)
-    item = _loaded(RunQueueItem, **{f.attname: value for f, value in zip(fields[:own], values, strict=False)})
-    job_id, index, download_artifact, job_name, project_name = values[own:]
-    item.job_version = _loaded(
+    item = row_loaded(RunQueueItem, row[:own])
+    job_id, index, download_artifact, job_name, project_name = (
+        value_loaded(model._meta.get_field(name), value)
+        for (model, name), value in zip(_CLAIM_RELATED, row[own:], strict=True)
+    )
+    item.job_version = loaded(
         JobVersion, id=item.job_version_id, job_id=job_id, index=index, download_artifact=download_artifact
     )
-    item.job_version.job = _loaded(Job, id=job_id, name=job_name)
-    item.destination_project = _loaded(Project, id=item.destination_project_id, name=project_name)
-    item.queue = _loaded(RunQueue, id=item.queue_id, team_id=agent.team_id, name=queue_name)
+    item.job_version.job = loaded(Job, id=job_id, name=job_name)
+    item.destination_project = loaded(Project, id=item.destination_project_id, name=project_name)
+    item.queue = loaded(RunQueue, id=item.queue_id, team_id=agent.team_id, name=queue_name)
     item.agent = agent
     return item
-
-
-def _loaded(model: type[Model], **values: object) -> Any:
-    """An instance as loaded from the database with only these fields (the others deferred)."""
-    names = [f.attname for f in model._meta.concrete_fields if f.attname in values]
-    return model.from_db(connection.alias, names, [values[name] for name in names])
-
-
-def _from_db(field, value: object) -> object:
-    """A column's value as the ORM would load it (JSON decoded, SQLite's dates and booleans converted)."""
-    column = field.get_col(field.model._meta.db_table)
-    for converter in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
-        value = converter(value, column, connection)
-    return value
 
 
 def _held(item: RunQueueItem, agent: Agent) -> RunQueueItem:
