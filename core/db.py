@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Field, Model, QuerySet
+from django.db.models.expressions import Col
 
 from .errors import Conflict
 
@@ -68,7 +70,12 @@ def loaded(model: type[M], **values: Any) -> M:
 
 def value_loaded(field: Field, value: Any) -> Any:
     """A column's value as the ORM loads it into ``field`` (JSON decoded; SQLite's dates, UUIDs and booleans)."""
-    column = field.get_col(field.model._meta.db_table)
+    column = _column(field)
     for converter in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
         value = converter(value, column, connection)
     return value
+
+
+@functools.cache
+def _column(field: Field) -> Col:
+    return field.get_col(field.model._meta.db_table)
