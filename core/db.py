@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Iterator
 
-from django.db import IntegrityError, connection, connections, router, transaction
-from django.db.models import Field, Model, QuerySet
-from django.db.models.expressions import Col
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models import Model, QuerySet
 
 from .errors import Conflict
-
-M = TypeVar("M", bound=Model)
 
 
 def unique_or_none(queryset: QuerySet) -> Model | None:
@@ -63,44 +58,26 @@ def rows_insert(model: type[Model], objs: Iterable[Model]) -> None:
         obj._state.db = connection.alias
 
 
-# --- Rows of hand-written SQL, loaded as the ORM loads them ----------------------------------------------------
-# For the few statements the ORM cannot write (UPDATE ... RETURNING) or that run on every request of a hot path,
-# where compiling a queryset costs more than the query.
-
-
-def columns(model: type[Model], table: str | None = None) -> str:
-    """Every concrete column of the model, quoted and qualified by its table (or ``table``), in field order: what
-    ``row_loaded`` reads."""
-    quote = connection.ops.quote_name
-    prefix = table or quote(model._meta.db_table)
-    return ", ".join(f"{prefix}.{quote(field.column)}" for field in model._meta.concrete_fields)
-
-
-def row_loaded(model: type[M], row: Sequence[Any]) -> M:
-    """The instance a row of ``columns(model)`` holds, its values converted as the ORM converts them."""
-    fields = model._meta.concrete_fields
-    return model.from_db(
-        connection.alias,
-        [field.attname for field in fields],
-        [value_loaded(field, value) for field, value in zip(fields, row, strict=True)],
-    )
-
-
-def loaded(model: type[M], **values: Any) -> M:
-    """An instance as loaded from the database with only these fields (by attribute name, already converted): the
-    others are deferred."""
-    names = [field.attname for field in model._meta.concrete_fields if field.attname in values]
-    return model.from_db(connection.alias, names, [values[name] for name in names])
-
-
-def value_loaded(field: Field, value: Any) -> Any:
-    """A column's value as the ORM loads it into ``field`` (JSON decoded; SQLite's dates, UUIDs and booleans)."""
-    column = _column(field)
-    for converter in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
-        value = converter(value, column, connection)
-    return value
-
-
-@functools.cache
-def _column(field: Field) -> Col:
-    return field.get_col(field.model._meta.db_table)
+def rows_loaded(
+    model: type[Model], field_names: list[str], rows: Iterable[tuple], *, using: str = "default"
+) -> list[Model]:
+    """Model instances from raw rows of ``field_names`` (e.g. what an ``UPDATE ... RETURNING`` gave), converted as
+    a queryset converts them: how a hot path loads the rows its statement already returned, without reading them
+    again."""
+    connection = connections[using]
+    fields = [model._meta.get_field(name) for name in field_names]
+    converters = []
+    for index, field in enumerate(fields):
+        col = field.get_col(model._meta.db_table)
+        found = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
+        if found:
+            converters.append((index, col, found))
+    attnames = [field.attname for field in fields]
+    loaded = []
+    for row in rows:
+        values = list(row)
+        for index, col, found in converters:
+            for convert in found:
+                values[index] = convert(values[index], col, connection)
+        loaded.append(model.from_db(using, attnames, values))
+    return loaded

@@ -18,11 +18,12 @@ from typing import Any, NoReturn
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from alerts.choices import AlertKind
 from alerts.services import Happened, occurrences_record
-from core.db import columns, conflict_on_duplicate, loaded, row_loaded, value_loaded
+from core.db import conflict_on_duplicate, rows_loaded
 from core.errors import ApplicationError, Conflict, NotFound
 from core.json_checks import json_nul_refuse
 from core.tokens import token_hash
@@ -158,13 +159,23 @@ def agent_authenticate(*, raw: str) -> Agent | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    own = len(Agent._meta.concrete_fields)
-    agent = row_loaded(Agent, row[:own])
-    agent.team = row_loaded(Team, row[own:])
+    own = len(_AGENT_FIELDS)
+    (agent,) = rows_loaded(Agent, _AGENT_FIELDS, [row[:own]], using=connection.alias)
+    (agent.team,) = rows_loaded(Team, _TEAM_FIELDS, [row[own:]], using=connection.alias)
     now = timezone.now()
     if agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > 5:
         Agent.objects.filter(pk=agent.pk).update(last_seen_at=now)
     return agent
+
+
+_AGENT_FIELDS = [field.name for field in Agent._meta.concrete_fields]
+_TEAM_FIELDS = [field.name for field in Team._meta.concrete_fields]
+
+
+def _columns(model: type[Model], names: list[str]) -> str:
+    """The fields' columns, quoted and qualified by the model's table: a SELECT or RETURNING list."""
+    q = connection.ops.quote_name
+    return ", ".join(f"{q(model._meta.db_table)}.{q(model._meta.get_field(name).column)}" for name in names)
 
 
 @functools.cache
@@ -173,7 +184,8 @@ def _agent_by_token_statement() -> str:
     q = connection.ops.quote_name
     agent, team = q(Agent._meta.db_table), q(Team._meta.db_table)
     return (
-        f"SELECT {columns(Agent)}, {columns(Team)} FROM {agent} INNER JOIN {team} "  # noqa: S608 (names only)
+        f"SELECT {_columns(Agent, _AGENT_FIELDS)}, {_columns(Team, _TEAM_FIELDS)} "  # noqa: S608 (names only)
+        f"FROM {agent} INNER JOIN {team} "
         f"ON {team}.{q(Team._meta.pk.column)} = {agent}.{q(Agent._meta.get_field('team').column)} "
         f"WHERE {agent}.{q(Agent._meta.get_field('token_hash').column)} = %s "
         f"AND {agent}.{q(Agent._meta.get_field('disabled').column)} = %s"
@@ -254,9 +266,8 @@ def _queue_refuse(agent: Agent, queue_name: str) -> NoReturn:
     raise ApplicationError(f"Agent {agent.name} does not serve queue {queue_name}.", field="queue", code="forbidden")
 
 
-# Beside the item's own columns, a claim returns what its answer shows of the job version, job and project.
-_CLAIM_RELATED = ((JobVersion, "job"), (JobVersion, "index"), (JobVersion, "download_artifact"), (Job, "name"),
-                  (Project, "name"))  # fmt: skip
+# A claim returns the item's columns, then what its answer shows of the job version, job and project.
+_ITEM_FIELDS = [field.name for field in RunQueueItem._meta.concrete_fields]
 # FOR UPDATE SKIP LOCKED (where the database has it): concurrent claims each take another row instead of waiting on
 # the same one. The outer state test repeats the inner one for a row that changed meanwhile. Parameters: the claimed
 # state, the agent, the lease's end, the agent, the queue's name, the pending state twice.
@@ -305,25 +316,27 @@ def _claim_statement() -> str:
         "lock": " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else "",
     }
     names |= {key: q(model._meta.db_table) for key, model in tables.items()}
-    names["returned"] = columns(RunQueueItem)
+    names["returned"] = _columns(RunQueueItem, _ITEM_FIELDS)
     return _CLAIM_SQL.format_map(names)
 
 
 def _claimed_item(row: Sequence[Any], *, agent: Agent, queue_name: str) -> RunQueueItem:
     """The claimed item from its returned row, with the job version, job, project, queue and agent its answer
     shows (of those, only what the answer reads is loaded)."""
-    own = len(RunQueueItem._meta.concrete_fields)
-    item = row_loaded(RunQueueItem, row[:own])
-    job_id, index, download_artifact, job_name, project_name = (
-        value_loaded(model._meta.get_field(name), value)
-        for (model, name), value in zip(_CLAIM_RELATED, row[own:], strict=True)
+    using, own = connection.alias, len(_ITEM_FIELDS)
+    (item,) = rows_loaded(RunQueueItem, _ITEM_FIELDS, [row[:own]], using=using)
+    job_id, index, download_artifact, job_name, project_name = row[own:]
+    (item.job_version,) = rows_loaded(
+        JobVersion, ["id", "job", "index", "download_artifact"],
+        [(item.job_version_id, job_id, index, download_artifact)], using=using,
+    )  # fmt: skip
+    (item.job_version.job,) = rows_loaded(Job, ["id", "name"], [(job_id, job_name)], using=using)
+    (item.destination_project,) = rows_loaded(
+        Project, ["id", "name"], [(item.destination_project_id, project_name)], using=using
     )
-    item.job_version = loaded(
-        JobVersion, id=item.job_version_id, job_id=job_id, index=index, download_artifact=download_artifact
+    (item.queue,) = rows_loaded(
+        RunQueue, ["id", "team", "name"], [(item.queue_id, agent.team_id, queue_name)], using=using
     )
-    item.job_version.job = loaded(Job, id=job_id, name=job_name)
-    item.destination_project = loaded(Project, id=item.destination_project_id, name=project_name)
-    item.queue = loaded(RunQueue, id=item.queue_id, team_id=agent.team_id, name=queue_name)
     item.agent = agent
     return item
 
