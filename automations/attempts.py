@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from alerts.choices import AlertKind
 from alerts.services import Happened, occurrences_record
-from core.db import rows_insert, rows_loaded
+from core.db import quoted, rows_insert, rows_loaded
 from registry.models import Event, Team
 from secrets_vault.services import secret_values, secret_values_decrypt
 
@@ -202,19 +202,17 @@ def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
     if not wanted:
         return []
     now = timezone.now()
-    ops, quote = connection.ops, connection.ops.quote_name
-    c = {name: quote(Delivery._meta.get_field(name).column) for name in
+    c = {name: quoted(Delivery, name) for name in
          ("status", "claimed_until", "attempts", "updated_at", "next_attempt_at", "id")}  # fmt: skip
-    returned = ", ".join(quote(Delivery._meta.get_field(name).column) for name in _LOADED)
+    returned = ", ".join(quoted(Delivery, name) for name in _LOADED)
     placeholders = ", ".join(["%s"] * len(wanted))
-    # Only quoted identifiers from the model's metadata are formatted in; every value is a parameter.
     sql = (
-        f"UPDATE {quote(Delivery._meta.db_table)} SET {c['status']} = %s, {c['claimed_until']} = %s, "  # noqa: S608
+        f"UPDATE {quoted(Delivery)} SET {c['status']} = %s, {c['claimed_until']} = %s, "  # noqa: S608
         f"{c['attempts']} = {c['attempts']} + 1, {c['updated_at']} = %s "
         f"WHERE {c['id']} IN ({placeholders}) AND {c['status']} IN (%s, %s) "
         f"AND ({c['next_attempt_at']} IS NULL OR {c['next_attempt_at']} <= %s) RETURNING {returned}"
     )
-    stamp = ops.adapt_datetimefield_value
+    stamp = connection.ops.adapt_datetimefield_value
     params = [
         DeliveryStatus.SENDING.value,
         stamp(now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)),

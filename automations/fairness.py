@@ -29,6 +29,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from core.db import quoted
 from core.errors import ApplicationError
 from registry.models import Team
 
@@ -119,32 +120,36 @@ def _slot_insert(*, destination: str, team_id: int, cap: int, now: datetime) -> 
 class _Statements:
     lock: str
     insert: str
+    end: str
 
 
 @functools.cache
 def _sql() -> _Statements:
-    """The slot statements, from the models' metadata: only quoted identifiers are formatted in, every value is a
-    parameter."""
-    quote = connection.ops.quote_name
-    team, dest, slot = Team._meta, Destination._meta, SendSlot._meta
+    """The slot statements written out once (only quoted names are formatted in, every value is a parameter)."""
+    t, d, s = quoted(Team), quoted(Destination), quoted(SendSlot)
 
-    def col(meta, name: str) -> str:
-        return quote(meta.get_field(name).column)
+    def dest(name: str) -> str:
+        return quoted(Destination, name)
+
+    def slot(name: str) -> str:
+        return quoted(SendSlot, name)
 
     lock = (
-        f"SELECT d.{col(dest, 'id')}, d.{col(dest, 'open_until')}, d.{col(dest, 'waiting')}, "  # noqa: S608
-        f"d.{col(dest, 'failures')} FROM {quote(team.db_table)} t, {quote(dest.db_table)} d "
-        f"WHERE t.{col(team, 'id')} = %s AND d.{col(dest, 'key')} = %s FOR NO KEY UPDATE OF t FOR UPDATE OF d"
+        f"SELECT d.{dest('id')}, d.{dest('open_until')}, d.{dest('waiting')}, d.{dest('failures')} "  # noqa: S608
+        f"FROM {t} t, {d} d WHERE t.{quoted(Team, 'id')} = %s AND d.{dest('key')} = %s "
+        "FOR NO KEY UPDATE OF t FOR UPDATE OF d"
     )
-    slots = quote(slot.db_table)
-    held = f"SELECT count(*) FROM {slots} WHERE {col(slot, 'kind')} = %s AND {col(slot, 'expires_at')} > %s AND"  # noqa: S608
+    held = f"SELECT count(*) FROM {s} WHERE {slot('kind')} = %s AND {slot('expires_at')} > %s AND"  # noqa: S608
     insert = (
-        f"INSERT INTO {slots} ({col(slot, 'kind')}, {col(slot, 'destination')}, {col(slot, 'team')}, "
-        f"{col(slot, 'expires_at')}) SELECT %s, %s, %s, %s "
-        f"WHERE ({held} {col(slot, 'destination')} = %s) < %s AND ({held} {col(slot, 'team')} = %s) < %s "
-        f"RETURNING {col(slot, 'id')}"
+        f"INSERT INTO {s} ({slot('kind')}, {slot('destination')}, {slot('team')}, {slot('expires_at')}) "
+        f"SELECT %s, %s, %s, %s WHERE ({held} {slot('destination')} = %s) < %s "
+        f"AND ({held} {slot('team')} = %s) < %s RETURNING {slot('id')}"
     )
-    return _Statements(lock=lock, insert=insert)
+    end = (
+        f"WITH released AS (DELETE FROM {s} WHERE {slot('id')} = %s) "  # noqa: S608
+        f"UPDATE {d} SET {dest('waiting')} = %s WHERE {dest('key')} = %s AND {dest('waiting')} RETURNING 1"
+    )
+    return _Statements(lock=lock, insert=insert, end=end)
 
 
 def slot_take(*, destination: str, team_id: int, now: datetime | None = None, from_dispatch: bool = False) -> Grant:
@@ -184,23 +189,11 @@ def slot_release(slot_id: int) -> None:
 def slot_end(slot_id: int, destination: str) -> bool:
     """Release a slot and say whether deliveries were refused one at ``destination`` since the last hand-off (and
     forget it): ``slot_release`` and ``handoff_wanted`` in one statement, as every batch ends with both."""
-    slots, destinations = SendSlot._meta, Destination._meta
-    quote = connection.ops.quote_name
-
-    def column(meta, name: str) -> str:
-        return quote(meta.get_field(name).column)
-
-    # Only quoted identifiers from the models' metadata are formatted in; every value is a parameter.
-    sql = (
-        f"WITH released AS (DELETE FROM {quote(slots.db_table)} WHERE {column(slots, 'id')} = %s) "  # noqa: S608
-        f"UPDATE {quote(destinations.db_table)} SET {column(destinations, 'waiting')} = %s "
-        f"WHERE {column(destinations, 'key')} = %s AND {column(destinations, 'waiting')} RETURNING 1"
-    )
     if connection.vendor != "postgresql":  # no data-modifying WITH: two statements
         slot_release(slot_id)
         return handoff_wanted(destination)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [slot_id, False, destination])
+        cursor.execute(_sql().end, [slot_id, False, destination])
         return cursor.fetchone() is not None
 
 

@@ -81,3 +81,10 @@ def rows_loaded(
                 values[index] = convert(values[index], col, connection)
         loaded.append(model.from_db(using, attnames, values))
     return loaded
+
+
+def quoted(model: type[Model], field: str | None = None) -> str:
+    """A model's table, or one of its fields' column, quoted for SQL written by hand: the only text such SQL formats
+    in (every value is a parameter)."""
+    quote = connections[router.db_for_write(model)].ops.quote_name
+    return quote(model._meta.db_table if field is None else model._meta.get_field(field).column)

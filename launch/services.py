@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from alerts.choices import AlertKind
 from alerts.services import Happened, occurrences_record
-from core.db import conflict_on_duplicate, rows_loaded
+from core.db import conflict_on_duplicate, quoted, rows_loaded
 from core.errors import ApplicationError, Conflict, NotFound
 from core.json_checks import json_nul_refuse
 from core.tokens import token_hash
@@ -173,22 +173,18 @@ _TEAM_FIELDS = [field.name for field in Team._meta.concrete_fields]
 
 
 def _columns(model: type[Model], names: list[str]) -> str:
-    """The fields' columns, quoted and qualified by the model's table: a SELECT or RETURNING list."""
-    q = connection.ops.quote_name
-    return ", ".join(f"{q(model._meta.db_table)}.{q(model._meta.get_field(name).column)}" for name in names)
+    """The fields' columns, qualified by the model's table: a SELECT or RETURNING list."""
+    return ", ".join(f"{quoted(model)}.{quoted(model, name)}" for name in names)
 
 
 @functools.cache
 def _agent_by_token_statement() -> str:
     """Parameters: the token's hash, False (the agent is not disabled)."""
-    q = connection.ops.quote_name
-    agent, team = q(Agent._meta.db_table), q(Team._meta.db_table)
+    agent, team = quoted(Agent), quoted(Team)
     return (
         f"SELECT {_columns(Agent, _AGENT_FIELDS)}, {_columns(Team, _TEAM_FIELDS)} "  # noqa: S608 (names only)
-        f"FROM {agent} INNER JOIN {team} "
-        f"ON {team}.{q(Team._meta.pk.column)} = {agent}.{q(Agent._meta.get_field('team').column)} "
-        f"WHERE {agent}.{q(Agent._meta.get_field('token_hash').column)} = %s "
-        f"AND {agent}.{q(Agent._meta.get_field('disabled').column)} = %s"
+        f"FROM {agent} INNER JOIN {team} ON {team}.{quoted(Team, 'id')} = {agent}.{quoted(Agent, 'team')} "
+        f"WHERE {agent}.{quoted(Agent, 'token_hash')} = %s AND {agent}.{quoted(Agent, 'disabled')} = %s"
     )
 
 
@@ -294,29 +290,23 @@ RETURNING {returned},
 @functools.cache
 def _claim_statement() -> str:
     """``_CLAIM_SQL`` with the tables' and columns' quoted names; every value stays a parameter."""
-    q = connection.ops.quote_name
-    through = Agent.queues.field
-    tables = {"item": RunQueueItem, "queues": RunQueue, "served": Agent.queues.through, "versions": JobVersion,
-              "jobs": Job, "projects": Project}  # fmt: skip
+    through, served = Agent.queues.field, Agent.queues.through
+    tables = {"item": RunQueueItem, "queues": RunQueue, "served": served, "versions": JobVersion, "jobs": Job,
+              "projects": Project}  # fmt: skip
     # Columns by field name; {id} and {name} serve every table (each has an "id" key, and "name" where used).
-    names = {
-        key: q(model._meta.get_field(key).column)
-        for model, keys in (
-            (RunQueueItem, ("id", "state", "agent", "attempts", "reason", "queue", "created_at", "job_version",
-                            "destination_project")),
-            (RunQueue, ("name",)),
-            (JobVersion, ("job", "index", "download_artifact")),
-        )
-        for key in keys
-    }  # fmt: skip
+    columns = {"id": RunQueueItem, "state": RunQueueItem, "agent": RunQueueItem, "attempts": RunQueueItem,
+               "reason": RunQueueItem, "queue": RunQueueItem, "created_at": RunQueueItem, "job_version": RunQueueItem,
+               "destination_project": RunQueueItem, "name": RunQueue, "job": JobVersion, "index": JobVersion,
+               "download_artifact": JobVersion}  # fmt: skip
+    names = {key: quoted(model, key) for key, model in columns.items()}
+    names |= {key: quoted(model) for key, model in tables.items()}
     names |= {
-        "lease": q(RunQueueItem._meta.get_field("lease_expires_at").column),
-        "served_queue": q(through.m2m_reverse_name()),
-        "served_agent": q(through.m2m_column_name()),
+        "lease": quoted(RunQueueItem, "lease_expires_at"),
+        "served_queue": quoted(served, through.m2m_reverse_field_name()),
+        "served_agent": quoted(served, through.m2m_field_name()),
         "lock": " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else "",
+        "returned": _columns(RunQueueItem, _ITEM_FIELDS),
     }
-    names |= {key: q(model._meta.db_table) for key, model in tables.items()}
-    names["returned"] = _columns(RunQueueItem, _ITEM_FIELDS)
     return _CLAIM_SQL.format_map(names)
 
 
