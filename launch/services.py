@@ -9,17 +9,21 @@ by heartbeating; the beat sweep returns items whose lease lapsed to ``pending`` 
 from __future__ import annotations
 
 import copy
+import functools
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from alerts.choices import AlertKind
 from alerts.services import Happened, occurrences_record
-from core.db import conflict_on_duplicate, unique_or_none
+from core.db import conflict_on_duplicate, quoted, rows_loaded
 from core.errors import ApplicationError, Conflict, NotFound
 from core.json_checks import json_nul_refuse
 from core.tokens import token_hash
@@ -148,12 +152,40 @@ def agent_create(*, team: Team, name: str, queues: list[str]) -> tuple[Agent, st
 
 
 def agent_authenticate(*, raw: str) -> Agent | None:
-    agent = unique_or_none(Agent.objects.select_related("team").filter(token_hash=token_hash(raw), disabled=False))
-    if agent is not None:
-        now = timezone.now()
-        if agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > 5:
-            Agent.objects.filter(pk=agent.pk).update(last_seen_at=now)
+    """The enabled agent whose token this is, with its team; its last contact recorded every few seconds. On every
+    request of every agent: one query, written out (compiling the queryset cost more than running it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_agent_by_token_statement(), [token_hash(raw), False])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    own = len(_AGENT_FIELDS)
+    (agent,) = rows_loaded(Agent, _AGENT_FIELDS, [row[:own]], using=connection.alias)
+    (agent.team,) = rows_loaded(Team, _TEAM_FIELDS, [row[own:]], using=connection.alias)
+    now = timezone.now()
+    if agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > 5:
+        Agent.objects.filter(pk=agent.pk).update(last_seen_at=now)
     return agent
+
+
+_AGENT_FIELDS = [field.name for field in Agent._meta.concrete_fields]
+_TEAM_FIELDS = [field.name for field in Team._meta.concrete_fields]
+
+
+def _columns(model: type[Model], names: list[str]) -> str:
+    """The fields' columns, qualified by the model's table: a SELECT or RETURNING list."""
+    return ", ".join(f"{quoted(model)}.{quoted(model, name)}" for name in names)
+
+
+@functools.cache
+def _agent_by_token_statement() -> str:
+    """Parameters: the token's hash, False (the agent is not disabled)."""
+    agent, team = quoted(Agent), quoted(Team)
+    return (
+        f"SELECT {_columns(Agent, _AGENT_FIELDS)}, {_columns(Team, _TEAM_FIELDS)} "  # noqa: S608 (names only)
+        f"FROM {agent} INNER JOIN {team} ON {team}.{quoted(Team, 'id')} = {agent}.{quoted(Agent, 'team')} "
+        f"WHERE {agent}.{quoted(Agent, 'token_hash')} = %s AND {agent}.{quoted(Agent, 'disabled')} = %s"
+    )
 
 
 # --- Queue items ----------------------------------------------------------------------------------------
@@ -196,33 +228,107 @@ def _lease() -> timedelta:
 
 def item_claim(*, agent: Agent, queue_name: str) -> RunQueueItem | None:
     """Give the agent the oldest pending item of its queue named ``queue_name``, or None. Never the same item to two
-    agents. The queue is looked up among the agent's own (one query on the hot path of every agent's poll)."""
-    queue = unique_or_none(agent.queues.filter(name=queue_name))
-    if queue is None:
-        if not RunQueue.objects.filter(team_id=agent.team_id, name=queue_name).exists():
-            raise NotFound(f"No queue {queue_name!r} in {agent.team.name}.")
-        raise ApplicationError(
-            f"Agent {agent.name} does not serve queue {queue_name}.", field="queue", code="forbidden"
-        )
-    with transaction.atomic():
-        item = (
-            RunQueueItem.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("job_version__job", "destination_project")  # what the agent is answered with
-            .filter(queue=queue, state=ItemState.PENDING)
-            .order_by("created_at")
-            .first()
-        )
-        if item is None:
-            return None
-        now = timezone.now()
-        item.queue = queue
-        item.state = ItemState.CLAIMED
-        item.agent = agent
-        item.lease_expires_at = now + _lease()
-        item.attempts += 1
-        item.reason = ""
-        item.save(update_fields=["state", "agent", "lease_expires_at", "attempts", "reason"])
-        return item
+    agents.
+
+    Every agent polls this, so a claim is one statement (``_claim_statement``) and no transaction: the queue is
+    looked up among the agent's own, the oldest pending item taken (row-locked and skipped by concurrent claims on
+    PostgreSQL; SQLite runs one writer at a time), and what the answer shows returned with it. Only when nothing
+    was claimed does a second query tell "nothing pending" from a queue the agent does not serve."""
+    now = timezone.now()
+    ops = connection.ops
+    params = [
+        ItemState.CLAIMED.value,
+        agent.pk,
+        ops.adapt_datetimefield_value(now + _lease()),
+        agent.pk,
+        queue_name,
+        ItemState.PENDING.value,
+        ItemState.PENDING.value,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_statement(), params)
+        row = cursor.fetchone()
+    if row is None:
+        if not agent.queues.filter(name=queue_name).exists():
+            _queue_refuse(agent, queue_name)
+        return None
+    return _claimed_item(row, agent=agent, queue_name=queue_name)
+
+
+def _queue_refuse(agent: Agent, queue_name: str) -> NoReturn:
+    """404 for a queue the team does not have, 403 for one of its queues the agent does not serve."""
+    if not RunQueue.objects.filter(team_id=agent.team_id, name=queue_name).exists():
+        raise NotFound(f"No queue {queue_name!r} in {agent.team.name}.")
+    raise ApplicationError(f"Agent {agent.name} does not serve queue {queue_name}.", field="queue", code="forbidden")
+
+
+# A claim returns the item's columns, then what its answer shows of the job version, job and project.
+_ITEM_FIELDS = [field.name for field in RunQueueItem._meta.concrete_fields]
+# FOR UPDATE SKIP LOCKED (where the database has it): concurrent claims each take another row instead of waiting on
+# the same one. The outer state test repeats the inner one for a row that changed meanwhile. Parameters: the claimed
+# state, the agent, the lease's end, the agent, the queue's name, the pending state twice.
+_CLAIM_SQL = """
+UPDATE {item} SET {state} = %s, {agent} = %s, {lease} = %s, {attempts} = {item}.{attempts} + 1, {reason} = ''
+WHERE {item}.{id} = (
+    SELECT pending.{id} FROM {item} pending
+    WHERE pending.{queue} = (
+        SELECT {queues}.{id} FROM {queues} INNER JOIN {served} ON {served}.{served_queue} = {queues}.{id}
+        WHERE {served}.{served_agent} = %s AND {queues}.{name} = %s
+    ) AND pending.{state} = %s
+    ORDER BY pending.{created_at} LIMIT 1{lock}
+) AND {item}.{state} = %s
+RETURNING {returned},
+    (SELECT {versions}.{job} FROM {versions} WHERE {versions}.{id} = {item}.{job_version}),
+    (SELECT {versions}.{index} FROM {versions} WHERE {versions}.{id} = {item}.{job_version}),
+    (SELECT {versions}.{download_artifact} FROM {versions} WHERE {versions}.{id} = {item}.{job_version}),
+    (SELECT {jobs}.{name} FROM {jobs} INNER JOIN {versions} ON {jobs}.{id} = {versions}.{job}
+     WHERE {versions}.{id} = {item}.{job_version}),
+    (SELECT {projects}.{name} FROM {projects} WHERE {projects}.{id} = {item}.{destination_project})
+"""
+
+
+@functools.cache
+def _claim_statement() -> str:
+    """``_CLAIM_SQL`` with the tables' and columns' quoted names; every value stays a parameter."""
+    through, served = Agent.queues.field, Agent.queues.through
+    tables = {"item": RunQueueItem, "queues": RunQueue, "served": served, "versions": JobVersion, "jobs": Job,
+              "projects": Project}  # fmt: skip
+    # Columns by field name; {id} and {name} serve every table (each has an "id" key, and "name" where used).
+    columns = {"id": RunQueueItem, "state": RunQueueItem, "agent": RunQueueItem, "attempts": RunQueueItem,
+               "reason": RunQueueItem, "queue": RunQueueItem, "created_at": RunQueueItem, "job_version": RunQueueItem,
+               "destination_project": RunQueueItem, "name": RunQueue, "job": JobVersion, "index": JobVersion,
+               "download_artifact": JobVersion}  # fmt: skip
+    names = {key: quoted(model, key) for key, model in columns.items()}
+    names |= {key: quoted(model) for key, model in tables.items()}
+    names |= {
+        "lease": quoted(RunQueueItem, "lease_expires_at"),
+        "served_queue": quoted(served, through.m2m_reverse_field_name()),
+        "served_agent": quoted(served, through.m2m_field_name()),
+        "lock": " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else "",
+        "returned": _columns(RunQueueItem, _ITEM_FIELDS),
+    }
+    return _CLAIM_SQL.format_map(names)
+
+
+def _claimed_item(row: Sequence[Any], *, agent: Agent, queue_name: str) -> RunQueueItem:
+    """The claimed item from its returned row, with the job version, job, project, queue and agent its answer
+    shows (of those, only what the answer reads is loaded)."""
+    using, own = connection.alias, len(_ITEM_FIELDS)
+    (item,) = rows_loaded(RunQueueItem, _ITEM_FIELDS, [row[:own]], using=using)
+    job_id, index, download_artifact, job_name, project_name = row[own:]
+    (item.job_version,) = rows_loaded(
+        JobVersion, ["id", "job", "index", "download_artifact"],
+        [(item.job_version_id, job_id, index, download_artifact)], using=using,
+    )  # fmt: skip
+    (item.job_version.job,) = rows_loaded(Job, ["id", "name"], [(job_id, job_name)], using=using)
+    (item.destination_project,) = rows_loaded(
+        Project, ["id", "name"], [(item.destination_project_id, project_name)], using=using
+    )
+    (item.queue,) = rows_loaded(
+        RunQueue, ["id", "team", "name"], [(item.queue_id, agent.team_id, queue_name)], using=using
+    )
+    item.agent = agent
+    return item
 
 
 def _held(item: RunQueueItem, agent: Agent) -> RunQueueItem:

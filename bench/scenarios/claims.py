@@ -4,7 +4,9 @@ Each level has its own queue with ``ITEMS`` items enqueued beforehand. Every age
 are, on their own machines) using the launch agent's client (``registry_client.agent.client``) with an agent token
 made through the API; all start together and claim until the queue answers 204. Claims per second = items claimed /
 (last answer - first request). Duplicates are item ids handed out more than once; the database is checked as well
-(nothing left pending, every item claimed exactly once).
+(nothing left pending, every item claimed exactly once). Each agent also reports its own CPU time over the
+measurement, so that the tables show how the machine's CPU divides between the agents (the client), our processes
+(the web) and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def _agent(base_url: str, token: str, queue: str, ready, go, results) -> None:
     go.wait(60)
     first = time.monotonic()
     last = first
+    cpu = time.process_time()
     while True:
         started = time.monotonic()
         try:
@@ -53,8 +56,9 @@ def _agent(base_url: str, token: str, queue: str, ready, go, results) -> None:
             break
         ids.append(item.id)
         latency.append((last - started) * 1000)
+    cpu = time.process_time() - cpu
     client.close()
-    results.put({"ids": ids, "latency_ms": latency, "first": first, "last": last, "errors": errors})
+    results.put({"ids": ids, "latency_ms": latency, "first": first, "last": last, "errors": errors, "cpu_s": cpu})
 
 
 def _level(context: Context, stack: Stack, tokens: list[str], agents: int, items: int) -> dict:
@@ -89,6 +93,7 @@ def _level(context: Context, stack: Stack, tokens: list[str], agents: int, items
         "latency_ms": summary([x for r in reports for x in r["latency_ms"]]),
         "cpu_s_ours": monitor.cpu_total(ours=True),
         "cpu_s_infra": monitor.cpu_total(ours=False),
+        "cpu_s_agents": round(sum(r["cpu_s"] for r in reports), 2),
         "machine_busy": monitor.machine_busy,
         "processes": monitor.processes(),
     }
@@ -133,6 +138,11 @@ def run(context: Context) -> dict:
                 "p50 ms",
                 "p99 ms",
                 "CPU ms/claim",
+                "agents ms/claim",
+                "db ms/claim",
+                "cores: agents",
+                "cores: ours",
+                "cores: db",
                 "machine busy",
             ],
             [
@@ -145,6 +155,12 @@ def run(context: Context) -> dict:
                     lv["latency_ms"].get("p50", float("nan")),
                     lv["latency_ms"].get("p99", float("nan")),
                     round(lv["cpu_s_ours"] * 1000 / max(1, lv["claimed"]), 2),
+                    round(lv["cpu_s_agents"] * 1000 / max(1, lv["claimed"]), 2),
+                    round(lv["cpu_s_infra"] * 1000 / max(1, lv["claimed"]), 2),
+                    *(
+                        round(lv[key] / lv["span_s"], 2) if lv["span_s"] > 0 else 0.0
+                        for key in ("cpu_s_agents", "cpu_s_ours", "cpu_s_infra")
+                    ),
                     f"{lv['machine_busy']:.0%}",
                 )
                 for lv in levels
@@ -159,7 +175,7 @@ def run(context: Context) -> dict:
         "items_per_level": items,
         "levels": levels,
         "targets": [
-            Target("claims/s (16 agents)", "≥ 300", levels[-1]["claims_per_s"], levels[-1]["claims_per_s"] >= 300),
+            Target("claims/s (16 agents)", "≥ 500", levels[-1]["claims_per_s"], levels[-1]["claims_per_s"] >= 500),
             Target("claim duplicates", "0", duplicates, duplicates == 0 and complete),
         ],
         "best_claims_per_s": best,

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from core.api.inputs import validated
 from core.api.listing import ListView, QueryFilter
 from core.api.mixins import TeamScopedMixin
+from core.api.outputs import represented
 from core.roles import Role
 from launch import selectors, services
 from launch.choices import ItemState
@@ -101,7 +102,7 @@ class QueueItemListView(TeamScopedMixin, ListView):
             overrides=data["overrides"],
             user=request.user,
         )
-        return Response(s.ItemSerializer(item).data, status=status.HTTP_201_CREATED)
+        return Response(represented(s.ItemSerializer, item), status=status.HTTP_201_CREATED)
 
 
 class AgentListView(TeamScopedMixin, ListView):
@@ -127,7 +128,7 @@ class ItemCancelView(TeamScopedMixin, APIView):
     @extend_schema(request=None, responses=s.ItemSerializer)
     def post(self, request, team, item_id):
         item = services.item_cancel(item=selectors.item_get(team=self.team, item_id=item_id))
-        return Response(s.ItemSerializer(selectors.item_get(team=self.team, item_id=item.pk)).data)
+        return Response(represented(s.ItemSerializer, selectors.item_get(team=self.team, item_id=item.pk)))
 
 
 # --- The agent protocol ---------------------------------------------------------------------------------
@@ -173,7 +174,7 @@ class ClaimView(AgentScopedMixin, APIView):
         item = services.item_claim(agent=self.agent, queue_name=name)
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(s.ItemSerializer(item).data)  # the claim loaded everything the answer shows
+        return Response(represented(s.ItemSerializer, item))  # the claim loaded everything the answer shows
 
 
 class ItemDetailView(TeamScopedMixin, APIView):
@@ -195,7 +196,7 @@ class ItemDetailView(TeamScopedMixin, APIView):
 
     @extend_schema(responses=s.ItemSerializer)
     def get(self, request, team, item_id):
-        return Response(s.ItemSerializer(self._item(held=True)).data)
+        return Response(represented(s.ItemSerializer, self._item(held=True)))
 
     @extend_schema(request=s.ItemReportSerializer, responses=s.ItemSerializer)
     def patch(self, request, team, item_id):
@@ -203,7 +204,7 @@ class ItemDetailView(TeamScopedMixin, APIView):
             raise exceptions.PermissionDenied("Only the agent running an item reports on it.")
         item = self._item()
         services.item_report(agent=request.auth, item=item, **validated(s.ItemReportSerializer, request.data))
-        return Response(s.ItemSerializer(selectors.item_get(team=item.team, item_id=item.pk)).data)
+        return Response(represented(s.ItemSerializer, selectors.item_get(team=item.team, item_id=item.pk)))
 
 
 class HeartbeatView(AgentScopedMixin, APIView):
