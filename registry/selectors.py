@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Exists, OuterRef, QuerySet, prefetch_related_objects
 
-from core.db import unique_or_none
+from core.db import column, columns, fetch_one, instance_from, table, unique_or_none
+from core.scoping import team_role_remember
 from core.errors import ApplicationError, NotFound
 
 from .choices import LATEST_ALIAS, REGISTRY_PROJECT, VersionState
@@ -37,6 +40,45 @@ def teams_for_user(*, user: AbstractBaseUser) -> QuerySet[Team]:
     if user.is_superuser:
         return Team.objects.all()
     return Team.objects.filter(memberships__user=user)
+
+
+@functools.cache
+def _token_sql() -> str:
+    user = get_user_model()
+    return (
+        f"SELECT {columns(ApiToken, 't')}, {columns(user, 'u')}, {columns(Team, 'tm')}, m.{column(Membership, 'role')} "  # noqa: S608
+        f"FROM {table(ApiToken)} t INNER JOIN {table(user)} u ON u.{column(user, 'id')} = t.{column(ApiToken, 'user')} "
+        f"LEFT JOIN {table(Team)} tm ON tm.{column(Team, 'name')} = %s "
+        f"LEFT JOIN {table(Membership)} m ON m.{column(Membership, 'team')} = tm.{column(Team, 'id')} "
+        f"AND m.{column(Membership, 'user')} = t.{column(ApiToken, 'user')} "
+        f"WHERE t.{column(ApiToken, 'key_hash')} = %s"
+    )
+
+
+def api_token_find(*, key_hash: str, team_name: str | None = None) -> ApiToken | None:
+    """The token with this hash and its user; with ``team_name`` (the team the request's URL names), in the same
+    query, that team and the user's role in it: a team route then reads neither again (``team_scoped``)."""
+    if team_name is not None and "\x00" in team_name:
+        team_name = None  # PostgreSQL refuses the character; the route answers 404 for it before any query
+    row = fetch_one(_token_sql(), [team_name, key_hash])
+    if row is None:
+        return None
+    token, at = instance_from(ApiToken, row)
+    token.user, at = instance_from(get_user_model(), row, at)
+    team, at = instance_from(Team, row, at)
+    if team_name is not None:
+        token.url_team = (team_name, team)
+        if team is not None:
+            team_role_remember(user=token.user, team_id=team.pk, role=row[at])
+    return token
+
+
+def team_scoped(*, name: str, auth: object) -> Team | None:
+    """The team named ``name`` in a team route's URL: as read with the request's token when it was, else by name."""
+    known = getattr(auth, "url_team", None)
+    if known is not None and known[0] == name:
+        return known[1]
+    return unique_or_none(Team.objects.filter(name=name))
 
 
 def api_tokens_for_user(*, user: AbstractBaseUser) -> QuerySet[ApiToken]:

@@ -26,7 +26,7 @@ from core.scoping import team_role
 from core.tokens import token_hash
 from core.validators import SLUG_RE, name_validate
 
-from . import outbox
+from . import outbox, selectors
 from .choices import LATEST_ALIAS, REGISTRY_PROJECT, VersionState
 from .events import ADD_ARTIFACT_TAG, REMOVE_ARTIFACT_TAG
 from .models import (
@@ -82,8 +82,9 @@ def api_token_create(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiToke
     return token, raw
 
 
-def api_token_use(*, raw: str) -> ApiToken | None:
-    token = unique_or_none(ApiToken.objects.select_related("user").filter(key_hash=token_hash(raw)))
+def api_token_use(*, raw: str, team_name: str | None = None) -> ApiToken | None:
+    """The active token ``raw``, with its user (and ``team_name``'s team and role: ``selectors.api_token_find``)."""
+    token = selectors.api_token_find(key_hash=token_hash(raw), team_name=team_name)
     if token is None or not token.user.is_active:
         return None
     now = timezone.now()
