@@ -103,7 +103,39 @@ def names_split(value: str | None) -> list[str]:
     return sorted(value.split(",")) if value else []
 
 
+def for_update() -> str:
+    """`` FOR UPDATE`` where the database locks rows (PostgreSQL); SQLite's transactions lock the whole file."""
+    return " FOR UPDATE" if connection.features.has_select_for_update else ""
+
+
 def fetch_one(sql: str, params: Sequence) -> tuple | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+def insert_parts(instance: Model, *, cast: bool = True) -> tuple[str, str, list]:
+    """What an INSERT of ``instance`` writes: its quoted columns, one placeholder per column, and the values,
+    prepared as ``save()`` prepares them (``auto_now_add`` included). An automatic primary key not yet set is left
+    out. ``cast`` (PostgreSQL, for ``INSERT ... SELECT``) casts each placeholder to its column's type: a bare
+    parameter in a select list would be read as text. A VALUES list needs none."""
+    fields = [
+        field
+        for field in instance._meta.concrete_fields
+        if not (field.primary_key and getattr(instance, field.attname) is None)
+    ]
+    names = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(f"CAST(%s AS {field.db_type(connection)})" if cast else "%s" for field in fields)
+    values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+    return names, placeholders, values
+
+
+@contextlib.contextmanager
+def one_statement() -> Iterator[None]:
+    """Around a write made in one statement, which is atomic by itself: outside a transaction it needs neither BEGIN
+    nor COMMIT (two round trips); inside one, a savepoint keeps the enclosing transaction usable if it fails."""
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            yield
+    else:
+        yield

@@ -8,16 +8,29 @@ import uuid
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Exists, OuterRef, QuerySet, prefetch_related_objects
+from django.db import connection
+from django.db.models import Exists, OuterRef, QuerySet
 
-from core.db import column, columns, fetch_one, instance_from, table, unique_or_none
-from core.scoping import team_role_remember
+from core.db import (
+    column,
+    columns,
+    fetch_one,
+    instance_from,
+    names_agg,
+    names_split,
+    related_cache,
+    table,
+    unique_or_none,
+)
 from core.errors import ApplicationError, NotFound
+from core.scoping import team_role_remember
 
 from .choices import LATEST_ALIAS, REGISTRY_PROJECT, VersionState
 from .models import (
     Alias,
     ApiToken,
+    ArtifactCollection,
+    ArtifactTag,
     ArtifactVersion,
     Blob,
     Event,
@@ -223,40 +236,94 @@ def _with_related(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersion]:
     ).prefetch_related("aliases", "artifact_version__tags")
 
 
-def model_version_get(*, registered_model: RegisteredModel, version: str, aliases: bool = True) -> ModelVersion:
-    """The version ``vN``; ``aliases=False`` leaves its aliases unloaded (load them with ``model_version_aliases``
-    once they are final, e.g. after adding one)."""
-    found = _version_in(model_versions_for(registered_model=registered_model), version=version, aliases=aliases)
-    if found is None:
-        raise NotFound(f"{registered_model.name} has no version {version!r}.")
-    return found
+@functools.cache
+def _version_find_sql(by_alias: bool) -> str:
+    user = get_user_model()
+    mv, rm, av, ac = ModelVersion, RegisteredModel, ArtifactVersion, ArtifactCollection
+    alias_of_version = f"{column(Alias, 'model_version')} = mv.{column(mv, 'id')}"
+    if by_alias:
+        alias_named = f"a.{column(Alias, 'name')} = %s"
+        which = f"EXISTS (SELECT 1 FROM {table(Alias)} a WHERE a.{alias_of_version} AND {alias_named})"  # noqa: S608
+    else:
+        which = f"mv.{column(mv, 'index')} = %s"
+    return (
+        f"SELECT {columns(mv, 'mv')}, {columns(rm, 'rm')}, {columns(av, 'av')}, {columns(ArtifactCollection, 'c')}, "  # noqa: S608
+        f"{columns(Project, 'p')}, {columns(Team, 'tm')}, {columns(user, 'lu')}, "
+        f"(SELECT {names_agg('a.' + column(Alias, 'name'))} FROM {table(Alias)} a WHERE a.{alias_of_version}), "
+        f"(SELECT {names_agg('g.' + column(ArtifactTag, 'name'))} FROM {table(ArtifactTag)} g "
+        f"WHERE g.{column(ArtifactTag, 'artifact_version')} = av.{column(av, 'id')}) "
+        f"FROM {table(mv)} mv "
+        f"INNER JOIN {table(rm)} rm ON rm.{column(rm, 'id')} = mv.{column(mv, 'registered_model')} "
+        f"INNER JOIN {table(av)} av ON av.{column(av, 'id')} = mv.{column(mv, 'artifact_version')} "
+        f"INNER JOIN {table(ac)} c ON c.{column(ac, 'id')} = av.{column(av, 'collection')} "
+        f"INNER JOIN {table(Project)} p ON p.{column(Project, 'id')} = c.{column(ac, 'project')} "
+        f"INNER JOIN {table(Team)} tm ON tm.{column(Team, 'id')} = p.{column(Project, 'team')} "
+        f"LEFT JOIN {table(user)} lu ON lu.{column(user, 'id')} = mv.{column(mv, 'linked_by')} "
+        f"WHERE rm.{column(rm, 'team')} = %s AND rm.{column(rm, 'name')} = %s AND {which}"
+    )
 
 
-def model_version_find(*, team: Team, name: str, version: str, aliases: bool = True) -> ModelVersion:
-    """``model_version_get`` by the registered model's name, in one query when the version exists."""
-    versions = ModelVersion.objects.filter(registered_model__team=team, registered_model__name=name)
-    found = _version_in(_with_related(versions), version=version, aliases=aliases)
+def _version_found(row: tuple, team: Team) -> ModelVersion:
+    """A ``_version_find_sql`` row as the version with everything its representation and its events read."""
+    model_version, at = instance_from(ModelVersion, row)
+    registered_model, at = instance_from(RegisteredModel, row, at)
+    artifact_version, at = instance_from(ArtifactVersion, row, at)
+    collection, at = instance_from(ArtifactCollection, row, at)
+    project, at = instance_from(Project, row, at)
+    artifact_team, at = instance_from(Team, row, at)
+    linked_by, at = instance_from(get_user_model(), row, at)
+    registered_model.team = team
+    project.team = artifact_team
+    collection.project = project
+    artifact_version.collection = collection
+    model_version.registered_model = registered_model
+    model_version.artifact_version = artifact_version
+    model_version.linked_by = linked_by
+    _names_cache(model_version, artifact_version, row[at:])
+    return model_version
+
+
+def model_version_find(*, team: Team, name: str, version: str) -> ModelVersion:
+    """The version ``vN`` of the registered model ``name``, or the version holding the alias ``version`` (``latest``
+    included: one works wherever the other does). One query when the version exists, with its aliases and its
+    artifact's tags."""
+    match = VERSION_TAG_RE.match(version)
+    key: object = version
+    if match:
+        key = int(match.group(1))
+        if key > connection.ops.integer_field_range("PositiveIntegerField")[1]:
+            key = None  # no such index; the database would refuse to compare it
+    row = None if key is None else fetch_one(_version_find_sql(not match), [team.pk, name, key])
+    found = None if row is None else _version_found(row, team)
     if found is None:
         registered_model = registered_model_get(team=team, name=name)  # says which of the two is missing
         raise NotFound(f"{registered_model.name} has no version {version!r}.")
     return found
 
 
-def _version_in(versions: QuerySet[ModelVersion], *, version: str, aliases: bool) -> ModelVersion | None:
-    """``vN``, or the version holding the alias ``version`` (``latest`` included): one works wherever the other
-    does."""
-    if not aliases:
-        versions = versions.prefetch_related(None)
-    match = VERSION_TAG_RE.match(version)
-    if match:
-        return unique_or_none(versions.filter(index=int(match.group(1))))
-    return unique_or_none(versions.filter(aliases__name=version))
+@functools.cache
+def _version_names_sql() -> str:
+    alias_names = names_agg(column(Alias, "name"))
+    tag_names = names_agg(column(ArtifactTag, "name"))
+    return (
+        f"SELECT (SELECT {alias_names} FROM {table(Alias)} WHERE {column(Alias, 'model_version')} = %s), "  # noqa: S608
+        f"(SELECT {tag_names} FROM {table(ArtifactTag)} WHERE {column(ArtifactTag, 'artifact_version')} = %s)"
+    )
 
 
-def model_version_aliases(model_version: ModelVersion) -> ModelVersion:
-    """Load the version's current aliases (one query), for a version fetched with ``aliases=False``."""
-    prefetch_related_objects([model_version], "aliases")
+def model_version_names_load(model_version: ModelVersion) -> ModelVersion:
+    """Load the version's current aliases and its artifact's tags, in one query (e.g. for the answer to a link)."""
+    row = fetch_one(_version_names_sql(), [model_version.pk, model_version.artifact_version_id])
+    _names_cache(model_version, model_version.artifact_version, row)
     return model_version
+
+
+def _names_cache(model_version: ModelVersion, artifact_version: ArtifactVersion, names: tuple) -> None:
+    """Fill the version's ``aliases`` and the artifact's ``tags`` from their aggregated names (``names_agg``)."""
+    ids = {"registered_model_id": model_version.registered_model_id, "model_version_id": model_version.pk}
+    related_cache(model_version, "aliases", [Alias(name=n, **ids) for n in names_split(names[0])])
+    tags = [ArtifactTag(name=n, artifact_version_id=artifact_version.pk) for n in names_split(names[1])]
+    related_cache(artifact_version, "tags", tags)
 
 
 def aliases_for(*, registered_model: RegisteredModel) -> QuerySet[Alias]:
