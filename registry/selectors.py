@@ -129,12 +129,8 @@ def artifact_versions_for_collection(*, project: Project, collection_name: str) 
     )
 
 
-def artifact_version_by_public_id(*, team: Team, public_id: str) -> ArtifactVersion:
-    version = (
-        ArtifactVersion.objects.filter(collection__project__team=team, public_id=public_id)
-        .select_related("collection__project__team", "created_by")
-        .first()
-    )
+def artifact_version_by_public_id(*, team: Team, public_id: object, tags: bool = False) -> ArtifactVersion:
+    version = _artifact_version_where("public_id", [team.pk, public_id], tags=tags)
     if version is None:
         raise NotFound(f"No artifact version with id {public_id} in {team.name}.")
     return version
@@ -144,24 +140,26 @@ OPAQUE_RE = re.compile(r"^registry-artifact://_id/(?P<id>[0-9a-fA-F-]{32,36})$")
 
 
 def artifact_version_resolve(
-    *, team: Team, reference: object, field: str = "artifact", not_found: type[ApplicationError] = ApplicationError
+    *,
+    team: Team,
+    reference: object,
+    field: str = "artifact",
+    not_found: type[ApplicationError] = ApplicationError,
+    tags: bool = False,
 ) -> ArtifactVersion:
     """Resolve a reference to an artifact version of ``team``: ``team/project/collection:vN`` or ``...:latest``,
     ``team/model-registry/model:vN`` or ``...:alias`` (the version linked there), or the opaque
     ``registry-artifact://_id/<id>`` that ``${artifact_version}`` renders. A malformed reference is refused (400,
     naming ``field``); one that names nothing raises ``not_found`` (a 400 for a reference in a request body, a 404
-    where the reference is what is asked for)."""
+    where the reference is what is asked for). ``tags`` loads the version's tags in the same query (for a read:
+    they are not reloaded after a change)."""
     opaque = OPAQUE_RE.match(reference) if isinstance(reference, str) else None
     if opaque:
         try:
             public_id = uuid.UUID(opaque["id"])
         except ValueError as exc:
             raise ApplicationError(f"Invalid artifact reference {reference!r}.", field=field) from exc
-        found = unique_or_none(
-            ArtifactVersion.objects.filter(collection__project__team=team, public_id=public_id).select_related(
-                "collection__project__team", "created_by"
-            )
-        )
+        found = _artifact_version_where("public_id", [team.pk, public_id], tags=tags)
         if found is None:
             raise not_found(f"No artifact version {reference!r} in {team.name}.", field=field)
         return found
@@ -175,32 +173,101 @@ def artifact_version_resolve(
     parts = match.groupdict()
     if parts["team"] != team.name:
         raise ApplicationError(f"{reference!r} is not an artifact of team {team.name}.", field=field)
-    found = _artifact_version_at(team=team, project=parts["project"], collection=parts["collection"], tag=parts["tag"])
+    found = _artifact_version_at(
+        team=team, project=parts["project"], collection=parts["collection"], tag=parts["tag"], tags=tags
+    )
     if found is None:
         raise not_found(f"No artifact version {reference!r}.", field=field)
     return found
 
 
-def _artifact_version_at(*, team: Team, project: str, collection: str, tag: str) -> ArtifactVersion | None:
+def _artifact_version_at(
+    *, team: Team, project: str, collection: str, tag: str, tags: bool = False
+) -> ArtifactVersion | None:
     """In the model-registry project the collection is a registered model and the tag any of its aliases; in other
     projects the tag is ``vN`` or ``latest``, the newest committed version."""
-    version_match = VERSION_TAG_RE.match(tag)
+    index = _index_in(tag)
     if project == REGISTRY_PROJECT:
-        links = ModelVersion.objects.filter(registered_model__team=team, registered_model__name=collection)
-        links = links.filter(index=int(version_match.group(1))) if version_match else links.filter(aliases__name=tag)
-        return unique_or_none(
-            ArtifactVersion.objects.filter(pk__in=links.values("artifact_version_id")).select_related(
-                "collection__project__team", "created_by"
+        if VERSION_TAG_RE.match(tag):
+            return (
+                None
+                if index is None
+                else _artifact_version_where("model_index", [team.pk, team.pk, collection, index], tags=tags)
             )
+        return _artifact_version_where("model_alias", [team.pk, team.pk, collection, tag], tags=tags)
+    if VERSION_TAG_RE.match(tag):
+        return (
+            None
+            if index is None
+            else _artifact_version_where("index", [team.pk, project, collection, index], tags=tags)
         )
-    versions = ArtifactVersion.objects.filter(
-        collection__project__team=team, collection__project__name=project, collection__name=collection
-    ).select_related("collection__project__team", "created_by")
-    if version_match:
-        return unique_or_none(versions.filter(index=int(version_match.group(1))))
     if tag == LATEST_ALIAS:
-        return versions.filter(state=VersionState.COMMITTED).order_by("-index").first()
+        return _artifact_version_where("latest", [team.pk, project, collection, VersionState.COMMITTED], tags=tags)
     return None
+
+
+def _index_in(tag: str) -> int | None:
+    """The N of ``vN``, or None if ``tag`` is not one or N is beyond any stored index (the database would refuse to
+    compare it)."""
+    match = VERSION_TAG_RE.match(tag)
+    if match is None:
+        return None
+    index = int(match.group(1))
+    return index if index <= connection.ops.integer_field_range("PositiveIntegerField")[1] else None
+
+
+@functools.cache
+def _artifact_version_sql(which: str) -> str:
+    """One artifact version of a team (the first parameter) with its collection, project, team, creator and tag
+    names, found by ``which``: ``public_id``, ``index`` or ``latest`` (project and collection names, then the index
+    or the committed state), ``model_index`` or ``model_alias`` (a registered model's team and name, then the index
+    or the alias of the version linking it)."""
+    user = get_user_model()
+    av, ac, mv, rm = ArtifactVersion, ArtifactCollection, ModelVersion, RegisteredModel
+    in_collection = f"p.{column(Project, 'name')} = %s AND c.{column(ac, 'name')} = %s"
+    linked = (
+        f"av.{column(av, 'id')} IN (SELECT mv.{column(mv, 'artifact_version')} FROM {table(mv)} mv "  # noqa: S608
+        f"INNER JOIN {table(rm)} rm ON rm.{column(rm, 'id')} = mv.{column(mv, 'registered_model')} "
+        f"WHERE rm.{column(rm, 'team')} = %s AND rm.{column(rm, 'name')} = %s AND "
+    )
+    alias_on_link = (
+        f"EXISTS (SELECT 1 FROM {table(Alias)} a WHERE a.{column(Alias, 'model_version')} = mv.{column(mv, 'id')} "  # noqa: S608
+        f"AND a.{column(Alias, 'name')} = %s)"
+    )
+    where = {
+        "public_id": f"av.{column(av, 'public_id')} = %s",
+        "index": f"{in_collection} AND av.{column(av, 'index')} = %s",
+        "latest": f"{in_collection} AND av.{column(av, 'state')} = %s",
+        "model_index": f"{linked}mv.{column(mv, 'index')} = %s)",
+        "model_alias": f"{linked}{alias_on_link})",
+    }[which]
+    tag_names = names_agg("g." + column(ArtifactTag, "name"))
+    sql = (
+        f"SELECT {columns(av, 'av')}, {columns(ac, 'c')}, {columns(Project, 'p')}, {columns(Team, 'tm')}, "  # noqa: S608
+        f"{columns(user, 'cb')}, (SELECT {tag_names} FROM {table(ArtifactTag)} g "
+        f"WHERE g.{column(ArtifactTag, 'artifact_version')} = av.{column(av, 'id')}) "
+        f"FROM {table(av)} av INNER JOIN {table(ac)} c ON c.{column(ac, 'id')} = av.{column(av, 'collection')} "
+        f"INNER JOIN {table(Project)} p ON p.{column(Project, 'id')} = c.{column(ac, 'project')} "
+        f"INNER JOIN {table(Team)} tm ON tm.{column(Team, 'id')} = p.{column(Project, 'team')} "
+        f"LEFT JOIN {table(user)} cb ON cb.{column(user, 'id')} = av.{column(av, 'created_by')} "
+        f"WHERE p.{column(Project, 'team')} = %s AND {where}"
+    )
+    return sql + (f" ORDER BY av.{column(av, 'index')} DESC" if which == "latest" else "") + " LIMIT 1"
+
+
+def _artifact_version_where(which: str, params: list, *, tags: bool) -> ArtifactVersion | None:
+    row = fetch_one(_artifact_version_sql(which), params)
+    if row is None:
+        return None
+    version, at = instance_from(ArtifactVersion, row)
+    version.collection, at = instance_from(ArtifactCollection, row, at)
+    version.collection.project, at = instance_from(Project, row, at)
+    version.collection.project.team, at = instance_from(Team, row, at)
+    version.created_by, at = instance_from(get_user_model(), row, at)
+    if tags:
+        names = names_split(row[at])
+        related_cache(version, "tags", [ArtifactTag(name=n, artifact_version_id=version.pk) for n in names])
+    return version
 
 
 def artifact_versions_linkable(*, registered_model: RegisteredModel) -> QuerySet[ArtifactVersion]:
@@ -219,9 +286,16 @@ def registered_models_for_team(*, team: Team) -> QuerySet[RegisteredModel]:
 
 
 def registered_model_get(*, team: Team, name: str) -> RegisteredModel:
-    registered_model = unique_or_none(RegisteredModel.objects.filter(team=team, name=name).select_related("team"))
+    rm = RegisteredModel
+    row = fetch_one(
+        f"SELECT {columns(rm, 'rm')} FROM {table(rm)} rm "  # noqa: S608
+        f"WHERE rm.{column(rm, 'team')} = %s AND rm.{column(rm, 'name')} = %s",
+        [team.pk, name],
+    )
+    registered_model = None if row is None else instance_from(rm, row)[0]
     if registered_model is None:
         raise NotFound(f"No registered model {name!r} in {team.name}.")
+    registered_model.team = team
     return registered_model
 
 
@@ -287,13 +361,9 @@ def model_version_find(*, team: Team, name: str, version: str) -> ModelVersion:
     """The version ``vN`` of the registered model ``name``, or the version holding the alias ``version`` (``latest``
     included: one works wherever the other does). One query when the version exists, with its aliases and its
     artifact's tags."""
-    match = VERSION_TAG_RE.match(version)
-    key: object = version
-    if match:
-        key = int(match.group(1))
-        if key > connection.ops.integer_field_range("PositiveIntegerField")[1]:
-            key = None  # no such index; the database would refuse to compare it
-    row = None if key is None else fetch_one(_version_find_sql(not match), [team.pk, name, key])
+    by_index = VERSION_TAG_RE.match(version) is not None
+    key = _index_in(version) if by_index else version
+    row = None if key is None else fetch_one(_version_find_sql(not by_index), [team.pk, name, key])
     found = None if row is None else _version_found(row, team)
     if found is None:
         registered_model = registered_model_get(team=team, name=name)  # says which of the two is missing
@@ -359,7 +429,14 @@ def artifact_version_get(*, team: Team, project: str, collection: str, version: 
 
 
 def manifest_entries_of(*, artifact_version: ArtifactVersion) -> list[ManifestEntry]:
-    return list(artifact_version.entries.order_by("path"))
+    me = ManifestEntry
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns(me, 'e')} FROM {table(me)} e "  # noqa: S608
+            f"WHERE e.{column(me, 'artifact_version')} = %s ORDER BY e.{column(me, 'path')}",
+            [artifact_version.pk],
+        )
+        return [instance_from(me, row)[0] for row in cursor.fetchall()]
 
 
 def manifest_entry_get(*, artifact_version: ArtifactVersion, path: str) -> ManifestEntry:

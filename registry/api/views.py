@@ -182,7 +182,7 @@ class ArtifactVersionDetailView(TeamScopedMixin, APIView):
 
     @extend_schema(responses=s.ArtifactVersionDetailSerializer)
     def get(self, request, team, public_id):
-        version = selectors.artifact_version_by_public_id(team=self.team, public_id=public_id)
+        version = selectors.artifact_version_by_public_id(team=self.team, public_id=public_id, tags=True)
         return version_answer(request, version)
 
 
@@ -209,7 +209,7 @@ class ReferenceResolveView(TeamScopedMixin, APIView):
         if not reference:
             raise ApplicationError("Give the reference to resolve: ?reference=team/project/name:vN.", field="reference")
         version = selectors.artifact_version_resolve(
-            team=self.team, reference=reference, field="reference", not_found=NotFound
+            team=self.team, reference=reference, field="reference", not_found=NotFound, tags=True
         )
         return version_answer(request, version)
 
