@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from alerts.choices import AlertKind
 from alerts.services import Happened, occurrences_record
+from core.db import rows_insert
 from registry.models import Event, Team
 from secrets_vault.services import secret_values, secret_values_decrypt
 
@@ -43,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 # Seconds a batch keeps finished attempts unrecorded while it sends the next ones.
 RECORD_EVERY = 0.25
+
+_EVENT_FIELD = Delivery._meta.get_field("event")
+_TEAM_FIELD = Delivery._meta.get_field("team")
+_WEBHOOK_FIELD = Delivery._meta.get_field("webhook")
 
 
 # --- From the dispatch ------------------------------------------------------------------------------------------
@@ -77,7 +82,7 @@ def deliveries_create(deliveries: list[Delivery]) -> None:
     """
     pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
     groups = schedule.batches(pending, key_of=schedule.row_key)
-    claimed, slot_id, published = _dispatch_claim(groups, fan_out=len(pending))
+    claimed, grant, published = _dispatch_claim(groups, fan_out=len(pending))
     free = defaultdict(lambda: settings.DELIVERY_DESTINATION_MAX_SENDS)
     if claimed:
         free[claimed[0].destination] -= 1
@@ -88,16 +93,16 @@ def deliveries_create(deliveries: list[Delivery]) -> None:
     for group in published:
         for delivery in group:
             delivery.claimed_until = offer
-    Delivery.objects.bulk_create(deliveries)
+    rows_insert(Delivery, deliveries)
     if groups:
-        transaction.on_commit(partial(_deliveries_start, published, claimed, slot_id))
+        transaction.on_commit(partial(_deliveries_start, published, claimed, grant))
 
 
 def _dispatch_claim(
     groups: list[list[Delivery]], *, fan_out: int
-) -> tuple[list[Delivery], int | None, list[list[Delivery]]]:
+) -> tuple[list[Delivery], fairness.Grant | None, list[list[Delivery]]]:
     """Claim the first batch for the dispatching task, if the fan-out is small, a permit is free and the
-    destination grants a slot. Returns (claimed, slot id, batches to publish)."""
+    destination grants a slot. Returns (claimed, the slot's grant, batches to publish)."""
     if not groups or fan_out > settings.DISPATCH_SEND_MAX or not _sender_reserve():
         return [], None, groups
     first, rest = groups[0], groups[1:]
@@ -115,16 +120,16 @@ def _dispatch_claim(
     lease = now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)
     for delivery in first:
         delivery.status, delivery.attempts, delivery.claimed_until = DeliveryStatus.SENDING, 1, lease
-    return first, grant.slot_id, rest
+    return first, grant, rest
 
 
-def _deliveries_start(published: list[list[Delivery]], claimed: list[Delivery], slot_id: int | None) -> None:
+def _deliveries_start(published: list[list[Delivery]], claimed: list[Delivery], grant: fairness.Grant | None) -> None:
     for group in published:
         schedule.rows_publish(group)
     if not claimed:
         return
     try:
-        _send_claimed(claimed, destination=claimed[0].destination, slot_id=slot_id)
+        _send_claimed(claimed, destination=claimed[0].destination, grant=grant)
     except Exception as exc:
         # The deliveries are written and claimed: whatever this attempt did not record, the sweep takes back once
         # the claim lapses. Only the type: messages may quote data.
@@ -177,7 +182,11 @@ def deliveries_attempt(
         if not claimed:
             fairness.slot_release(grant.slot_id)
             return {}
-    return _send_claimed(claimed, destination=destination, slot_id=grant.slot_id)
+    return _send_claimed(claimed, destination=destination, grant=grant)
+
+
+# What sending and recording a claimed batch never read (recording sets them): not loaded.
+_NOT_SENT = ("created_at", "updated_at", "finished_at", "last_status_code", "last_error")
 
 
 def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
@@ -214,11 +223,18 @@ def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
     if not claimed:
         return []
     # With the webhook's signing-secret and access-token rows: a batch that needs only those reads no secrets.
-    rows = Delivery.objects.select_related("team", "webhook__secret", "webhook__access_token").in_bulk(claimed)
-    # Deliveries of a batch mostly share one event: its context is read once, not once per delivery.
-    events = Event.objects.in_bulk({row.event_id for row in rows.values()})
+    rows = Delivery.objects.defer(*_NOT_SENT).in_bulk(claimed)
+    # A batch's deliveries share a team and a few webhooks and events: each is read once, not once per delivery (the
+    # webhooks with their signing-secret and access-token rows, so a batch that needs only those reads no secrets).
+    events = Event.objects.only("id", "context", "created_at").in_bulk({row.event_id for row in rows.values()})
+    webhook_ids = {row.webhook_id for row in rows.values() if row.webhook_id}
+    webhooks = Webhook.objects.select_related("secret", "access_token").in_bulk(webhook_ids) if webhook_ids else {}
+    teams = Team.objects.only("id", "name").in_bulk({row.team_id for row in rows.values()})
     for row in rows.values():
-        row.event = events[row.event_id]
+        _EVENT_FIELD.set_cached_value(row, events[row.event_id])
+        _TEAM_FIELD.set_cached_value(row, teams[row.team_id])
+        if row.webhook_id is not None:
+            _WEBHOOK_FIELD.set_cached_value(row, webhooks.get(row.webhook_id))
     return [rows[pk] for pk in wanted if pk in rows]
 
 
@@ -237,7 +253,7 @@ class _Outcome:
     webhook_off: bool = False  # not sent: its webhook is disabled (or answered 410 earlier in the batch)
 
 
-def _send_claimed(claimed: list[Delivery], *, destination: str, slot_id: int) -> dict[str, str]:
+def _send_claimed(claimed: list[Delivery], *, destination: str, grant: fairness.Grant) -> dict[str, str]:
     """Attempt claimed deliveries one after another, holding the send slot.
 
     Attempts are recorded together once the batch is sent (one transaction instead of one per delivery), or as soon
@@ -261,17 +277,17 @@ def _send_claimed(claimed: list[Delivery], *, destination: str, slot_id: int) ->
                     bad_in_a_row = bad_in_a_row + 1 if outcome.answer.bad else 0
                 rest = claimed[index + 1 :]
                 if rest and bad_in_a_row >= settings.DESTINATION_OPEN_AFTER:
-                    _record(outcomes, destination=destination, slot_id=slot_id, give_back=rest)
+                    _record(outcomes, destination=destination, grant=grant, give_back=rest)
                     return {str(d.pk): d.status for d in claimed[: index + 1]}
                 if rest and time.monotonic() - last_record >= RECORD_EVERY:
-                    _record(outcomes, destination=destination, slot_id=slot_id, extend=rest)
+                    _record(outcomes, destination=destination, grant=grant, extend=rest)
                     outcomes, last_record = [], time.monotonic()
     except BaseException:
         # Unrecorded attempts are taken back by the sweep once their lease lapses; the slot need not wait for it.
         with contextlib.suppress(Exception):
-            fairness.slot_release(slot_id)
+            fairness.slot_release(grant.slot_id)
         raise
-    _record(outcomes, destination=destination, slot_id=slot_id, final=True)
+    _record(outcomes, destination=destination, grant=grant, final=True)
     return {str(d.pk): d.status for d in claimed}
 
 
@@ -371,7 +387,7 @@ def _record(
     outcomes: list[_Outcome],
     *,
     destination: str,
-    slot_id: int,
+    grant: fairness.Grant,
     extend: list[Delivery] = (),
     give_back: list[Delivery] = (),
     final: bool = False,
@@ -381,18 +397,21 @@ def _record(
     been taken over). ``extend`` keeps the rest of a batch (and its slot) claimed; ``give_back`` returns it unsent,
     and with ``final`` the slot is released and whatever was refused one meanwhile is handed on."""
     now = timezone.now()
-    DeliveryAttempt.objects.bulk_create(
-        DeliveryAttempt(
-            delivery=o.delivery,
-            number=o.delivery.attempts,
-            started_at=o.started,
-            duration_ms=o.summary["duration_ms"] if o.summary else 0,
-            status_code=o.summary["status_code"] if o.summary else None,
-            response_headers=o.summary["headers"] if o.summary else {},
-            response_body=o.summary["body"] if o.summary else "",
-            error=o.error,
-        )
-        for o in outcomes
+    rows_insert(
+        DeliveryAttempt,
+        (
+            DeliveryAttempt(
+                delivery=o.delivery,
+                number=o.delivery.attempts,
+                started_at=o.started,
+                duration_ms=o.summary["duration_ms"] if o.summary else 0,
+                status_code=o.summary["status_code"] if o.summary else None,
+                response_headers=o.summary["headers"] if o.summary else {},
+                response_body=o.summary["body"] if o.summary else "",
+                error=o.error,
+            )
+            for o in outcomes
+        ),
     )
     transaction.on_commit(partial(metrics.attempts_count, [_counted(o) for o in outcomes]))
     # Successes settle alike but for their status code: one UPDATE per (attempt number, status code).
@@ -431,20 +450,21 @@ def _record(
         Delivery.objects.filter(pk__in=[d.pk for d in extend], status=DeliveryStatus.SENDING).update(
             claimed_until=lease
         )
-        fairness.slot_extend(slot_id, now=now)
+        fairness.slot_extend(grant.slot_id, now=now)
     disabled = _webhooks_health(outcomes, now=now)
     occurrences_record(failed)
     for outcome in outcomes:
         _attempt_log(outcome, disabled=disabled)
-    open_until = fairness.breaker_record(destination, [o.answer for o in outcomes if o.answer is not None], now=now)
+    answers = [o.answer for o in outcomes if o.answer is not None]
+    open_until = fairness.breaker_record(destination, answers, now=now, clean=grant.breaker_clean)
     if give_back:
         _give_back(give_back, until=open_until or now)
     if open_until is not None:
         schedule.park(Q(destination=destination), until=open_until)
-    if final or give_back:
-        fairness.slot_release(slot_id)
-        if open_until is None and fairness.handoff_wanted(destination):
-            schedule.hand_on(destination, now=now)
+    if (final or give_back) and open_until is not None:
+        fairness.slot_release(grant.slot_id)
+    elif (final or give_back) and fairness.slot_end(grant.slot_id, destination):
+        schedule.hand_on(destination, now=now)
 
 
 def _failed_for_good(delivery: Delivery, *, now: datetime) -> Happened:
@@ -479,9 +499,6 @@ def _counted(outcome: _Outcome) -> metrics.Counted:
             started=outcome.started,
         ),
     )
-
-
-_EVENT_FIELD = Delivery._meta.get_field("event")
 
 
 def _settlement(outcome: _Outcome, *, now: datetime) -> dict:
@@ -558,7 +575,7 @@ def _webhooks_health(outcomes: list[_Outcome], *, now: datetime) -> set[int]:
     for webhook_id, seen in sorted(by_webhook.items()):
         verdicts = [o.decision.verdict for o in seen]
         last_success = max((i for i, v in enumerate(verdicts) if v is retry.Verdict.SUCCEEDED), default=None)
-        if last_success is not None:
+        if last_success is not None and not _healthy_when_claimed(seen[last_success].delivery):
             Webhook.objects.filter(pk=webhook_id).exclude(failing_since=None, last_error="").update(
                 failing_since=None, last_error=""
             )
@@ -566,6 +583,14 @@ def _webhooks_health(outcomes: list[_Outcome], *, now: datetime) -> set[int]:
         if failures and _webhook_failed(webhook_id, failures, now=now):
             disabled.add(webhook_id)
     return disabled
+
+
+def _healthy_when_claimed(delivery: Delivery) -> bool:
+    """Whether the delivery's webhook showed no failure when the batch was claimed: a success then has nothing to
+    clear, and no statement is spent on it. A failure recorded since by another batch is cleared by the next
+    success."""
+    webhook = delivery.webhook if _WEBHOOK_FIELD.is_cached(delivery) else None
+    return webhook is not None and webhook.failing_since is None and not webhook.last_error
 
 
 def _webhook_failed(webhook_id: int, failures: list[_Outcome], *, now: datetime) -> bool:

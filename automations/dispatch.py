@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
+from core.db import rows_insert
 from launch.models import RunQueueItem
 from launch.services import item_enqueue
 from registry.models import Event
@@ -45,7 +46,7 @@ def event_handle(event: Event) -> list[Delivery]:
     if manual and not matched:
         event.dispatch_note = "Run by hand for an automation that is now disabled or deleted: nothing was done."
     deliveries_create(deliveries)
-    AutomationRun.objects.bulk_create(runs)
+    rows_insert(AutomationRun, runs)
     return deliveries
 
 

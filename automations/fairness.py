@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -40,12 +40,14 @@ DELIVERY = SendSlot.Kind.DELIVERY
 class Grant:
     """The answer to a slot request. ``slot_id`` is None when refused; ``wait_until`` is set when the destination's
     breaker is open (its deliveries wait until then); ``probe`` means only one delivery may be sent; ``hand_over``
-    that dispatch should leave them to the deliveries workers."""
+    that dispatch should leave them to the deliveries workers; ``breaker_clean`` that the destination had no bad
+    answer on record when the slot was taken (good answers then leave its breaker as it is: no statement)."""
 
     slot_id: int | None
     probe: bool = False
     wait_until: datetime | None = None
     hand_over: bool = False
+    breaker_clean: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def slot_take(*, destination: str, team_id: int, now: datetime | None = None, fr
             Destination.objects.filter(pk=breaker.pk).update(waiting=True)
         return Grant(None)
     slot = SendSlot.objects.create(kind=DELIVERY, destination=destination, team_id=team_id, expires_at=_lease(now))
-    return Grant(slot.pk, probe=half_open)
+    return Grant(slot.pk, probe=half_open, breaker_clean=not breaker.failures and breaker.open_until is None)
 
 
 def _lease(now: datetime) -> datetime:
@@ -109,6 +111,29 @@ def slot_extend(slot_id: int, *, now: datetime) -> None:
 
 def slot_release(slot_id: int) -> None:
     SendSlot.objects.filter(pk=slot_id).delete()
+
+
+def slot_end(slot_id: int, destination: str) -> bool:
+    """Release a slot and say whether deliveries were refused one at ``destination`` since the last hand-off (and
+    forget it): ``slot_release`` and ``handoff_wanted`` in one statement, as every batch ends with both."""
+    slots, destinations = SendSlot._meta, Destination._meta
+    quote = connection.ops.quote_name
+
+    def column(meta, name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    # Only quoted identifiers from the models' metadata are formatted in; every value is a parameter.
+    sql = (
+        f"WITH released AS (DELETE FROM {quote(slots.db_table)} WHERE {column(slots, 'id')} = %s) "  # noqa: S608
+        f"UPDATE {quote(destinations.db_table)} SET {column(destinations, 'waiting')} = %s "
+        f"WHERE {column(destinations, 'key')} = %s AND {column(destinations, 'waiting')} RETURNING 1"
+    )
+    if connection.vendor != "postgresql":  # no data-modifying WITH: two statements
+        slot_release(slot_id)
+        return handoff_wanted(destination)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [slot_id, False, destination])
+        return cursor.fetchone() is not None
 
 
 def handoff_wanted(destination: str) -> bool:
@@ -147,10 +172,11 @@ def slots_expired_delete(*, now: datetime) -> int:
     return SendSlot.objects.filter(expires_at__lte=now).delete()[0]
 
 
-def breaker_record(destination: str, answers: list[Answer], *, now: datetime) -> datetime | None:
+def breaker_record(destination: str, answers: list[Answer], *, now: datetime, clean: bool = False) -> datetime | None:
     """Apply a batch's answers, in order, to the destination's breaker. Returns ``open_until`` if the breaker is now
-    open. Runs in the caller's transaction (the one recording the attempts)."""
-    if not answers:
+    open. Runs in the caller's transaction (the one recording the attempts). ``clean``: the breaker showed no bad
+    answer when the batch's slot was taken, so good answers alone have nothing to change."""
+    if not answers or (clean and not any(answer.bad for answer in answers)):
         return None
     breaker = Destination.objects.select_for_update().filter(key=destination).first()
     if breaker is None:

@@ -31,6 +31,7 @@ Settings (defaults in ``config.settings``):
 from __future__ import annotations
 
 import errno
+import functools
 import heapq
 import http.client
 import ipaddress
@@ -135,7 +136,9 @@ class _Target:
     request_target: str
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse(url: str) -> _Target:
+    """The URL's parts, checked. Cached: a batch sends to the same few URLs, and parsing is pure."""
     if not isinstance(url, str) or not url:
         raise UnsafeURL("the URL is empty")
     if _CONTROL_OR_SPACE.search(url):
@@ -182,9 +185,10 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
-def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+@functools.lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     networks = []
-    for entry in settings.WEBHOOK_ALLOWED_NETWORKS:
+    for entry in entries:
         try:
             networks.append(ipaddress.ip_network(entry))
         except ValueError as exc:
@@ -247,7 +251,15 @@ def _non_public(ip: IPAddress, allowed: list[ipaddress.IPv4Network | ipaddress.I
     return f"{shown}, {kind}" if kind else None
 
 
+@functools.lru_cache(maxsize=1024)
+def _address_problem(ip: IPAddress, allowed_entries: tuple[str, ...]) -> str | None:
+    """``_non_public`` for an address and an allow-list, kept: the same few addresses are checked per request."""
+    return _non_public(ip, _networks(allowed_entries))
+
+
 def _resolve(target: _Target) -> list[ResolvedAddress]:
+    if (literal := _literal_address(target.host, target.port)) is not None:
+        return [literal]
     try:
         infos = socket.getaddrinfo(target.host, target.port, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as exc:
@@ -265,11 +277,23 @@ def _resolve(target: _Target) -> list[ResolvedAddress]:
     return addresses
 
 
+@functools.lru_cache(maxsize=1024)
+def _literal_address(host: str, port: int) -> ResolvedAddress | None:
+    """An IP literal host (without a zone) as the resolver would return it, without asking it."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.version == 4:
+        return ResolvedAddress(ip=ip, family=socket.AF_INET, sockaddr=(host, port))
+    return ResolvedAddress(ip=ip, family=socket.AF_INET6, sockaddr=(str(ip), port, 0, 0))
+
+
 def _check(target: _Target) -> list[ResolvedAddress]:
     addresses = _resolve(target)
-    allowed = _allowed_networks()
+    entries = tuple(settings.WEBHOOK_ALLOWED_NETWORKS)
     for address in addresses:
-        problem = _non_public(address.ip, allowed)
+        problem = _address_problem(address.ip, entries)
         if problem is not None:
             subject = f"{target.host} resolves to" if not _is_ip_literal(target.host) else "the URL's host is"
             raise UnsafeURL(

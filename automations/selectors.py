@@ -66,28 +66,52 @@ def _in_scope(event: Event) -> Q:
     return Q(registered_model_id=event.registered_model_id) | Q(registered_model__isnull=True)
 
 
+# What dispatch reads of a matching automation; its webhook (with the secrets' rows) is loaded once per webhook.
+_DISPATCHED = (
+    "id", "team_id", "name", "enabled", "event_type", "action_type", "alias_regex", "filter", "throttle_runs",
+    "throttle_window", "webhook_id", "payload", "job_version_id", "overrides", "destination_project_id", "queue_id",
+)  # fmt: skip
+
+
 def automations_matching(*, event: Event) -> list[Automation]:
     """Enabled automations of the event's team, type and scope whose alias filter (if any) matches somewhere in the
     alias and whose filter expression (if any) holds for the event's context. A run by hand is for its one
     automation, whatever its filters say: its version was chosen."""
-    candidates = Automation.objects.filter(team_id=event.team_id, enabled=True, event_type=event.type)
-    if event.manual_for is not None:
-        return list(
-            candidates.filter(pk=event.manual_for).select_related("team", "webhook__secret", "webhook__access_token")
-        )
-    candidates = (
-        candidates.filter(_in_scope(event))
-        .select_related("team", "webhook__secret", "webhook__access_token")
-        # Launch automations are the rarer kind: their rows come in queries of their own, only when there are any.
-        .prefetch_related("job_version__job", "queue", "destination_project")
-        .order_by("pk")
+    candidates = Automation.objects.filter(team_id=event.team_id, enabled=True, event_type=event.type).only(
+        *_DISPATCHED
     )
-    return [
-        a
-        for a in candidates
-        if (not a.alias_regex or alias_filter_matches(a.alias_regex, event.alias))
-        and filter_matches(a.filter, event.context, event_type=event.type)
-    ]
+    if event.manual_for is not None:
+        matched = list(candidates.filter(pk=event.manual_for))
+    else:
+        candidates = (
+            candidates.filter(_in_scope(event))
+            # Launch automations are the rarer kind: their rows come in queries of their own, only when there are
+            # any.
+            .prefetch_related("job_version__job", "queue", "destination_project")
+            .order_by("pk")
+        )
+        matched = [
+            a
+            for a in candidates
+            if (not a.alias_regex or alias_filter_matches(a.alias_regex, event.alias))
+            and filter_matches(a.filter, event.context, event_type=event.type)
+        ]
+    _webhooks_attach(matched)
+    return matched
+
+
+def _webhooks_attach(automations: list[Automation]) -> None:
+    """Give each automation its webhook, with the signing-secret and access-token rows (which the first attempt
+    decrypts), reading each webhook once however many automations share it, and its team once."""
+    ids = {a.webhook_id for a in automations if a.webhook_id}
+    webhooks = Webhook.objects.select_related("team", "secret", "access_token").in_bulk(ids) if ids else {}
+    teams = {w.team_id: w.team for w in webhooks.values()}
+    missing = {a.team_id for a in automations} - teams.keys()
+    teams.update(Team.objects.in_bulk(missing) if missing else {})
+    for automation in automations:
+        Automation.team.field.set_cached_value(automation, teams[automation.team_id])
+        if automation.webhook_id:
+            Automation.webhook.field.set_cached_value(automation, webhooks[automation.webhook_id])
 
 
 def deliveries_for_team(

@@ -359,7 +359,7 @@ DELIVERY_COUNTDOWN_MAX = env.float("DELIVERY_COUNTDOWN_MAX", default=60.0)
 # The sweep leaves deliveries this many seconds past due to their own task first.
 DELIVERY_SWEEP_GRACE = env.float("DELIVERY_SWEEP_GRACE", default=5.0)
 # Deliveries to one destination travel in batches of at most this many (one task, one claim, one record).
-DELIVERY_BATCH = env.int("DELIVERY_BATCH", default=20)
+DELIVERY_BATCH = env.int("DELIVERY_BATCH", default=100)
 # Threads of the Procfile's `deliveries` and `worker` processes (read there too): the send capacity the shares
 # below are cut from.
 DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=16)

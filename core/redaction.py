@@ -4,6 +4,7 @@ echoes a secret back), what alerts say and what error reports send."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Callable, Mapping
 from urllib.parse import quote, quote_plus
@@ -55,9 +56,17 @@ def _base64_inside(raw: bytes, shift: int, encode: Callable[[bytes], bytes]) -> 
 def redact(text: str, secrets: Mapping[str, str]) -> str:
     """``text`` with every form of each secret replaced by ``${NAME}``. Longest forms first, so that a secret
     containing another is replaced whole."""
-    forms = sorted(
-        ((form, name) for name, value in secrets.items() for form in secret_forms(value)), key=lambda fn: -len(fn[0])
-    )
-    for form, name in forms:
-        text = text.replace(form, "${" + name + "}")
+    if not text or not secrets:
+        return text
+    for form, placeholder in _replacements(tuple(sorted(secrets.items()))):
+        if form in text:
+            text = text.replace(form, placeholder)
     return text
+
+
+@functools.lru_cache(maxsize=64)
+def _replacements(secrets: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The forms of a set of secrets, longest first, with their placeholders. Kept for the next texts: a batch of
+    deliveries scrubs every answer and header with the same few secrets."""
+    forms = ((form, "${" + name + "}") for name, value in secrets for form in secret_forms(value))
+    return tuple(sorted(forms, key=lambda pair: -len(pair[0])))

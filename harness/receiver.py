@@ -386,6 +386,11 @@ class ReceiverProcess:
     def url(self) -> str:
         return self.url_for("/hook")
 
+    @property
+    def pid(self) -> int:
+        assert self._popen is not None, "the receiver is not started"
+        return self._popen.pid
+
     def url_for(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
 

@@ -4,13 +4,17 @@
 100 alias moves sent back to back through the API make 100 events x 200 = 20,000 deliveries. The fan-out exercises
 dispatch (200 Delivery rows in one bulk insert, 200 tasks published per event) while the many events keep the
 events worker busy at the same time as the deliveries worker, as a busy registry would. Sustained throughput is
-(deliveries - 1) / (last arrival - first arrival); CPU per delivery is the CPU time of all our processes over the
-whole window (first API call to last arrival) divided by the deliveries.
+(deliveries - 1) / (last arrival - first arrival); CPU per delivery is the CPU time of all our processes plus
+PostgreSQL's and Redis's over the whole window (first API call to last arrival) divided by the deliveries (ours alone
+is shown too). The receiver and the driver share the machine: their CPU is reported as a share of its 2 cores.
 """
 
 from __future__ import annotations
 
+import os
 import time
+
+import psutil
 
 from harness.receiver import ReceiverProcess
 from harness.stack import Stack
@@ -31,12 +35,17 @@ def measure(context: Context, *, webhooks: int, per_webhook: int, events: int) -
         fan_out(team, lambda w: receiver.url_for(f"/t/{w}"), webhooks=webhooks, per_webhook=per_webhook)
 
         monitor = context.monitor(stack, NAME)
+        receiver_process = psutil.Process(receiver.pid)
         with monitor:
+            receiver_cpu, driver_cpu = _cpu(receiver_process), _cpu(psutil.Process(os.getpid()))
             started = time.monotonic()
             for index in range(events):
                 team.alias("production", f"v{index % 2}")
             api_done = time.monotonic()
             received = receiver.wait_count(expected, timeout=max(120.0, expected / 40))
+            receiver_cpu = _cpu(receiver_process) - receiver_cpu
+            driver_cpu = _cpu(psutil.Process(os.getpid())) - driver_cpu
+            elapsed = time.monotonic() - started
         time.sleep(1.0)  # late duplicates
         arrivals = list(receiver.arrivals)
         succeeded = api.get(f"teams/{team.name}/deliveries/?status=succeeded&limit=1")["count"]
@@ -48,7 +57,8 @@ def measure(context: Context, *, webhooks: int, per_webhook: int, events: int) -
         second = int(at - times[0])
         per_second[second] = per_second.get(second, 0) + 1
     full_seconds = [n for s, n in per_second.items() if 0 < s < max(per_second)]  # first and last are partial
-    cpu = monitor.cpu_total(ours=True)
+    cpu, infra = monitor.cpu_total(ours=True), monitor.cpu_total(ours=False)
+    unique = max(1, len(set(ids)))
     return {
         "webhooks": webhooks,
         "automations": webhooks * per_webhook,
@@ -66,8 +76,11 @@ def measure(context: Context, *, webhooks: int, per_webhook: int, events: int) -
         "per_second_min": min(full_seconds, default=0),
         "per_second_max": max(full_seconds, default=0),
         "cpu_s_ours": cpu,
-        "cpu_ms_per_delivery": round(cpu * 1000 / max(1, len(set(ids))), 3),
-        "cpu_s_infra": monitor.cpu_total(ours=False),
+        "cpu_ms_per_delivery_ours": round(cpu * 1000 / unique, 3),
+        "cpu_ms_per_delivery": round((cpu + infra) * 1000 / unique, 3),
+        "cpu_s_infra": infra,
+        "receiver_cores": round(receiver_cpu / elapsed, 2),
+        "driver_cores": round(driver_cpu / elapsed, 2),
         "machine_busy": monitor.machine_busy,
         "peak_rss_mb_celery": monitor.peak_rss_mb(CELERY_ROLES),
         "processes": monitor.processes(),
@@ -83,7 +96,16 @@ def run(context: Context) -> dict:
     )
     print(
         table(
-            ["deliveries/s", "per-second min-max", "window s", "end to end s", "CPU ms/delivery", "received", "dup"],
+            [
+                "deliveries/s",
+                "per-second min-max",
+                "window s",
+                "end to end s",
+                "CPU ms/delivery",
+                "ours alone",
+                "received",
+                "dup",
+            ],
             [
                 (
                     result["deliveries_per_s"],
@@ -91,6 +113,7 @@ def run(context: Context) -> dict:
                     result["window_s"],
                     result["end_to_end_s"],
                     result["cpu_ms_per_delivery"],
+                    result["cpu_ms_per_delivery_ours"],
                     f"{result['unique']}/{result['expected']}",
                     result["duplicates"],
                 ),
@@ -100,12 +123,21 @@ def run(context: Context) -> dict:
     print(
         f"\nAPI calls took {result['api_s']} s; CPU: ours {result['cpu_s_ours']} s, "
         f"PG+Redis {result['cpu_s_infra']} s; "
-        f"machine CPU busy {result['machine_busy']:.0%}"
+        f"machine CPU busy {result['machine_busy']:.0%}; the receiver took {result['receiver_cores']} and the "
+        f"driver {result['driver_cores']} of the 2 cores"
     )
     print(process_table(result["processes"]))
     result["targets"] = [
-        Target("deliveries/s", "≥ 500", result["deliveries_per_s"], result["deliveries_per_s"] >= 500),
-        Target("worker peak RSS", "< 200 MB", result["peak_rss_mb_celery"], result["peak_rss_mb_celery"] < 200),
+        Target("deliveries/s", "≥ 1000", result["deliveries_per_s"], result["deliveries_per_s"] >= 1000),
+        Target(
+            "CPU ms/delivery, ours+PG+Redis", "≤ 1", result["cpu_ms_per_delivery"], result["cpu_ms_per_delivery"] <= 1
+        ),
+        Target("worker peak RSS", "< 150 MB", result["peak_rss_mb_celery"], result["peak_rss_mb_celery"] < 150),
         Target("throughput: lost", "0", result["expected"] - result["unique"], result["unique"] == result["expected"]),
     ]
     return result
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
