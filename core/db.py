@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 
 from django.db import IntegrityError, connection, connections, router, transaction
@@ -175,3 +177,27 @@ def rows_insert(model: type[Model], objs: Iterable[Model]) -> None:
     for obj in objs:
         obj._state.adding = False
         obj._state.db = connection.alias
+
+
+# --- Kept connections ------------------------------------------------------------------------------------------
+# A request or task that starts within this many seconds of the previous one on its thread (or pool process) runs
+# on the connection that one has just used, so it skips CONN_HEALTH_CHECKS' SELECT 1: a PostgreSQL round trip (and
+# a cursor) before the first query of every API call, event and delivery. A connection idle for longer is checked
+# before its first query. One that died within that second fails a query, and is dropped at the end of that request
+# or task (``close_old_connections`` sees the error).
+HEALTH_CHECK_AFTER_IDLE = 1.0
+_last_use = threading.local()
+
+
+def connections_resume(**signal: object) -> None:
+    """At the start of a request or task, after ``close_old_connections``: a connection this thread used a moment
+    ago counts as checked."""
+    if time.monotonic() - getattr(_last_use, "finished", float("-inf")) < HEALTH_CHECK_AFTER_IDLE:
+        for each in connections.all(initialized_only=True):
+            if each.connection is not None:
+                each.health_check_done = True
+
+
+def connections_pause(**signal: object) -> None:
+    """At the end of a request or task, after ``close_old_connections``."""
+    _last_use.finished = time.monotonic()
