@@ -123,9 +123,15 @@ def insert_parts(instance: Model, *, cast: bool = True) -> tuple[str, str, list]
     out. ``cast`` (PostgreSQL, for ``INSERT ... SELECT``) casts each placeholder to its column's type: a bare
     parameter in a select list would be read as text. A VALUES list needs none."""
     fields = _insert_fields(instance)
+    names, placeholders = _insert_sql(type(instance), tuple(fields), cast)
+    return names, placeholders, _insert_values(fields, instance, connection)
+
+
+@functools.cache
+def _insert_sql(model: type[Model], fields: tuple, cast: bool) -> tuple[str, str]:
     names = ", ".join(quote(field.column) for field in fields)
     placeholders = ", ".join(f"CAST(%s AS {field.db_type(connection)})" if cast else "%s" for field in fields)
-    return names, placeholders, _insert_values(fields, instance, connection)
+    return names, placeholders
 
 
 def _insert_fields(instance: Model) -> list:

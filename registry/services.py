@@ -6,6 +6,7 @@ so concurrent links never produce two ``vN`` with the same N and an alias is nev
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Iterable
@@ -425,22 +426,7 @@ def _alias_move(*, model_version: ModelVersion, name: str, user: AbstractBaseUse
     event = outbox.alias_added_event(model_version=model_version, name=name, author=user)
     alias_columns, alias_values, alias_params = insert_parts(alias)
     event_columns, event_values, event_params = insert_parts(event)
-    rm, al, pa = RegisteredModel, Alias, ProtectedAlias
-    moved = ", ".join(f"{column(al, f)} = EXCLUDED.{column(al, f)}" for f in ("model_version", "added_by", "added_at"))
-    sql = (
-        f"WITH locked AS (SELECT {column(rm, 'id')} FROM {table(rm)} WHERE {column(rm, 'id')} = %s FOR UPDATE), "  # noqa: S608
-        f"refused AS (SELECT 1 FROM {table(pa)} WHERE {column(pa, 'team')} = %s AND {column(pa, 'name')} = %s "
-        "AND NOT %s), "
-        f"put AS (INSERT INTO {table(al)} AS al ({alias_columns}) SELECT {alias_values} FROM locked "
-        "WHERE NOT EXISTS (SELECT 1 FROM refused) "
-        f"ON CONFLICT ({column(al, 'registered_model')}, {column(al, 'name')}) DO UPDATE SET {moved} "
-        f"WHERE al.{column(al, 'model_version')} <> EXCLUDED.{column(al, 'model_version')} "
-        f"RETURNING al.{column(al, 'id')}), "
-        f"recorded AS (INSERT INTO {table(Event)} ({event_columns}) SELECT {event_values} FROM put) "
-        "SELECT EXISTS (SELECT 1 FROM locked), EXISTS (SELECT 1 FROM refused), (SELECT * FROM put), "
-        f"(SELECT {column(al, 'id')} FROM {table(al)} WHERE {column(al, 'registered_model')} = %s "
-        f"AND {column(al, 'name')} = %s)"
-    )
+    sql = _alias_move_sql(alias_columns, alias_values, event_columns, event_values)
     may = protected_aliases_changeable(team_id=registered_model.team_id, user=user)
     params = [registered_model.pk, registered_model.team_id, name, may, *alias_params, *event_params]
     try:
@@ -456,6 +442,26 @@ def _alias_move(*, model_version: ModelVersion, name: str, user: AbstractBaseUse
     if added_id is not None:
         outbox.event_inserted(event)
     return alias, added_id is not None
+
+
+@functools.cache
+def _alias_move_sql(alias_columns: str, alias_values: str, event_columns: str, event_values: str) -> str:
+    rm, al, pa = RegisteredModel, Alias, ProtectedAlias
+    moved = ", ".join(f"{column(al, f)} = EXCLUDED.{column(al, f)}" for f in ("model_version", "added_by", "added_at"))
+    return (
+        f"WITH locked AS (SELECT {column(rm, 'id')} FROM {table(rm)} WHERE {column(rm, 'id')} = %s FOR UPDATE), "  # noqa: S608
+        f"refused AS (SELECT 1 FROM {table(pa)} WHERE {column(pa, 'team')} = %s AND {column(pa, 'name')} = %s "
+        "AND NOT %s), "
+        f"put AS (INSERT INTO {table(al)} AS al ({alias_columns}) SELECT {alias_values} FROM locked "
+        "WHERE NOT EXISTS (SELECT 1 FROM refused) "
+        f"ON CONFLICT ({column(al, 'registered_model')}, {column(al, 'name')}) DO UPDATE SET {moved} "
+        f"WHERE al.{column(al, 'model_version')} <> EXCLUDED.{column(al, 'model_version')} "
+        f"RETURNING al.{column(al, 'id')}), "
+        f"recorded AS (INSERT INTO {table(Event)} ({event_columns}) SELECT {event_values} FROM put) "
+        "SELECT EXISTS (SELECT 1 FROM locked), EXISTS (SELECT 1 FROM refused), (SELECT * FROM put), "
+        f"(SELECT {column(al, 'id')} FROM {table(al)} WHERE {column(al, 'registered_model')} = %s "
+        f"AND {column(al, 'name')} = %s)"
+    )
 
 
 def _aliases_put(*, model_version: ModelVersion, names: list[str], user: AbstractBaseUser | None) -> list[Alias]:
