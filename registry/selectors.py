@@ -285,14 +285,18 @@ def registered_models_for_team(*, team: Team) -> QuerySet[RegisteredModel]:
     return RegisteredModel.objects.filter(team=team).select_related("team")
 
 
-def registered_model_get(*, team: Team, name: str) -> RegisteredModel:
+@functools.cache
+def _registered_model_sql() -> str:
     rm = RegisteredModel
-    row = fetch_one(
+    return (
         f"SELECT {columns(rm, 'rm')} FROM {table(rm)} rm "  # noqa: S608
-        f"WHERE rm.{column(rm, 'team')} = %s AND rm.{column(rm, 'name')} = %s",
-        [team.pk, name],
+        f"WHERE rm.{column(rm, 'team')} = %s AND rm.{column(rm, 'name')} = %s"
     )
-    registered_model = None if row is None else instance_from(rm, row)[0]
+
+
+def registered_model_get(*, team: Team, name: str) -> RegisteredModel:
+    row = fetch_one(_registered_model_sql(), [team.pk, name])
+    registered_model = None if row is None else instance_from(RegisteredModel, row)[0]
     if registered_model is None:
         raise NotFound(f"No registered model {name!r} in {team.name}.")
     registered_model.team = team
@@ -428,15 +432,19 @@ def artifact_version_get(*, team: Team, project: str, collection: str, version: 
     return found
 
 
-def manifest_entries_of(*, artifact_version: ArtifactVersion) -> list[ManifestEntry]:
+@functools.cache
+def _manifest_entries_sql() -> str:
     me = ManifestEntry
+    return (
+        f"SELECT {columns(me, 'e')} FROM {table(me)} e "  # noqa: S608
+        f"WHERE e.{column(me, 'artifact_version')} = %s ORDER BY e.{column(me, 'path')}"
+    )
+
+
+def manifest_entries_of(*, artifact_version: ArtifactVersion) -> list[ManifestEntry]:
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {columns(me, 'e')} FROM {table(me)} e "  # noqa: S608
-            f"WHERE e.{column(me, 'artifact_version')} = %s ORDER BY e.{column(me, 'path')}",
-            [artifact_version.pk],
-        )
-        return [instance_from(me, row)[0] for row in cursor.fetchall()]
+        cursor.execute(_manifest_entries_sql(), [artifact_version.pk])
+        return [instance_from(ManifestEntry, row)[0] for row in cursor.fetchall()]
 
 
 def manifest_entry_get(*, artifact_version: ArtifactVersion, path: str) -> ManifestEntry:
