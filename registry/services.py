@@ -447,20 +447,28 @@ def _alias_move(*, model_version: ModelVersion, name: str, user: AbstractBaseUse
 @functools.cache
 def _alias_move_sql(alias_columns: str, alias_values: str, event_columns: str, event_values: str) -> str:
     rm, al, pa = RegisteredModel, Alias, ProtectedAlias
-    moved = ", ".join(f"{column(al, f)} = EXCLUDED.{column(al, f)}" for f in ("model_version", "added_by", "added_at"))
     return (
         f"WITH locked AS (SELECT {column(rm, 'id')} FROM {table(rm)} WHERE {column(rm, 'id')} = %s FOR UPDATE), "  # noqa: S608
         f"refused AS (SELECT 1 FROM {table(pa)} WHERE {column(pa, 'team')} = %s AND {column(pa, 'name')} = %s "
         "AND NOT %s), "
-        f"put AS (INSERT INTO {table(al)} AS al ({alias_columns}) SELECT {alias_values} FROM locked "
-        "WHERE NOT EXISTS (SELECT 1 FROM refused) "
-        f"ON CONFLICT ({column(al, 'registered_model')}, {column(al, 'name')}) DO UPDATE SET {moved} "
-        f"WHERE al.{column(al, 'model_version')} <> EXCLUDED.{column(al, 'model_version')} "
-        f"RETURNING al.{column(al, 'id')}), "
+        f"put AS (INSERT INTO {table(al)} ({alias_columns}) SELECT {alias_values} FROM locked "
+        f"WHERE NOT EXISTS (SELECT 1 FROM refused) {_alias_moved()} RETURNING {column(al, 'id')}), "
         f"recorded AS (INSERT INTO {table(Event)} ({event_columns}) SELECT {event_values} FROM put) "
         "SELECT EXISTS (SELECT 1 FROM locked), EXISTS (SELECT 1 FROM refused), (SELECT * FROM put), "
         f"(SELECT {column(al, 'id')} FROM {table(al)} WHERE {column(al, 'registered_model')} = %s "
         f"AND {column(al, 'name')} = %s)"
+    )
+
+
+@functools.cache
+def _alias_moved() -> str:
+    """What inserting an alias the registered model already has does: the row moves to the new version (who and
+    when with it), or, if it is on that version already, stays as it is and is not returned."""
+    al = Alias
+    moved = ", ".join(f"{column(al, f)} = excluded.{column(al, f)}" for f in ("model_version", "added_by", "added_at"))
+    return (
+        f"ON CONFLICT ({column(al, 'registered_model')}, {column(al, 'name')}) DO UPDATE SET {moved} "
+        f"WHERE {table(al)}.{column(al, 'model_version')} <> excluded.{column(al, 'model_version')}"
     )
 
 
@@ -481,12 +489,9 @@ def _aliases_put(*, model_version: ModelVersion, names: list[str], user: Abstrac
     ]
     rows = [insert_parts(alias, cast=False) for alias in aliases]
     al = Alias
-    moved = ", ".join(f"{column(al, f)} = excluded.{column(al, f)}" for f in ("model_version", "added_by", "added_at"))
     sql = (
         f"INSERT INTO {table(al)} ({rows[0][0]}) VALUES {', '.join(f'({row[1]})' for row in rows)} "  # noqa: S608
-        f"ON CONFLICT ({column(al, 'registered_model')}, {column(al, 'name')}) DO UPDATE SET {moved} "
-        f"WHERE {table(al)}.{column(al, 'model_version')} <> excluded.{column(al, 'model_version')} "
-        f"RETURNING {column(al, 'id')}, {column(al, 'name')}"
+        f"{_alias_moved()} RETURNING {column(al, 'id')}, {column(al, 'name')}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [value for row in rows for value in row[2]])
