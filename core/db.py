@@ -195,7 +195,7 @@ HEALTH_CHECK_AFTER_IDLE = 1.0
 _last_use = threading.local()
 
 
-def connections_resume(**signal: object) -> None:
+def connections_resume() -> None:
     """At the start of a request or task, after ``close_old_connections``: a connection this thread used a moment
     ago counts as checked."""
     if time.monotonic() - getattr(_last_use, "finished", float("-inf")) < HEALTH_CHECK_AFTER_IDLE:
@@ -204,6 +204,6 @@ def connections_resume(**signal: object) -> None:
                 each.health_check_done = True
 
 
-def connections_pause(**signal: object) -> None:
-    """At the end of a request or task, after ``close_old_connections``."""
+def connections_pause() -> None:
+    """At the end of a request or task."""
     _last_use.finished = time.monotonic()

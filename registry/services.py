@@ -401,7 +401,7 @@ def alias_add(
     added: if the version already has it, nothing is written and no event fires."""
     name = alias_validate(name)
     with event_cause(caused_by):
-        if connection.vendor == "postgresql":
+        if _alias_move_in_one_statement():
             alias, added = _alias_move(model_version=model_version, name=name, user=user)
         else:
             with transaction.atomic():
@@ -414,6 +414,12 @@ def alias_add(
     if added and loaded is not None:  # the version's aliases, as a caller loaded them, now include this one
         loaded._result_cache = [*(a for a in loaded if a.name != name), alias]
     return alias, added
+
+
+def _alias_move_in_one_statement() -> bool:
+    """PostgreSQL runs the move as one statement (``_alias_move``); elsewhere it is the portable steps under the
+    registered model's lock."""
+    return connection.vendor == "postgresql"
 
 
 def _alias_move(*, model_version: ModelVersion, name: str, user: AbstractBaseUser | None) -> tuple[Alias, bool]:
