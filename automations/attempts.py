@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from alerts.choices import AlertKind
 from alerts.services import Happened, occurrences_record
-from core.db import rows_insert
+from core.db import quoted, rows_insert, rows_loaded
 from registry.models import Event, Team
 from secrets_vault.services import secret_values, secret_values_decrypt
 
@@ -42,8 +42,9 @@ from .services import webhook_disable
 
 logger = logging.getLogger(__name__)
 
-# Seconds a batch keeps finished attempts unrecorded while it sends the next ones.
-RECORD_EVERY = 0.25
+# Seconds a batch keeps finished attempts unrecorded while it sends the next ones: a batch of fast answers is
+# recorded once, and a worker that dies resends at most this much.
+RECORD_EVERY = 1.0
 
 _EVENT_FIELD = Delivery._meta.get_field("event")
 _TEAM_FIELD = Delivery._meta.get_field("team")
@@ -185,8 +186,12 @@ def deliveries_attempt(
     return _send_claimed(claimed, destination=destination, grant=grant)
 
 
-# What sending and recording a claimed batch never read (recording sets them): not loaded.
-_NOT_SENT = ("created_at", "updated_at", "finished_at", "last_status_code", "last_error")
+# What sending and recording a claimed batch read, as the claim returns it (the rest, which recording sets, is not
+# loaded).
+_LOADED = [
+    "id", "team", "event", "automation", "webhook", "automation_name", "webhook_name", "url", "destination",
+    "payload_template", "secret_name", "access_token_name", "status", "attempts", "next_attempt_at", "claimed_until",
+]  # fmt: skip
 
 
 def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
@@ -197,18 +202,17 @@ def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
     if not wanted:
         return []
     now = timezone.now()
-    ops, quote = connection.ops, connection.ops.quote_name
-    c = {name: quote(Delivery._meta.get_field(name).column) for name in
+    c = {name: quoted(Delivery, name) for name in
          ("status", "claimed_until", "attempts", "updated_at", "next_attempt_at", "id")}  # fmt: skip
+    returned = ", ".join(quoted(Delivery, name) for name in _LOADED)
     placeholders = ", ".join(["%s"] * len(wanted))
-    # Only quoted identifiers from the model's metadata are formatted in; every value is a parameter.
     sql = (
-        f"UPDATE {quote(Delivery._meta.db_table)} SET {c['status']} = %s, {c['claimed_until']} = %s, "  # noqa: S608
+        f"UPDATE {quoted(Delivery)} SET {c['status']} = %s, {c['claimed_until']} = %s, "  # noqa: S608
         f"{c['attempts']} = {c['attempts']} + 1, {c['updated_at']} = %s "
         f"WHERE {c['id']} IN ({placeholders}) AND {c['status']} IN (%s, %s) "
-        f"AND ({c['next_attempt_at']} IS NULL OR {c['next_attempt_at']} <= %s) RETURNING {c['id']}"
+        f"AND ({c['next_attempt_at']} IS NULL OR {c['next_attempt_at']} <= %s) RETURNING {returned}"
     )
-    stamp = ops.adapt_datetimefield_value
+    stamp = connection.ops.adapt_datetimefield_value
     params = [
         DeliveryStatus.SENDING.value,
         stamp(now + timedelta(seconds=settings.DELIVERY_CLAIM_LEASE)),
@@ -219,11 +223,9 @@ def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        claimed = {pk_field.to_python(row[0]) for row in cursor.fetchall()}
-    if not claimed:
+        rows = {row.pk: row for row in rows_loaded(Delivery, _LOADED, cursor.fetchall(), using=connection.alias)}
+    if not rows:
         return []
-    # With the webhook's signing-secret and access-token rows: a batch that needs only those reads no secrets.
-    rows = Delivery.objects.defer(*_NOT_SENT).in_bulk(claimed)
     # A batch's deliveries share a team and a few webhooks and events: each is read once, not once per delivery (the
     # webhooks with their signing-secret and access-token rows, so a batch that needs only those reads no secrets).
     events = Event.objects.only("id", "context", "created_at").in_bulk({row.event_id for row in rows.values()})

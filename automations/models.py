@@ -133,7 +133,8 @@ class Delivery(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="deliveries")
+    # Indexed by delivery_team_status_idx, which leads with it: a second index would only slow every write.
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
     automation = models.ForeignKey(
         Automation, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
@@ -225,7 +226,8 @@ class SendSlot(models.Model):
 
 
 class DeliveryAttempt(models.Model):
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    # Indexed by the unique (delivery, number) constraint, which leads with it.
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log", db_index=False)
     number = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     duration_ms = models.FloatField(default=0)
@@ -249,7 +251,10 @@ class AutomationRun(models.Model):
     """
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
-    automation = models.ForeignKey(Automation, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    # Indexed by run_history_idx, which leads with it.
+    automation = models.ForeignKey(
+        Automation, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs", db_index=False
+    )
     automation_name = models.CharField(max_length=128)
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="runs")
     outcome = models.CharField(max_length=16, choices=RunOutcome.choices)

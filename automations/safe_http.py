@@ -11,6 +11,8 @@ Outbound safety (DESIGN section 6):
   https the URL's host name is used for SNI and certificate verification.
 * Redirects are never followed, connect and read timeouts apply to every socket operation, a total deadline cuts the
   whole exchange short, and the response body is read as raw wire bytes (no decompression) up to a cap.
+* urllib3 only connects (the pinned address, TLS with SNI and certificate verification). The exchange is HTTP/1.1
+  written and read here on the connected socket, by a parser whose every line, header count and body is bounded.
 
 This module knows nothing of webhooks, secrets or models. Error texts never include request headers or the body,
 nor the URL's path or query (webhook URLs often embed a token); they name the host, address and port only.
@@ -33,7 +35,6 @@ from __future__ import annotations
 import errno
 import functools
 import heapq
-import http.client
 import ipaddress
 import itertools
 import os
@@ -52,8 +53,6 @@ import certifi
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
-from urllib3.util import SKIP_HEADER
 
 __all__ = ["HttpResponse", "ResolvedAddress", "Reuse", "SendError", "UnsafeURL", "post", "url_check"]
 
@@ -63,10 +62,15 @@ ALLOWED_SCHEMES = {"http": 80, "https": 443}
 # Headers post() derives itself; a caller passing one of them gets an "invalid header" response.
 RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
 
-_READ_CHUNK = 16 * 1024
+_RECV = 64 * 1024  # bytes asked of one recv
+# Bounds of a response's head, as http.client has them: a longer line or more lines is not an answer we parse.
+_MAX_LINE = 65536  # bytes of one status, header, chunk-size or trailer line
+_MAX_FIELDS = 100  # header lines of one response head (trailer lines of a chunked body alike)
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 _NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
 _SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")
@@ -132,8 +136,8 @@ class _Target:
     scheme: str
     host: str  # ASCII host name or IP literal, without brackets
     port: int
-    host_header: str
-    request_target: str
+    request_line: str  # "POST <path?query> HTTP/1.1\r\n"
+    host_line: str  # "Host: <host[:port]>\r\n"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -174,7 +178,9 @@ def _parse(url: str) -> _Target:
     shown_host = f"[{host}]" if ":" in host else host
     host_header = shown_host if port == default_port else f"{shown_host}:{port}"
     request_target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _Target(scheme, host, port, host_header, request_target)
+    if not request_target.isascii():
+        raise UnsafeURL("the URL's path or query contains non-ASCII characters; percent-encode them")
+    return _Target(scheme, host, port, f"POST {request_target} HTTP/1.1\r\n", f"Host: {host_header}\r\n")
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -581,14 +587,12 @@ def post(
     except UnsafeURL as exc:
         raise failed(f"refused: {exc.reason}", permanent=True) from None
 
-    request_headers = {"Host": target.host_header, **headers}
-    if not any(name.lower() == "user-agent" for name in headers):
-        request_headers["User-Agent"] = SKIP_HEADER
+    request = _request(target, headers, body)
     deadline_text = f"deadline of {deadline:.1f} s exceeded"
 
     watchdog = _Watchdog(deadline_at - time.monotonic())
     exchange = partial(
-        _exchange, target=target, body=body, headers=request_headers, read_timeout=read_timeout, cap=cap,
+        _exchange, target=target, request=request, read_timeout=read_timeout, cap=cap,
         deadline_at=deadline_at, watchdog=watchdog, deadline_text=deadline_text, reuse=reuse,
     )  # fmt: skip
     try:
@@ -635,12 +639,219 @@ def post(
         watchdog.cancel()
 
 
+def _request(target: _Target, headers: dict[str, str], body: bytes) -> bytes:
+    """The request's bytes: its line, ``Accept-Encoding: identity`` unless the caller chose one, ``Content-Length``,
+    ``Host``, the caller's headers in order, then the body. Names and values were checked by ``_header_problem``."""
+    head = [target.request_line]
+    if not any(name.lower() == "accept-encoding" for name in headers):
+        head.append("Accept-Encoding: identity\r\n")  # the body is kept as wire bytes: ask for them uncompressed
+    head.append(f"Content-Length: {len(body)}\r\n")
+    head.append(target.host_line)
+    head.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+    head.append("\r\n")
+    return "".join(head).encode("latin-1") + body
+
+
+class _BadResponse(Exception):
+    """What the endpoint sent is not an HTTP/1.x answer we accept; the message says how, as errors show it."""
+
+
+class _Ended(Exception):
+    """The endpoint closed its side of the connection; the reader's caller says what that cut short."""
+
+
+_NO_RESPONSE = "the endpoint closed the connection without responding"
+_CUT_SHORT = "the response ended before its announced length"
+
+
+def _malformed(what: str) -> _BadResponse:
+    return _BadResponse(f"malformed HTTP response ({what})")
+
+
+class _Reader:
+    """One response off a connected socket, through a buffer. Every read is bounded by the socket's timeout, the
+    deadline, and the watchdog: a stream it ended is reported as the timeout it is, not as the endpoint's close."""
+
+    __slots__ = ("buf", "deadline_at", "pos", "received", "sock", "watchdog")
+
+    def __init__(self, sock: socket.socket, deadline_at: float, watchdog: _Watchdog) -> None:
+        self.sock = sock
+        self.deadline_at = deadline_at
+        self.watchdog = watchdog
+        self.buf = bytearray()
+        self.pos = 0  # buf[:pos] is consumed
+        self.received = 0  # bytes read off the socket
+
+    def _fill(self) -> None:
+        if time.monotonic() >= self.deadline_at:
+            raise TimeoutError
+        data = self.sock.recv(_RECV)
+        if not data:
+            if self.watchdog.fired:
+                raise TimeoutError
+            raise _Ended
+        if self.pos > _RECV:  # keep the buffer to what is still unread
+            del self.buf[: self.pos]
+            self.pos = 0
+        self.buf += data
+        self.received += len(data)
+
+    @property
+    def leftover(self) -> int:
+        return len(self.buf) - self.pos
+
+    def line(self) -> bytes:
+        """The next line without its ending (CRLF, or a bare LF as lenient parsers accept), at most ``_MAX_LINE``."""
+        scanned = 0  # bytes after pos already searched for the line's end
+        while (end := self.buf.find(b"\n", self.pos + scanned)) < 0:
+            scanned = len(self.buf) - self.pos
+            if scanned > _MAX_LINE + 1:  # + 1: the CR of its ending may be in already
+                raise _malformed(f"a line longer than {_MAX_LINE} bytes")
+            self._fill()
+        line = bytes(self.buf[self.pos : end])
+        self.pos = end + 1
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > _MAX_LINE:
+            raise _malformed(f"a line longer than {_MAX_LINE} bytes")
+        return line
+
+    def take(self, size: int) -> bytearray:
+        """Up to ``size`` bytes: what the buffer holds, else one read's worth."""
+        if self.pos == len(self.buf):
+            self._fill()
+        data = self.buf[self.pos : self.pos + size]
+        self.pos += len(data)
+        return data
+
+    def fields(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Header (or trailer) lines up to the empty one: ``{name: value}`` with a name's repeated values merged
+        with ", " under the name as first sent, and ``{lower-cased name: that name}``."""
+        fields: dict[str, str] = {}
+        names: dict[str, str] = {}
+        last = ""
+        for _ in range(_MAX_FIELDS + 1):
+            line = self.line()
+            if not line:
+                return fields, names
+            if line[0] in b" \t":  # an obsolete folded continuation: one value, joined with a space
+                if not last:
+                    raise _malformed("a folded line before any header")
+                fields[last] += " " + line.strip(b" \t").decode("latin-1")
+                continue
+            raw_name, colon, raw_value = line.partition(b":")
+            if not colon or not _FIELD_NAME.fullmatch(raw_name):
+                raise _malformed("a header line that is not a name and a value")
+            name, value = raw_name.decode("ascii"), raw_value.strip(b" \t").decode("latin-1")
+            last = names.setdefault(name.lower(), name)
+            if last in fields:
+                fields[last] += ", " + value
+            else:
+                fields[last] = value
+        raise _malformed(f"more than {_MAX_FIELDS} header lines")
+
+
+@dataclass
+class _Head:
+    status: int
+    persistent: bool  # HTTP/1.1 without "Connection: close": the connection may carry another request
+    headers: dict[str, str]
+    names: dict[str, str]  # lower-cased name → the name in ``headers``
+
+    def get(self, name: str) -> str | None:
+        key = self.names.get(name)
+        return None if key is None else self.headers[key]
+
+
+def _read_head(reader: _Reader) -> _Head:
+    """The final answer's status line and headers; interim (1xx) answers before it are skipped."""
+    while True:
+        try:
+            line = reader.line()
+            version, _, rest = line.partition(b" ")
+            code = rest[:3]
+            if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+                raise _malformed("not an HTTP/1.0 or HTTP/1.1 status line")
+            if len(code) != 3 or not code.isdigit() or rest[3:4] not in (b"", b" ") or code[0] == 48:  # 48: "0"
+                raise _malformed("no status code in the status line")
+            status = int(code)
+            headers, names = reader.fields()
+        except _Ended:
+            raise (_BadResponse(_NO_RESPONSE) if reader.received == 0 else _malformed("cut off in its head")) from None
+        if status == 101:
+            raise _malformed("101 Switching Protocols to a request that asked for no upgrade")
+        if status >= 200:
+            break
+    connection = names.get("connection")
+    closes = connection is not None and "close" in (t.strip().lower() for t in headers[connection].split(","))
+    return _Head(status, version == b"HTTP/1.1" and not closes, headers, names)
+
+
+def _read_body(reader: _Reader, head: _Head, cap: int, received: bytearray) -> bool:
+    """Read the body into ``received``, at most ``cap`` + 1 bytes (one more than kept shows the cap was reached).
+    True when the answer was read exactly to its end, so the connection is at the start of the next one."""
+    encoding = head.get("transfer-encoding")
+    length = head.get("content-length")
+    if head.status in (204, 304):  # no body, whatever the head says; one announced anyway is not read
+        return encoding is None and (length is None or length.strip() == "0")
+    if encoding is not None:  # it overrides any Content-Length
+        if encoding.rsplit(",", 1)[-1].strip().lower() == "chunked":
+            # Both framings at once is how requests are smuggled: read it, but never send on after it.
+            return _read_chunked(reader, cap, received) and length is None
+        _read_to_close(reader, cap, received)
+        return False
+    if length is None:
+        _read_to_close(reader, cap, received)
+        return False
+    if not (length.isascii() and length.isdigit()):
+        values = {value.strip() for value in length.split(",")}  # repeated headers were merged: "5, 5"
+        length = values.pop()
+        if values or not (length.isascii() and length.isdigit()):
+            raise _malformed("an invalid Content-Length")
+    return _read_exactly(reader, int(length), cap, received)
+
+
+def _read_exactly(reader: _Reader, size: int, cap: int, received: bytearray) -> bool:
+    wanted = len(received) + min(size, cap + 1 - len(received))
+    try:
+        while len(received) < wanted:
+            received += reader.take(wanted - len(received))
+    except _Ended:
+        raise _BadResponse(_CUT_SHORT) from None
+    return len(received) <= cap
+
+
+def _read_chunked(reader: _Reader, cap: int, received: bytearray) -> bool:
+    try:
+        while True:
+            size_text = reader.line().split(b";", 1)[0].strip(b" \t")
+            if not _CHUNK_SIZE.fullmatch(size_text):
+                raise _malformed("an invalid chunk size")
+            size = int(size_text, 16)
+            if size == 0:
+                reader.fields()  # trailers, bounded as headers are, and not kept
+                return True
+            if not _read_exactly(reader, size, cap, received):
+                return False
+            if reader.line():
+                raise _malformed("a chunk longer than its size")
+    except _Ended:
+        raise _BadResponse(_CUT_SHORT) from None
+
+
+def _read_to_close(reader: _Reader, cap: int, received: bytearray) -> None:
+    try:
+        while len(received) <= cap:
+            received += reader.take(cap + 1 - len(received))
+    except _Ended:
+        pass
+
+
 def _exchange(
     conn: _PinnedHTTPConnection | _PinnedHTTPSConnection,
     *,
     target: _Target,
-    body: bytes,
-    headers: dict[str, str],
+    request: bytes,
     read_timeout: float,
     cap: int,
     deadline_at: float,
@@ -648,57 +859,42 @@ def _exchange(
     deadline_text: str,
     reuse: Reuse | None,
 ) -> tuple[HttpResponse, bool]:
+    """Send ``request`` on the connected ``conn`` and read its answer. Also returns whether the endpoint closed the
+    connection before any response, as it does with a kept connection it had let go."""
     result = HttpResponse(status_code=None)
     received = bytearray()
     stage = "sending the request"
-    response = None
-    closed_early = False  # the endpoint closed the connection before any response: a kept one it had let go
+    closed_early = False
+    at_end = False  # the answer was read exactly to its end on a connection that may carry another request
+    sock = conn.sock
     try:
-        conn.timeout = read_timeout  # applied to the socket by request() and getresponse()
-        conn.request(
-            "POST", target.request_target, body=body, headers=headers, preload_content=False, decode_content=False
-        )
+        sock.settimeout(read_timeout)  # every send and receive from here on
+        sock.sendall(request)
         stage = "waiting for the response"
-        response = conn.getresponse()
-        if watchdog.fired:  # the headers were cut short: what was parsed is not a response
-            raise TimeoutError
-        result.status_code = response.status
-        result.headers = dict(response.headers.itermerged())
-
+        reader = _Reader(sock, deadline_at, watchdog)
+        head = _read_head(reader)
+        result.status_code = head.status
+        result.headers = head.headers
         stage = "reading the response body"
-        while len(received) <= cap:
-            if time.monotonic() >= deadline_at:
-                raise TimeoutError
-            chunk = response.read1(min(_READ_CHUNK, cap + 1 - len(received)), decode_content=False)
-            if not chunk:
-                break
-            received += chunk
+        at_end = _read_body(reader, head, cap, received) and head.persistent and not reader.leftover
         if watchdog.fired:  # a close-delimited body may look complete when the deadline shut the socket
             raise TimeoutError
-    except (TimeoutError, ReadTimeoutError):
+    except TimeoutError:
+        at_end = False
         expired = watchdog.fired or time.monotonic() >= deadline_at
         result.error = f"{deadline_text} {stage}" if expired else f"timed out after {read_timeout:.1f} s {stage}"
-    except (OSError, ProtocolError, http.client.HTTPException) as exc:
+    except (OSError, _BadResponse) as exc:
+        at_end = False
         expired = watchdog.fired or time.monotonic() >= deadline_at
         result.error = f"{deadline_text} {stage}" if expired else f"connection failed {stage}: {_describe(exc)}"
         # Before any status line, on a connection kept from an earlier request, a reset or garbage means the kept
         # connection had gone stale (closed by the endpoint, or bytes left over from a malformed answer).
-        closed_early = result.status_code is None and _stale_connection(exc)
+        closed_early = result.status_code is None and isinstance(
+            exc, _BadResponse | ConnectionResetError | BrokenPipeError
+        )
     finally:
         watchdog.unwatch()
-        reusable = (
-            reuse is not None
-            and response is not None
-            and not result.error
-            and not watchdog.fired
-            and len(received) <= cap
-            and not response._original_response.will_close  # HTTP/1.1 and no "Connection: close"
-            # A 204 or 304 has no body: one announced anyway would be left in the stream, ahead of the next answer.
-            and not (result.status_code in (204, 304) and response.headers.get("Content-Length", "0") != "0")
-        )
-        if response is not None:
-            response.close()
-        if reusable:
+        if at_end and reuse is not None and not watchdog.fired:
             reuse._keep(conn, target)
         else:
             conn.close()
@@ -707,22 +903,10 @@ def _exchange(
     return result, closed_early
 
 
-def _stale_connection(exc: BaseException) -> bool:
-    while isinstance(exc, ProtocolError) and exc.args and isinstance(exc.args[-1], BaseException):
-        exc = exc.args[-1]
-    return isinstance(exc, http.client.HTTPException | ConnectionResetError | BrokenPipeError)
-
-
 def _describe(exc: BaseException) -> str:
     """A short description of a transport error; it never carries request headers or body."""
-    while isinstance(exc, ProtocolError) and exc.args and isinstance(exc.args[-1], BaseException):
-        exc = exc.args[-1]
-    if isinstance(exc, http.client.RemoteDisconnected):
-        return "the endpoint closed the connection without responding"
-    if isinstance(exc, http.client.IncompleteRead):
-        return "the response ended before its announced length"
-    if isinstance(exc, http.client.HTTPException):
-        return f"malformed HTTP response ({type(exc).__name__})"
+    if isinstance(exc, _BadResponse):
+        return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return type(exc).__name__

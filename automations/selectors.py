@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, prefetch_related_objects
 
 from core.db import filter_given
 from core.errors import NotFound
@@ -83,19 +83,15 @@ def automations_matching(*, event: Event) -> list[Automation]:
     if event.manual_for is not None:
         matched = list(candidates.filter(pk=event.manual_for))
     else:
-        candidates = (
-            candidates.filter(_in_scope(event))
-            # Launch automations are the rarer kind: their rows come in queries of their own, only when there are
-            # any.
-            .prefetch_related("job_version__job", "queue", "destination_project")
-            .order_by("pk")
-        )
         matched = [
             a
-            for a in candidates
+            for a in candidates.filter(_in_scope(event)).order_by("pk")
             if (not a.alias_regex or alias_filter_matches(a.alias_regex, event.alias))
             and filter_matches(a.filter, event.context, event_type=event.type)
         ]
+    # Launch automations are the rarer kind: their rows come in queries of their own, only when there are any.
+    if launches := [a for a in matched if a.action_type == ActionType.LAUNCH_JOB]:
+        prefetch_related_objects(launches, "job_version__job", "queue", "destination_project")
     _webhooks_attach(matched)
     return matched
 

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.db import unique_or_none
 from core.publish import task_send
 
 from .choices import LATEST_ALIAS
@@ -188,10 +189,8 @@ def event_dispatch(*, event_id: object) -> bool:
     """
     try:
         with transaction.atomic():
-            event = (
-                Event.objects.select_for_update(skip_locked=True)
-                .filter(pk=event_id, dispatched_at__isnull=True)
-                .first()
+            event = unique_or_none(
+                Event.objects.select_for_update(skip_locked=True).filter(pk=event_id, dispatched_at__isnull=True)
             )
             if event is None:
                 return False

@@ -12,14 +12,13 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
 
 from core.db import (
-    column,
     columns,
     fetch_one,
     instance_from,
     names_agg,
     names_split,
+    quoted,
     related_cache,
-    table,
     unique_or_none,
 )
 from core.errors import ApplicationError, NotFound
@@ -59,12 +58,13 @@ def teams_for_user(*, user: AbstractBaseUser) -> QuerySet[Team]:
 def _token_sql() -> str:
     user = get_user_model()
     return (
-        f"SELECT {columns(ApiToken, 't')}, {columns(user, 'u')}, {columns(Team, 'tm')}, m.{column(Membership, 'role')} "  # noqa: S608
-        f"FROM {table(ApiToken)} t INNER JOIN {table(user)} u ON u.{column(user, 'id')} = t.{column(ApiToken, 'user')} "
-        f"LEFT JOIN {table(Team)} tm ON tm.{column(Team, 'name')} = %s "
-        f"LEFT JOIN {table(Membership)} m ON m.{column(Membership, 'team')} = tm.{column(Team, 'id')} "
-        f"AND m.{column(Membership, 'user')} = t.{column(ApiToken, 'user')} "
-        f"WHERE t.{column(ApiToken, 'key_hash')} = %s"
+        f"SELECT {columns(ApiToken, 't')}, {columns(user, 'u')}, {columns(Team, 'tm')}, m.{quoted(Membership, 'role')} "  # noqa: S608
+        f"FROM {quoted(ApiToken)} t "
+        f"INNER JOIN {quoted(user)} u ON u.{quoted(user, 'id')} = t.{quoted(ApiToken, 'user')} "
+        f"LEFT JOIN {quoted(Team)} tm ON tm.{quoted(Team, 'name')} = %s "
+        f"LEFT JOIN {quoted(Membership)} m ON m.{quoted(Membership, 'team')} = tm.{quoted(Team, 'id')} "
+        f"AND m.{quoted(Membership, 'user')} = t.{quoted(ApiToken, 'user')} "
+        f"WHERE t.{quoted(ApiToken, 'key_hash')} = %s"
     )
 
 
@@ -224,35 +224,35 @@ def _artifact_version_sql(which: str) -> str:
     or the alias of the version linking it)."""
     user = get_user_model()
     av, ac, mv, rm = ArtifactVersion, ArtifactCollection, ModelVersion, RegisteredModel
-    in_collection = f"p.{column(Project, 'name')} = %s AND c.{column(ac, 'name')} = %s"
+    in_collection = f"p.{quoted(Project, 'name')} = %s AND c.{quoted(ac, 'name')} = %s"
     linked = (
-        f"av.{column(av, 'id')} IN (SELECT mv.{column(mv, 'artifact_version')} FROM {table(mv)} mv "  # noqa: S608
-        f"INNER JOIN {table(rm)} rm ON rm.{column(rm, 'id')} = mv.{column(mv, 'registered_model')} "
-        f"WHERE rm.{column(rm, 'team')} = %s AND rm.{column(rm, 'name')} = %s AND "
+        f"av.{quoted(av, 'id')} IN (SELECT mv.{quoted(mv, 'artifact_version')} FROM {quoted(mv)} mv "  # noqa: S608
+        f"INNER JOIN {quoted(rm)} rm ON rm.{quoted(rm, 'id')} = mv.{quoted(mv, 'registered_model')} "
+        f"WHERE rm.{quoted(rm, 'team')} = %s AND rm.{quoted(rm, 'name')} = %s AND "
     )
     alias_on_link = (
-        f"EXISTS (SELECT 1 FROM {table(Alias)} a WHERE a.{column(Alias, 'model_version')} = mv.{column(mv, 'id')} "  # noqa: S608
-        f"AND a.{column(Alias, 'name')} = %s)"
+        f"EXISTS (SELECT 1 FROM {quoted(Alias)} a WHERE a.{quoted(Alias, 'model_version')} = mv.{quoted(mv, 'id')} "  # noqa: S608
+        f"AND a.{quoted(Alias, 'name')} = %s)"
     )
     where = {
-        "public_id": f"av.{column(av, 'public_id')} = %s",
-        "index": f"{in_collection} AND av.{column(av, 'index')} = %s",
-        "latest": f"{in_collection} AND av.{column(av, 'state')} = %s",
-        "model_index": f"{linked}mv.{column(mv, 'index')} = %s)",
+        "public_id": f"av.{quoted(av, 'public_id')} = %s",
+        "index": f"{in_collection} AND av.{quoted(av, 'index')} = %s",
+        "latest": f"{in_collection} AND av.{quoted(av, 'state')} = %s",
+        "model_index": f"{linked}mv.{quoted(mv, 'index')} = %s)",
         "model_alias": f"{linked}{alias_on_link})",
     }[which]
-    tag_names = names_agg("g." + column(ArtifactTag, "name"))
+    tag_names = names_agg("g." + quoted(ArtifactTag, "name"))
     sql = (
         f"SELECT {columns(av, 'av')}, {columns(ac, 'c')}, {columns(Project, 'p')}, {columns(Team, 'tm')}, "  # noqa: S608
-        f"{columns(user, 'cb')}, (SELECT {tag_names} FROM {table(ArtifactTag)} g "
-        f"WHERE g.{column(ArtifactTag, 'artifact_version')} = av.{column(av, 'id')}) "
-        f"FROM {table(av)} av INNER JOIN {table(ac)} c ON c.{column(ac, 'id')} = av.{column(av, 'collection')} "
-        f"INNER JOIN {table(Project)} p ON p.{column(Project, 'id')} = c.{column(ac, 'project')} "
-        f"INNER JOIN {table(Team)} tm ON tm.{column(Team, 'id')} = p.{column(Project, 'team')} "
-        f"LEFT JOIN {table(user)} cb ON cb.{column(user, 'id')} = av.{column(av, 'created_by')} "
-        f"WHERE p.{column(Project, 'team')} = %s AND {where}"
+        f"{columns(user, 'cb')}, (SELECT {tag_names} FROM {quoted(ArtifactTag)} g "
+        f"WHERE g.{quoted(ArtifactTag, 'artifact_version')} = av.{quoted(av, 'id')}) "
+        f"FROM {quoted(av)} av INNER JOIN {quoted(ac)} c ON c.{quoted(ac, 'id')} = av.{quoted(av, 'collection')} "
+        f"INNER JOIN {quoted(Project)} p ON p.{quoted(Project, 'id')} = c.{quoted(ac, 'project')} "
+        f"INNER JOIN {quoted(Team)} tm ON tm.{quoted(Team, 'id')} = p.{quoted(Project, 'team')} "
+        f"LEFT JOIN {quoted(user)} cb ON cb.{quoted(user, 'id')} = av.{quoted(av, 'created_by')} "
+        f"WHERE p.{quoted(Project, 'team')} = %s AND {where}"
     )
-    return sql + (f" ORDER BY av.{column(av, 'index')} DESC" if which == "latest" else "") + " LIMIT 1"
+    return sql + (f" ORDER BY av.{quoted(av, 'index')} DESC" if which == "latest" else "") + " LIMIT 1"
 
 
 def _artifact_version_where(which: str, params: list, *, tags: bool) -> ArtifactVersion | None:
@@ -289,8 +289,8 @@ def registered_models_for_team(*, team: Team) -> QuerySet[RegisteredModel]:
 def _registered_model_sql() -> str:
     rm = RegisteredModel
     return (
-        f"SELECT {columns(rm, 'rm')} FROM {table(rm)} rm "  # noqa: S608
-        f"WHERE rm.{column(rm, 'team')} = %s AND rm.{column(rm, 'name')} = %s"
+        f"SELECT {columns(rm, 'rm')} FROM {quoted(rm)} rm "  # noqa: S608
+        f"WHERE rm.{quoted(rm, 'team')} = %s AND rm.{quoted(rm, 'name')} = %s"
     )
 
 
@@ -318,26 +318,26 @@ def _with_related(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersion]:
 def _version_find_sql(by_alias: bool) -> str:
     user = get_user_model()
     mv, rm, av, ac = ModelVersion, RegisteredModel, ArtifactVersion, ArtifactCollection
-    alias_of_version = f"{column(Alias, 'model_version')} = mv.{column(mv, 'id')}"
+    alias_of_version = f"{quoted(Alias, 'model_version')} = mv.{quoted(mv, 'id')}"
     if by_alias:
-        alias_named = f"a.{column(Alias, 'name')} = %s"
-        which = f"EXISTS (SELECT 1 FROM {table(Alias)} a WHERE a.{alias_of_version} AND {alias_named})"  # noqa: S608
+        alias_named = f"a.{quoted(Alias, 'name')} = %s"
+        which = f"EXISTS (SELECT 1 FROM {quoted(Alias)} a WHERE a.{alias_of_version} AND {alias_named})"  # noqa: S608
     else:
-        which = f"mv.{column(mv, 'index')} = %s"
+        which = f"mv.{quoted(mv, 'index')} = %s"
     return (
         f"SELECT {columns(mv, 'mv')}, {columns(rm, 'rm')}, {columns(av, 'av')}, {columns(ArtifactCollection, 'c')}, "  # noqa: S608
         f"{columns(Project, 'p')}, {columns(Team, 'tm')}, {columns(user, 'lu')}, "
-        f"(SELECT {names_agg('a.' + column(Alias, 'name'))} FROM {table(Alias)} a WHERE a.{alias_of_version}), "
-        f"(SELECT {names_agg('g.' + column(ArtifactTag, 'name'))} FROM {table(ArtifactTag)} g "
-        f"WHERE g.{column(ArtifactTag, 'artifact_version')} = av.{column(av, 'id')}) "
-        f"FROM {table(mv)} mv "
-        f"INNER JOIN {table(rm)} rm ON rm.{column(rm, 'id')} = mv.{column(mv, 'registered_model')} "
-        f"INNER JOIN {table(av)} av ON av.{column(av, 'id')} = mv.{column(mv, 'artifact_version')} "
-        f"INNER JOIN {table(ac)} c ON c.{column(ac, 'id')} = av.{column(av, 'collection')} "
-        f"INNER JOIN {table(Project)} p ON p.{column(Project, 'id')} = c.{column(ac, 'project')} "
-        f"INNER JOIN {table(Team)} tm ON tm.{column(Team, 'id')} = p.{column(Project, 'team')} "
-        f"LEFT JOIN {table(user)} lu ON lu.{column(user, 'id')} = mv.{column(mv, 'linked_by')} "
-        f"WHERE rm.{column(rm, 'team')} = %s AND rm.{column(rm, 'name')} = %s AND {which}"
+        f"(SELECT {names_agg('a.' + quoted(Alias, 'name'))} FROM {quoted(Alias)} a WHERE a.{alias_of_version}), "
+        f"(SELECT {names_agg('g.' + quoted(ArtifactTag, 'name'))} FROM {quoted(ArtifactTag)} g "
+        f"WHERE g.{quoted(ArtifactTag, 'artifact_version')} = av.{quoted(av, 'id')}) "
+        f"FROM {quoted(mv)} mv "
+        f"INNER JOIN {quoted(rm)} rm ON rm.{quoted(rm, 'id')} = mv.{quoted(mv, 'registered_model')} "
+        f"INNER JOIN {quoted(av)} av ON av.{quoted(av, 'id')} = mv.{quoted(mv, 'artifact_version')} "
+        f"INNER JOIN {quoted(ac)} c ON c.{quoted(ac, 'id')} = av.{quoted(av, 'collection')} "
+        f"INNER JOIN {quoted(Project)} p ON p.{quoted(Project, 'id')} = c.{quoted(ac, 'project')} "
+        f"INNER JOIN {quoted(Team)} tm ON tm.{quoted(Team, 'id')} = p.{quoted(Project, 'team')} "
+        f"LEFT JOIN {quoted(user)} lu ON lu.{quoted(user, 'id')} = mv.{quoted(mv, 'linked_by')} "
+        f"WHERE rm.{quoted(rm, 'team')} = %s AND rm.{quoted(rm, 'name')} = %s AND {which}"
     )
 
 
@@ -377,11 +377,11 @@ def model_version_find(*, team: Team, name: str, version: str) -> ModelVersion:
 
 @functools.cache
 def _version_names_sql() -> str:
-    alias_names = names_agg(column(Alias, "name"))
-    tag_names = names_agg(column(ArtifactTag, "name"))
+    alias_names = names_agg(quoted(Alias, "name"))
+    tag_names = names_agg(quoted(ArtifactTag, "name"))
     return (
-        f"SELECT (SELECT {alias_names} FROM {table(Alias)} WHERE {column(Alias, 'model_version')} = %s), "  # noqa: S608
-        f"(SELECT {tag_names} FROM {table(ArtifactTag)} WHERE {column(ArtifactTag, 'artifact_version')} = %s)"
+        f"SELECT (SELECT {alias_names} FROM {quoted(Alias)} WHERE {quoted(Alias, 'model_version')} = %s), "  # noqa: S608
+        f"(SELECT {tag_names} FROM {quoted(ArtifactTag)} WHERE {quoted(ArtifactTag, 'artifact_version')} = %s)"
     )
 
 
@@ -436,8 +436,8 @@ def artifact_version_get(*, team: Team, project: str, collection: str, version: 
 def _manifest_entries_sql() -> str:
     me = ManifestEntry
     return (
-        f"SELECT {columns(me, 'e')} FROM {table(me)} e "  # noqa: S608
-        f"WHERE e.{column(me, 'artifact_version')} = %s ORDER BY e.{column(me, 'path')}"
+        f"SELECT {columns(me, 'e')} FROM {quoted(me)} e "  # noqa: S608
+        f"WHERE e.{quoted(me, 'artifact_version')} = %s ORDER BY e.{quoted(me, 'path')}"
     )
 
 

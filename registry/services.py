@@ -20,13 +20,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.db import (
-    column,
     conflict_on_duplicate,
     fetch_one,
     for_update,
     insert_parts,
     one_statement,
-    table,
+    quoted,
     unique_or_none,
 )
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
@@ -345,10 +344,10 @@ def model_version_link(
 
 def _next_index_take(registered_model: RegisteredModel) -> int:
     """The registered model's next version index, advanced (and the row locked) in one statement."""
-    next_index = column(RegisteredModel, "next_index")
+    next_index = quoted(RegisteredModel, "next_index")
     row = fetch_one(
-        f"UPDATE {table(RegisteredModel)} SET {next_index} = {next_index} + 1 "  # noqa: S608
-        f"WHERE {column(RegisteredModel, 'id')} = %s RETURNING {next_index}",
+        f"UPDATE {quoted(RegisteredModel)} SET {next_index} = {next_index} + 1 "  # noqa: S608
+        f"WHERE {quoted(RegisteredModel, 'id')} = %s RETURNING {next_index}",
         [registered_model.pk],
     )
     if row is None:
@@ -364,10 +363,10 @@ def _artifact_lock_for_link(
     model, if it is."""
     mv, av = ModelVersion, ArtifactVersion
     row = fetch_one(
-        f"SELECT av.{column(av, 'state')}, (SELECT mv.{column(mv, 'index')} FROM {table(mv)} mv "  # noqa: S608
-        f"WHERE mv.{column(mv, 'registered_model')} = %s "
-        f"AND mv.{column(mv, 'artifact_version')} = av.{column(av, 'id')}) "
-        f"FROM {table(av)} av WHERE av.{column(av, 'id')} = %s{for_update()}",
+        f"SELECT av.{quoted(av, 'state')}, (SELECT mv.{quoted(mv, 'index')} FROM {quoted(mv)} mv "  # noqa: S608
+        f"WHERE mv.{quoted(mv, 'registered_model')} = %s "
+        f"AND mv.{quoted(mv, 'artifact_version')} = av.{quoted(av, 'id')}) "
+        f"FROM {quoted(av)} av WHERE av.{quoted(av, 'id')} = %s{for_update()}",
         [registered_model.pk, artifact_version.pk],
     )
     return (None, None) if row is None else (row[0], row[1])
@@ -454,15 +453,15 @@ def _alias_move(*, model_version: ModelVersion, name: str, user: AbstractBaseUse
 def _alias_move_sql(alias_columns: str, alias_values: str, event_columns: str, event_values: str) -> str:
     rm, al, pa = RegisteredModel, Alias, ProtectedAlias
     return (
-        f"WITH locked AS (SELECT {column(rm, 'id')} FROM {table(rm)} WHERE {column(rm, 'id')} = %s FOR UPDATE), "  # noqa: S608
-        f"refused AS (SELECT 1 FROM {table(pa)} WHERE {column(pa, 'team')} = %s AND {column(pa, 'name')} = %s "
+        f"WITH locked AS (SELECT {quoted(rm, 'id')} FROM {quoted(rm)} WHERE {quoted(rm, 'id')} = %s FOR UPDATE), "  # noqa: S608
+        f"refused AS (SELECT 1 FROM {quoted(pa)} WHERE {quoted(pa, 'team')} = %s AND {quoted(pa, 'name')} = %s "
         "AND NOT %s), "
-        f"put AS (INSERT INTO {table(al)} ({alias_columns}) SELECT {alias_values} FROM locked "
-        f"WHERE NOT EXISTS (SELECT 1 FROM refused) {_alias_moved()} RETURNING {column(al, 'id')}), "
-        f"recorded AS (INSERT INTO {table(Event)} ({event_columns}) SELECT {event_values} FROM put) "
+        f"put AS (INSERT INTO {quoted(al)} ({alias_columns}) SELECT {alias_values} FROM locked "
+        f"WHERE NOT EXISTS (SELECT 1 FROM refused) {_alias_moved()} RETURNING {quoted(al, 'id')}), "
+        f"recorded AS (INSERT INTO {quoted(Event)} ({event_columns}) SELECT {event_values} FROM put) "
         "SELECT EXISTS (SELECT 1 FROM locked), EXISTS (SELECT 1 FROM refused), (SELECT * FROM put), "
-        f"(SELECT {column(al, 'id')} FROM {table(al)} WHERE {column(al, 'registered_model')} = %s "
-        f"AND {column(al, 'name')} = %s)"
+        f"(SELECT {quoted(al, 'id')} FROM {quoted(al)} WHERE {quoted(al, 'registered_model')} = %s "
+        f"AND {quoted(al, 'name')} = %s)"
     )
 
 
@@ -471,10 +470,10 @@ def _alias_moved() -> str:
     """What inserting an alias the registered model already has does: the row moves to the new version (who and
     when with it), or, if it is on that version already, stays as it is and is not returned."""
     al = Alias
-    moved = ", ".join(f"{column(al, f)} = excluded.{column(al, f)}" for f in ("model_version", "added_by", "added_at"))
+    moved = ", ".join(f"{quoted(al, f)} = excluded.{quoted(al, f)}" for f in ("model_version", "added_by", "added_at"))
     return (
-        f"ON CONFLICT ({column(al, 'registered_model')}, {column(al, 'name')}) DO UPDATE SET {moved} "
-        f"WHERE {table(al)}.{column(al, 'model_version')} <> excluded.{column(al, 'model_version')}"
+        f"ON CONFLICT ({quoted(al, 'registered_model')}, {quoted(al, 'name')}) DO UPDATE SET {moved} "
+        f"WHERE {quoted(al)}.{quoted(al, 'model_version')} <> excluded.{quoted(al, 'model_version')}"
     )
 
 
@@ -496,8 +495,8 @@ def _aliases_put(*, model_version: ModelVersion, names: list[str], user: Abstrac
     rows = [insert_parts(alias, cast=False) for alias in aliases]
     al = Alias
     sql = (
-        f"INSERT INTO {table(al)} ({rows[0][0]}) VALUES {', '.join(f'({row[1]})' for row in rows)} "  # noqa: S608
-        f"{_alias_moved()} RETURNING {column(al, 'id')}, {column(al, 'name')}"
+        f"INSERT INTO {quoted(al)} ({rows[0][0]}) VALUES {', '.join(f'({row[1]})' for row in rows)} "  # noqa: S608
+        f"{_alias_moved()} RETURNING {quoted(al, 'id')}, {quoted(al, 'name')}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [value for row in rows for value in row[2]])

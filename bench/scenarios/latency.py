@@ -136,7 +136,8 @@ def run(context: Context) -> dict:
     targets = [
         Target("p50 event → delivery", "≤ 15 ms", delivery["p50"], delivery["p50"] <= 15),
         Target("p99 event → delivery", "≤ 60 ms", delivery["p99"], delivery["p99"] <= 60),
-        Target("worker peak RSS", "< 200 MB", result["peak_rss_mb_celery"], result["peak_rss_mb_celery"] < 200),
+        Target("worker peak RSS", "< 150 MB", result["peak_rss_mb_celery"], result["peak_rss_mb_celery"] < 150),
+        Target("web peak RSS", "< 150 MB", result["peak_rss_mb_web"], result["peak_rss_mb_web"] < 150),
         Target("lost deliveries", "0", result["lost"], result["lost"] == 0),
     ]
     print(f"\n## latency: {count} alias moves, one at a time, one webhook automation\n")

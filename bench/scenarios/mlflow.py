@@ -68,9 +68,9 @@ def run(context: Context) -> dict:
         "ours": {**ours, "summary": {"api_ms": ours_api, "delivery_ms": ours_delivery}},
         "mlflow": {**theirs, "summary": {"api_ms": their_api, "delivery_ms": their_delivery}},
         "ratios": ratios,
-        # Not a number from the issue but its claim: faster than MLflow (ratio below 1).
+        # Faster than MLflow with a margin: at most 0.8 of its time at the median and the tail, in the same run.
         "targets": [
-            Target(f"claim: delivery {q} ours/MLflow", "< 1", ratios[f"delivery_{q}"], ratios[f"delivery_{q}"] < 1)
+            Target(f"delivery {q} ours/MLflow", "≤ 0.8", ratios[f"delivery_{q}"], ratios[f"delivery_{q}"] <= 0.8)
             for q in ("p50", "p99")
         ],
     }

@@ -83,6 +83,7 @@ def measure(context: Context, *, webhooks: int, per_webhook: int, events: int) -
         "driver_cores": round(driver_cpu / elapsed, 2),
         "machine_busy": monitor.machine_busy,
         "peak_rss_mb_celery": monitor.peak_rss_mb(CELERY_ROLES),
+        "peak_rss_mb_web": monitor.peak_rss_mb(["web"]),
         "processes": monitor.processes(),
     }
 
@@ -133,6 +134,7 @@ def run(context: Context) -> dict:
             "CPU ms/delivery, ours+PG+Redis", "≤ 1", result["cpu_ms_per_delivery"], result["cpu_ms_per_delivery"] <= 1
         ),
         Target("worker peak RSS", "< 150 MB", result["peak_rss_mb_celery"], result["peak_rss_mb_celery"] < 150),
+        Target("web peak RSS", "< 150 MB", result["peak_rss_mb_web"], result["peak_rss_mb_web"] < 150),
         Target("throughput: lost", "0", result["expected"] - result["unique"], result["unique"] == result["expected"]),
     ]
     return result

@@ -765,3 +765,293 @@ def test_a_204_that_carries_a_body_anyway_does_not_spoil_the_next_answer(setting
         answers = [send(f"http://127.0.0.1:{receiver.port}/hook", reuse=reuse) for _ in range(2)]
     assert [(a.status_code, a.error) for a in answers] == [(204, ""), (200, "")]
     assert len(network.connects) == 2  # the connection after the 204 was not kept
+
+
+# --- The exchange on the wire -----------------------------------------------------------------------------------
+
+
+class RawEndpoint:
+    """A loopback socket that reads each request and answers it with the next of ``answers``, byte for byte; with
+    ``close``, it closes the connection after each answer."""
+
+    def __init__(self, *answers: bytes, close: bool = False) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.answers = list(answers)
+        self.close = close
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            buffer = b""
+            while self.answers:
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, rest = buffer.partition(b"\r\n\r\n")
+                length = int(head.split(b"Content-Length: ", 1)[1].split(b"\r\n", 1)[0])
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                self.requests.append(head + b"\r\n\r\n" + rest[:length])
+                buffer = rest[length:]
+                conn.sendall(self.answers.pop(0))
+                if self.close:
+                    return
+
+
+@pytest.fixture
+def raw_endpoint(settings) -> Iterator[Callable[..., RawEndpoint]]:
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    started: list[RawEndpoint] = []
+
+    def start(*answers: bytes, close: bool = False) -> RawEndpoint:
+        started.append(RawEndpoint(*answers, close=close))
+        return started[-1]
+
+    yield start
+    for endpoint in started:
+        endpoint.listener.close()
+
+
+OK_204 = b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
+def test_the_request_is_these_bytes(raw_endpoint):
+    endpoint = raw_endpoint(OK_204)
+    port = endpoint.listener.getsockname()[1]
+
+    response = post(
+        f"http://127.0.0.1:{port}/hook?team=acme#fragment",
+        body=b"{}",
+        headers={"Content-Type": "application/json", "webhook-id": "msg_1"},
+    )
+
+    assert (response.status_code, response.error) == (204, "")
+    assert endpoint.requests == [
+        b"POST /hook?team=acme HTTP/1.1\r\nAccept-Encoding: identity\r\nContent-Length: 2\r\n"
+        + f"Host: 127.0.0.1:{port}\r\n".encode()
+        + b"Content-Type: application/json\r\nwebhook-id: msg_1\r\n\r\n{}"
+    ]
+
+
+def test_a_caller_accept_encoding_replaces_identity(raw_endpoint):
+    endpoint = raw_endpoint(OK_204)
+
+    send(endpoint.url, headers={"Accept-Encoding": "gzip"})
+
+    [request] = endpoint.requests
+    assert b"\r\nAccept-Encoding: gzip\r\n" in request
+    assert b"identity" not in request
+
+
+def test_a_url_path_that_is_not_ascii_is_refused(settings, network):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+
+    response = send_failing("http://127.0.0.1:9/h\u00e9", permanent=True)
+
+    assert response.message.startswith("refused: the URL's path or query contains non-ASCII characters")
+    assert network.connects == []
+
+
+def test_a_chunked_answer_is_read_with_its_trailers_and_its_connection_kept(network, raw_endpoint):
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
+        b"5;name=value\r\nhello\r\n7\r\n, world\r\n0\r\nX-Checksum: abc\r\n\r\n"
+    )
+    endpoint = raw_endpoint(chunked, OK_204)
+
+    with Reuse() as reuse:
+        first = send(endpoint.url, reuse=reuse)
+        second = send(endpoint.url, reuse=reuse)
+
+    assert (first.status_code, first.body, first.error, first.truncated) == (200, b"hello, world", "", False)
+    assert first.headers == {"Transfer-Encoding": "chunked", "Content-Type": "text/plain"}
+    assert (second.status_code, second.error) == (204, "")
+    assert len(network.connects) == 1
+
+
+def test_interim_answers_are_skipped_and_repeated_headers_merged(raw_endpoint):
+    endpoint = raw_endpoint(
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n"
+        b"HTTP/1.1 202 Accepted\r\nX-Seen: a\r\nContent-Length: 2\r\nx-seen:  b \r\nX-Long: one\r\n two\r\n\r\nok"
+    )
+
+    response = send(endpoint.url)
+
+    assert (response.status_code, response.body, response.error) == (202, b"ok", "")
+    assert response.headers == {"X-Seen": "a, b", "Content-Length": "2", "X-Long": "one two"}
+
+
+def test_lines_ended_by_a_bare_line_feed_are_read(raw_endpoint):
+    endpoint = raw_endpoint(b"HTTP/1.1 200 OK\nContent-Length: 3\nX-A: 1\n\nabc")
+
+    response = send(endpoint.url)
+
+    assert (response.status_code, response.body, response.headers) == (200, b"abc", {"Content-Length": "3", "X-A": "1"})
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"400\r\n" + b"c" * 1024 + b"\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ],
+    ids=["http-1.0", "connection-close", "bytes-left-over", "304-with-a-body", "past-the-cap", "two-framings"],
+)
+def test_a_connection_is_not_kept_unless_the_answer_ended_cleanly_on_http_1_1(network, raw_endpoint, answer):
+    endpoint = raw_endpoint(answer, OK_204)
+
+    with Reuse() as reuse:
+        first = send(endpoint.url, reuse=reuse, max_response_bytes=1000)
+        second = send(endpoint.url, reuse=reuse)
+
+    assert first.error == "" and first.status_code in (200, 304)
+    assert (second.status_code, second.error) == (204, "")
+    assert len(network.connects) == 2
+
+
+def test_a_repeated_content_length_of_one_value_is_that_length(network, raw_endpoint):
+    endpoint = raw_endpoint(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", OK_204)
+
+    with Reuse() as reuse:
+        first = send(endpoint.url, reuse=reuse)
+        second = send(endpoint.url, reuse=reuse)
+
+    assert (first.status_code, first.body, first.headers) == (200, b"ok", {"Content-Length": "2, 2"})
+    assert (second.status_code, second.error) == (204, "")
+    assert len(network.connects) == 1
+
+
+def test_a_body_without_a_length_is_read_until_the_endpoint_closes(raw_endpoint):
+    endpoint = raw_endpoint(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it", close=True)
+
+    response = send(endpoint.url)
+
+    assert (response.status_code, response.body, response.error) == (200, b"all of it", "")
+
+
+def test_a_chunked_body_over_the_cap_is_truncated(raw_endpoint):
+    endpoint = raw_endpoint(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"6\r\nabcdef\r\n6\r\nghijkl\r\n0\r\n\r\n"
+    )
+
+    response = send(endpoint.url, max_response_bytes=8)
+
+    assert (response.body, response.truncated, response.error) == (b"abcdefgh", True, "")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    ],
+    ids=["content-length", "inside-a-chunk", "before-the-last-chunk"],
+)
+def test_a_body_cut_short_is_an_error_after_the_status(raw_endpoint, answer):
+    endpoint = raw_endpoint(answer, close=True)
+
+    response = send(endpoint.url)
+
+    assert response.status_code == 200
+    assert (
+        response.error == "connection failed reading the response body: the response ended before its announced length"
+    )
+
+
+def test_an_endpoint_that_closes_without_answering_is_a_send_error(raw_endpoint):
+    endpoint = raw_endpoint(b"", close=True)
+
+    response = send_failing(endpoint.url, permanent=False)
+
+    assert response.message == (
+        "connection failed waiting for the response: the endpoint closed the connection without responding"
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "what"),
+    [
+        (b"HTTP/1.1 200 OK\r\nX-Long: " + b"x" * 65536 + b"\r\n\r\n", "a line longer than 65536 bytes"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n", "more than 100 header lines"),
+        (b"SIP/2.0 200 OK\r\n\r\n", "not an HTTP/1.0 or HTTP/1.1 status line"),
+        (b"HTTP/2 200\r\n\r\n", "not an HTTP/1.0 or HTTP/1.1 status line"),
+        (b"HTTP/1.1 2000 OK\r\n\r\n", "no status code in the status line"),
+        (b"HTTP/1.1 200 OK\r\nNo colon here\r\n\r\n", "a header line that is not a name and a value"),
+        (b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", "a header line that is not a name and a value"),
+        (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "101 Switching Protocols to a request that asked for no upgrade"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "cut off in its head"),
+    ],
+    ids=["long-line", "many-headers", "not-http", "http-2", "status-code", "no-colon", "bad-name", "101", "cut-head"],
+)
+def test_a_malformed_head_is_a_send_error_that_says_so(raw_endpoint, answer, what):
+    endpoint = raw_endpoint(answer, close=True)
+
+    response = send_failing(endpoint.url, permanent=False)
+
+    assert response.message == f"connection failed waiting for the response: malformed HTTP response ({what})"
+
+
+@pytest.mark.parametrize(
+    ("answer", "what"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok", "an invalid Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nok", "an invalid Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nok", "an invalid Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "an invalid chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", "a chunk longer than its size"),
+    ],
+    ids=["content-lengths-differ", "negative-length", "superscript-digit", "chunk-size", "chunk-overrun"],
+)
+def test_a_malformed_body_is_an_error_after_the_status(raw_endpoint, answer, what):
+    endpoint = raw_endpoint(answer, close=True)
+
+    response = send(endpoint.url)
+
+    assert response.status_code == 200
+    assert response.error == f"connection failed reading the response body: malformed HTTP response ({what})"
+
+
+def test_a_head_at_the_limits_is_read(raw_endpoint):
+    longest = b"X-Long: " + b"x" * (65536 - 8)  # 65,536 bytes without its line ending
+    endpoint = raw_endpoint(b"HTTP/1.1 200 OK\r\n" + b"X-Many: 1\r\n" * 98 + longest + b"\r\nContent-Length: 0\r\n\r\n")
+
+    response = send(endpoint.url)  # 100 header lines
+
+    assert (response.status_code, response.error) == (200, "")
+    assert len(response.headers["X-Long"]) == 65536 - 8
+
+
+def test_a_kept_connection_with_garbage_waiting_is_replaced(network, raw_endpoint):
+    endpoint = raw_endpoint(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    )
+
+    with Reuse() as reuse:
+        first = send(endpoint.url, reuse=reuse)
+        second = send(endpoint.url, reuse=reuse)
+
+    assert [(a.status_code, a.error) for a in (first, second)] == [(200, ""), (200, "")]
+    assert len(network.connects) == 2 and len(endpoint.requests) == 3
