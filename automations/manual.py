@@ -85,7 +85,7 @@ def _model_version_in_scope(automation: Automation, version: str) -> tuple[Model
     if watched is not None and name != watched.name:
         raise ApplicationError(f"Automation {automation.name!r} watches {watched.name}, not {name}.", field="version")
     try:
-        found = selectors.model_version_find(team=automation.team, name=name, version=tag, aliases=False)
+        found = selectors.model_version_find(team=automation.team, name=name, version=tag)
     except NotFound as exc:
         raise ApplicationError(exc.message, field="version") from exc
     return found, "" if selectors.VERSION_TAG_RE.match(tag) else tag

@@ -20,6 +20,7 @@ from .stack import BROKER_URL, DB_NAME, base_env, broker_reset, database_reset
 SCENARIOS = {
     "latency": "bench.scenarios.latency",
     "mlflow": "bench.scenarios.mlflow",
+    "reads": "bench.scenarios.reads",
     "throughput": "bench.scenarios.throughput",
     "slow": "bench.scenarios.slow",
     "claims": "bench.scenarios.claims",

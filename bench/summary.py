@@ -20,6 +20,10 @@ def rows() -> list[tuple]:
         found.append(("latency", "event → delivery p50 / p95 / p99 ms", _triple(s["delivery_ms"]), "≤ 15 / - / ≤ 60"))
         found.append(("latency", "API call p50 / p95 / p99 ms", _triple(s["api_ms"]), ""))
         found.append(("latency", "worker peak RSS MB", latency["peak_rss_mb_celery"], "< 200"))
+    if reads := _load("reads"):
+        for label, s in reads["summary"].items():
+            found.append(("reads", f"{label} p50 / p95 / p99 ms", _triple(s), "p50 < 5"))
+        found.append(("reads", "web CPU ms per read", reads["web_cpu_ms_per_call"], ""))
     if (mlflow := _load("mlflow")) and mlflow.get("mlflow"):
         r = mlflow["ratios"]
         theirs = _triple(mlflow["mlflow"]["summary"]["delivery_ms"])

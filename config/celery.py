@@ -1,8 +1,6 @@
 """The Celery application. Settings come from Django's settings under the CELERY_ namespace."""
 
 import os
-import threading
-import time
 
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, task_postrun, task_prerun
@@ -12,12 +10,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("registry_automations")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-# A task that starts within this many seconds of the previous one in its thread (or pool process) runs on the
-# connection that task has just used, so it skips CONN_HEALTH_CHECKS' SELECT 1: a PostgreSQL round trip on the path
-# of every event and every delivery. A connection idle for longer is checked before its first query, as in a request.
-HEALTH_CHECK_AFTER_IDLE = 1.0
-_last_task = threading.local()
 
 
 @task_prerun.connect(dispatch_uid="config.celery.task_db_connections_prerun")
@@ -30,13 +22,12 @@ def task_db_connections_prerun(task=None, **kwargs) -> None:
     """
     if _eager(task):
         return
-    from django.db import close_old_connections, connections
+    from django.db import close_old_connections
+
+    from core.db import connections_resume
 
     close_old_connections()
-    if time.monotonic() - getattr(_last_task, "finished", float("-inf")) < HEALTH_CHECK_AFTER_IDLE:
-        for connection in connections.all(initialized_only=True):
-            if connection.connection is not None:
-                connection.health_check_done = True
+    connections_resume()  # one used a moment ago skips its health check (core.db.HEALTH_CHECK_AFTER_IDLE)
 
 
 @task_postrun.connect(dispatch_uid="config.celery.task_db_connections_postrun")
@@ -46,8 +37,10 @@ def task_db_connections_postrun(task=None, **kwargs) -> None:
         return
     from django.db import close_old_connections
 
+    from core.db import connections_pause
+
     close_old_connections()
-    _last_task.finished = time.monotonic()
+    connections_pause()
 
 
 def _eager(task) -> bool:

@@ -1,4 +1,6 @@
-"""Keep-alive connections stay usable after a refused request.
+"""Connections kept between requests: the client's, and the database's.
+
+``DrainUnreadBodyMiddleware``: keep-alive connections stay usable after a refused request.
 
 A request refused before its body was read (413 for a body over DATA_UPLOAD_MAX_MEMORY_SIZE, 401, 415, ...) leaves
 the body on the socket. gunicorn then drains at most 64 KiB of it before taking the connection's next request and,
@@ -13,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+
+from core.db import connections_pause, connections_resume
 
 DRAIN_MAX = 16 * 1024 * 1024
 _PIECE = 1024 * 1024
@@ -41,3 +45,20 @@ class DrainUnreadBodyMiddleware:
             except (OSError, ValueError, AssertionError):
                 pass
         return response
+
+
+class KeptDatabaseConnectionMiddleware:
+    """A request that follows another on its thread within a second runs on the database connection that one used
+    without CONN_HEALTH_CHECKS' SELECT 1 first (``core.db.connections_resume``). A middleware rather than a
+    ``request_started`` receiver: it runs after Django's own ``close_old_connections``, whatever the order of the
+    signal's receivers."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        connections_resume()
+        try:
+            return self.get_response(request)
+        finally:
+            connections_pause()

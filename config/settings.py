@@ -76,6 +76,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "core.health.HealthMiddleware",  # /healthz and /readyz, before host checks and redirects (core/health.py)
     "config.middleware.DrainUnreadBodyMiddleware",
+    "config.middleware.KeptDatabaseConnectionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

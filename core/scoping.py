@@ -65,7 +65,17 @@ def team_role(*, team: Team | int, user: AbstractBaseUser) -> str | None:
     """The user's role in the team (a Team or its id); superusers act as admins everywhere. None for outsiders."""
     if user.is_superuser:
         return Role.ADMIN
+    team_id = team.pk if isinstance(team, Team) else team
+    known = getattr(user, "_team_role_read", None)
+    if known is not None and known[0] == team_id:
+        return known[1]
     return Membership.objects.filter(team=team, user=user).values_list("role", flat=True).first()
+
+
+def team_role_remember(*, user: AbstractBaseUser, team_id: int, role: str | None) -> None:
+    """Keep the role read together with the user (the request's authentication loads both in one query), so that
+    ``team_role`` answers from it. Only for a user object loaded by that same query: it lives one request."""
+    user._team_role_read = (team_id, role)
 
 
 def team_ids(user, role: str | None) -> set[int]:

@@ -79,12 +79,13 @@ def _context(change: Change) -> dict:
     return context
 
 
-def _event_create(*, change: Change, team_id: int, manual_for: int | None = None) -> Event:
+def _event_build(*, change: Change, team_id: int, manual_for: int | None = None) -> Event:
+    """The event of ``change``, not yet saved: its id, cause, chain depth and context are all set."""
     cause = _cause.get()
     model_version = change.model_version
     event_id = uuid.uuid4()  # chosen here: ${event_id} is in the context written with the row
     change = dataclasses.replace(change, event_id=str(event_id))
-    event = Event.objects.create(
+    return Event(
         id=event_id,
         team_id=team_id,
         type=change.event_type.name,
@@ -98,13 +99,24 @@ def _event_create(*, change: Change, team_id: int, manual_for: int | None = None
         context=_context(change),
         manual_for=manual_for,
     )
+
+
+def event_inserted(event: Event) -> Event:
+    """What follows an event's row being written: the caller's ``events_recorded`` block learns of it, and its
+    dispatch is scheduled for after the commit."""
     if (recorded := _recorded.get()) is not None:
         recorded.append(event)
     transaction.on_commit(lambda: event_dispatch_schedule(event.pk))
     return event
 
 
-def _model_event_create(*, event_type: EventType, model_version: ModelVersion, author, alias: str = "") -> Event:
+def _event_create(*, change: Change, team_id: int, manual_for: int | None = None) -> Event:
+    event = _event_build(change=change, team_id=team_id, manual_for=manual_for)
+    event.save(force_insert=True)
+    return event_inserted(event)
+
+
+def _model_event_build(*, event_type: EventType, model_version: ModelVersion, author, alias: str = "") -> Event:
     change = Change(
         event_type=event_type,
         artifact=model_version.artifact_version,
@@ -112,19 +124,25 @@ def _model_event_create(*, event_type: EventType, model_version: ModelVersion, a
         model_version=model_version,
         alias=alias,
     )
-    return _event_create(change=change, team_id=model_version.registered_model.team_id)
+    return _event_build(change=change, team_id=model_version.registered_model.team_id)
+
+
+def _model_event_create(*, event_type: EventType, model_version: ModelVersion, author, alias: str = "") -> Event:
+    event = _model_event_build(event_type=event_type, model_version=model_version, author=author, alias=alias)
+    event.save(force_insert=True)
+    return event_inserted(event)
 
 
 def event_record_link(*, model_version: ModelVersion) -> Event:
     return _model_event_create(event_type=LINK_ARTIFACT, model_version=model_version, author=model_version.linked_by)
 
 
-def event_record_alias(*, alias: Alias) -> Event | None:
-    if alias.name == LATEST_ALIAS:
+def alias_added_event(*, model_version: ModelVersion, name: str, author) -> Event | None:
+    """The ADD_ARTIFACT_ALIAS event of putting ``name`` on ``model_version``, not yet saved: the alias writes insert
+    it themselves (then ``event_inserted``). None for ``latest``, which fires nothing."""
+    if name == LATEST_ALIAS:
         return None  # maintained by the system on every link; the link event already says it
-    return _model_event_create(
-        event_type=ADD_ARTIFACT_ALIAS, model_version=alias.model_version, author=alias.added_by, alias=alias.name
-    )
+    return _model_event_build(event_type=ADD_ARTIFACT_ALIAS, model_version=model_version, author=author, alias=name)
 
 
 def event_record_unlink(*, model_version: ModelVersion, author) -> Event:

@@ -6,6 +6,7 @@ so concurrent links never produce two ``vN`` with the same N and an alias is nev
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Iterable
@@ -14,11 +15,19 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.db import conflict_on_duplicate, unique_or_none
+from core.db import (
+    conflict_on_duplicate,
+    fetch_one,
+    for_update,
+    insert_parts,
+    one_statement,
+    quoted,
+    unique_or_none,
+)
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from core.json_checks import json_nul_refuse
 from core.roles import Role
@@ -26,7 +35,7 @@ from core.scoping import team_role
 from core.tokens import token_hash
 from core.validators import SLUG_RE, name_validate
 
-from . import outbox
+from . import outbox, selectors
 from .choices import LATEST_ALIAS, REGISTRY_PROJECT, VersionState
 from .events import ADD_ARTIFACT_TAG, REMOVE_ARTIFACT_TAG
 from .models import (
@@ -82,8 +91,9 @@ def api_token_create(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiToke
     return token, raw
 
 
-def api_token_use(*, raw: str) -> ApiToken | None:
-    token = unique_or_none(ApiToken.objects.select_related("user").filter(key_hash=token_hash(raw)))
+def api_token_use(*, raw: str, team_name: str | None = None) -> ApiToken | None:
+    """The active token ``raw``, with its user (and ``team_name``'s team and role: ``selectors.api_token_find``)."""
+    token = selectors.api_token_find(key_hash=token_hash(raw), team_name=team_name)
     if token is None or not token.user.is_active:
         return None
     now = timezone.now()
@@ -306,35 +316,60 @@ def model_version_link(
     if artifact_version.collection.project.team_id != registered_model.team_id:
         raise ApplicationError("The artifact belongs to another team.", field="artifact")
     with transaction.atomic(), event_cause(caused_by):
-        registered_model = _lock(registered_model)
+        # Taking the index locks the registered model: its other links and alias changes wait for this one.
+        index = _next_index_take(registered_model)
         if refused := aliases_refused(team_id=registered_model.team_id, names=aliases, user=user):
             raise PermissionDenied(_protected_message(refused, "put them on a version"), field="aliases")
         # Locked, so the version is neither deleted nor changed while it is linked.
-        state = list(ArtifactVersion.objects.select_for_update().filter(pk=artifact_version.pk).values_list("state"))
-        if state != [(VersionState.COMMITTED,)]:
+        state, existing = _artifact_lock_for_link(artifact_version=artifact_version, registered_model=registered_model)
+        if state != VersionState.COMMITTED:
             raise Conflict(
                 f"{artifact_version.reference} is not committed: commit it, with all its files, before linking it.",
                 field="artifact",
             )
-        existing = registered_model.versions.filter(artifact_version=artifact_version).first()
         if existing is not None:
             raise Conflict(
-                f"{artifact_version.reference} is already linked to {registered_model.name} as {existing.version}.",
+                f"{artifact_version.reference} is already linked to {registered_model.name} as v{existing}.",
                 field="artifact",
             )
-        index = registered_model.next_index
-        registered_model.next_index = index + 1
-        registered_model.save(update_fields=["next_index"])
         model_version = ModelVersion.objects.create(
             registered_model=registered_model,
             artifact_version=artifact_version,
             index=index,
             linked_by=user,
         )
-        _alias_put(model_version=model_version, name=LATEST_ALIAS, user=user)
-        for name in aliases:
-            _alias_put(model_version=model_version, name=name, user=user)
+        _aliases_put(model_version=model_version, names=[LATEST_ALIAS, *aliases], user=user)
         return model_version
+
+
+def _next_index_take(registered_model: RegisteredModel) -> int:
+    """The registered model's next version index, advanced (and the row locked) in one statement."""
+    next_index = quoted(RegisteredModel, "next_index")
+    row = fetch_one(
+        f"UPDATE {quoted(RegisteredModel)} SET {next_index} = {next_index} + 1 "  # noqa: S608
+        f"WHERE {quoted(RegisteredModel, 'id')} = %s RETURNING {next_index}",
+        [registered_model.pk],
+    )
+    if row is None:
+        raise NotFound(f"No registered model {registered_model.name!r}.")
+    registered_model.next_index = row[0]
+    return row[0] - 1
+
+
+def _artifact_lock_for_link(
+    *, artifact_version: ArtifactVersion, registered_model: RegisteredModel
+) -> tuple[str | None, int | None]:
+    """Lock the artifact version; its state (None if it is gone), and the index it is linked at in the registered
+    model, if it is."""
+    mv, av = ModelVersion, ArtifactVersion
+    row = fetch_one(
+        f"SELECT av.{quoted(av, 'state')}, (SELECT mv.{quoted(mv, 'index')} FROM {quoted(mv)} mv "  # noqa: S608
+        f"WHERE mv.{quoted(mv, 'registered_model')} = %s "
+        f"AND mv.{quoted(mv, 'artifact_version')} = av.{quoted(av, 'id')}) "
+        f"FROM {quoted(av)} av WHERE av.{quoted(av, 'id')} = %s{for_update()}",
+        [registered_model.pk, artifact_version.pk],
+    )
+    return (None, None) if row is None else (row[0], row[1])
 
 
 def model_version_unlink(
@@ -355,7 +390,7 @@ def model_version_unlink(
         model_version.delete()
         newest = registered_model.versions.order_by("-index").first()
         if newest is not None and not registered_model.aliases.filter(name=LATEST_ALIAS).exists():
-            _alias_put(model_version=newest, name=LATEST_ALIAS, user=None)
+            _aliases_put(model_version=newest, names=[LATEST_ALIAS], user=None)
 
 
 def alias_add(
@@ -364,27 +399,120 @@ def alias_add(
     """Put an alias on a version, moving it off whichever version had it. Returns the alias and whether it was
     added: if the version already has it, nothing is written and no event fires."""
     name = alias_validate(name)
-    with transaction.atomic(), event_cause(caused_by):
-        registered_model = _lock(model_version.registered_model)
-        if aliases_refused(team_id=registered_model.team_id, names=[name], user=user):
-            raise PermissionDenied(_protected_message([name], "put it on a version or move it"), field="alias")
-        return _alias_put(model_version=model_version, name=name, user=user)
+    with event_cause(caused_by):
+        if _alias_move_in_one_statement():
+            alias, added = _alias_move(model_version=model_version, name=name, user=user)
+        else:
+            with transaction.atomic():
+                registered_model = _lock(model_version.registered_model)
+                if aliases_refused(team_id=registered_model.team_id, names=[name], user=user):
+                    raise PermissionDenied(_protected_message([name], "put it on a version or move it"), field="alias")
+                put = _aliases_put(model_version=model_version, names=[name], user=user)
+                alias, added = (put[0], True) if put else (_alias_current(model_version, name), False)
+    loaded = getattr(model_version, "_prefetched_objects_cache", {}).get("aliases")
+    if added and loaded is not None:  # the version's aliases, as a caller loaded them, now include this one
+        loaded._result_cache = [*(a for a in loaded if a.name != name), alias]
+    return alias, added
 
 
-def _alias_put(*, model_version: ModelVersion, name: str, user: AbstractBaseUser | None) -> tuple[Alias, bool]:
-    current = unique_or_none(Alias.objects.filter(registered_model_id=model_version.registered_model_id, name=name))
-    if current is not None:
-        if current.model_version_id == model_version.pk:
-            return current, False
-        # A move is a removal and a fresh add, so the add fires its event like any other.
-        current.delete()
-    alias = Alias.objects.create(
-        registered_model_id=model_version.registered_model_id,
-        model_version=model_version,
-        name=name,
-        added_by=user,
+def _alias_move_in_one_statement() -> bool:
+    """PostgreSQL runs the move as one statement (``_alias_move``); elsewhere it is the portable steps under the
+    registered model's lock."""
+    return connection.vendor == "postgresql"
+
+
+def _alias_move(*, model_version: ModelVersion, name: str, user: AbstractBaseUser | None) -> tuple[Alias, bool]:
+    """``alias_add`` in one statement (PostgreSQL): lock the registered model, check the protection, put the alias
+    on the version (moving it off another) and record its event; nothing is written if the version already has it
+    or the alias is not the user's to move. A move keeps the alias row and changes its version, which concurrent
+    moves of the same alias serialize on (ON CONFLICT locks the row, committed or not)."""
+    registered_model = model_version.registered_model
+    alias = Alias(registered_model=registered_model, model_version=model_version, name=name, added_by=user)
+    event = outbox.alias_added_event(model_version=model_version, name=name, author=user)
+    alias_columns, alias_values, alias_params = insert_parts(alias)
+    event_columns, event_values, event_params = insert_parts(event)
+    sql = _alias_move_sql(alias_columns, alias_values, event_columns, event_values)
+    may = protected_aliases_changeable(team_id=registered_model.team_id, user=user)
+    params = [registered_model.pk, registered_model.team_id, name, may, *alias_params, *event_params]
+    try:
+        with one_statement():
+            found, refused, added_id, current_id = fetch_one(sql, [*params, registered_model.pk, name])
+    except IntegrityError as exc:  # the version was unlinked meanwhile
+        raise NotFound(f"{registered_model.name} has no version {model_version.version}.") from exc
+    if not found:
+        raise NotFound(f"No registered model {registered_model.name!r}.")
+    if refused:
+        raise PermissionDenied(_protected_message([name], "put it on a version or move it"), field="alias")
+    alias.pk = added_id or current_id
+    if added_id is not None:
+        outbox.event_inserted(event)
+    return alias, added_id is not None
+
+
+@functools.cache
+def _alias_move_sql(alias_columns: str, alias_values: str, event_columns: str, event_values: str) -> str:
+    rm, al, pa = RegisteredModel, Alias, ProtectedAlias
+    return (
+        f"WITH locked AS (SELECT {quoted(rm, 'id')} FROM {quoted(rm)} WHERE {quoted(rm, 'id')} = %s FOR UPDATE), "  # noqa: S608
+        f"refused AS (SELECT 1 FROM {quoted(pa)} WHERE {quoted(pa, 'team')} = %s AND {quoted(pa, 'name')} = %s "
+        "AND NOT %s), "
+        f"put AS (INSERT INTO {quoted(al)} ({alias_columns}) SELECT {alias_values} FROM locked "
+        f"WHERE NOT EXISTS (SELECT 1 FROM refused) {_alias_moved()} RETURNING {quoted(al, 'id')}), "
+        f"recorded AS (INSERT INTO {quoted(Event)} ({event_columns}) SELECT {event_values} FROM put) "
+        "SELECT EXISTS (SELECT 1 FROM locked), EXISTS (SELECT 1 FROM refused), (SELECT * FROM put), "
+        f"(SELECT {quoted(al, 'id')} FROM {quoted(al)} WHERE {quoted(al, 'registered_model')} = %s "
+        f"AND {quoted(al, 'name')} = %s)"
     )
-    return alias, True
+
+
+@functools.cache
+def _alias_moved() -> str:
+    """What inserting an alias the registered model already has does: the row moves to the new version (who and
+    when with it), or, if it is on that version already, stays as it is and is not returned."""
+    al = Alias
+    moved = ", ".join(f"{quoted(al, f)} = excluded.{quoted(al, f)}" for f in ("model_version", "added_by", "added_at"))
+    return (
+        f"ON CONFLICT ({quoted(al, 'registered_model')}, {quoted(al, 'name')}) DO UPDATE SET {moved} "
+        f"WHERE {quoted(al)}.{quoted(al, 'model_version')} <> excluded.{quoted(al, 'model_version')}"
+    )
+
+
+def _aliases_put(*, model_version: ModelVersion, names: list[str], user: AbstractBaseUser | None) -> list[Alias]:
+    """Put each of ``names`` on the version, moving it off whichever version had it, in one statement, and record
+    ADD_ARTIFACT_ALIAS for each (but ``latest``) in one more. Returns the aliases put; one the version already had
+    is left as it was and fires nothing. The caller holds the registered model's lock."""
+    now = timezone.now()
+    aliases = [
+        Alias(
+            registered_model_id=model_version.registered_model_id,
+            model_version=model_version,
+            name=name,
+            added_by=user,
+            added_at=now,
+        )
+        for name in names
+    ]
+    rows = [insert_parts(alias, cast=False) for alias in aliases]
+    al = Alias
+    sql = (
+        f"INSERT INTO {quoted(al)} ({rows[0][0]}) VALUES {', '.join(f'({row[1]})' for row in rows)} "  # noqa: S608
+        f"{_alias_moved()} RETURNING {quoted(al, 'id')}, {quoted(al, 'name')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for row in rows for value in row[2]])
+        put = dict((name, pk) for pk, name in cursor.fetchall())
+    added = [alias for alias in aliases if alias.name in put]
+    for alias in added:
+        alias.pk = put[alias.name]
+    events = [outbox.alias_added_event(model_version=model_version, name=a.name, author=user) for a in added]
+    if events := [event for event in events if event is not None]:
+        for event in Event.objects.bulk_create(events):
+            outbox.event_inserted(event)
+    return added
+
+
+def _alias_current(model_version: ModelVersion, name: str) -> Alias:
+    return Alias.objects.get(registered_model_id=model_version.registered_model_id, name=name)
 
 
 def alias_remove(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from rest_framework import exceptions, permissions
 
-from core.db import unique_or_none
 from core.roles import Role
 from core.scoping import team_role
 from registry.models import Team
+from registry.selectors import team_scoped
 
 from .parsers import JSONParser
 from .permissions import TeamRole
@@ -49,7 +49,7 @@ class TeamScopedMixin:
                 raise exceptions.PermissionDenied("An agent token only reads its team's artifact versions.")
             self._team, self._team_role = team, Role.VIEWER
             return
-        team = unique_or_none(Team.objects.filter(name=name))
+        team = team_scoped(name=name, auth=self.request.auth)
         role = team_role(team=team, user=self.request.user) if team else None
         if role is None:
             raise exceptions.NotFound(f"No team {name!r}.")

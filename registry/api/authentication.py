@@ -21,7 +21,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token.") from exc
         if "_" in raw[:8] and not raw.startswith(TOKEN_PREFIX):
             return None  # another kind of token (a launch agent's): its own authenticator decides
-        token = api_token_use(raw=raw)
+        # The team a team route names: read with the token, so that the route needs no query of its own for it.
+        team_name = (getattr(request, "parser_context", None) or {}).get("kwargs", {}).get("team")
+        token = api_token_use(raw=raw, team_name=team_name if isinstance(team_name, str) else None)
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
         return token.user, token

@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from core.roles import Role
 from registry.events import artifact_version_uri, event_type_get
-from registry.models import Event, Membership, ModelVersion, Project, ProtectedAlias, RegisteredModel, Team
+from registry.models import Event, Membership, Project, ProtectedAlias, Team
 
 # --- Inputs ---------------------------------------------------------------------------------------------
 
@@ -201,13 +201,18 @@ class ArtifactVersionDetailSerializer(ArtifactVersionSerializer):
         return self.context["missing"]
 
 
-class RegisteredModelSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = RegisteredModel
-        fields = ["name", "description", "created_at", "updated_at"]
+# The registry's most read answers are plain serializers: a ModelSerializer works its fields out from the model
+# again for every object it renders, which cost more than the rest of rendering it.
 
 
-class ModelVersionSerializer(serializers.ModelSerializer):
+class RegisteredModelSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128)
+    description = serializers.CharField()
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+class ModelVersionSerializer(serializers.Serializer):
     registered_model = serializers.CharField(source="registered_model.name")
     version = serializers.CharField()
     artifact = serializers.CharField(source="artifact_version.reference")
@@ -216,20 +221,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     aliases = serializers.SerializerMethodField()
     tags = serializers.SerializerMethodField(help_text="The tags of its artifact version")
     linked_by = serializers.CharField(source="linked_by.username", default=None)
-
-    class Meta:
-        model = ModelVersion
-        fields = [
-            "registered_model",
-            "version",
-            "artifact",
-            "artifact_id",
-            "metadata",
-            "aliases",
-            "tags",
-            "linked_by",
-            "linked_at",
-        ]
+    linked_at = serializers.DateTimeField(read_only=True)
 
     def get_aliases(self, obj) -> list[str]:
         return sorted(a.name for a in obj.aliases.all())
@@ -272,9 +264,6 @@ class FiredEventsSerializer(serializers.Serializer):
 class ModelVersionChangeSerializer(ModelVersionSerializer, FiredEventsSerializer):
     """A model version as a link or an alias left it, with the events that change fired: LINK_ARTIFACT (a link),
     then one ADD_ARTIFACT_ALIAS per alias added."""
-
-    class Meta(ModelVersionSerializer.Meta):
-        fields = [*ModelVersionSerializer.Meta.fields, "events"]
 
 
 class ArtifactVersionChangeSerializer(ArtifactVersionDetailSerializer, FiredEventsSerializer):

@@ -182,7 +182,7 @@ class ArtifactVersionDetailView(TeamScopedMixin, APIView):
 
     @extend_schema(responses=s.ArtifactVersionDetailSerializer)
     def get(self, request, team, public_id):
-        version = selectors.artifact_version_by_public_id(team=self.team, public_id=public_id)
+        version = selectors.artifact_version_by_public_id(team=self.team, public_id=public_id, tags=True)
         return version_answer(request, version)
 
 
@@ -209,7 +209,7 @@ class ReferenceResolveView(TeamScopedMixin, APIView):
         if not reference:
             raise ApplicationError("Give the reference to resolve: ?reference=team/project/name:vN.", field="reference")
         version = selectors.artifact_version_resolve(
-            team=self.team, reference=reference, field="reference", not_found=NotFound
+            team=self.team, reference=reference, field="reference", not_found=NotFound, tags=True
         )
         return version_answer(request, version)
 
@@ -274,7 +274,7 @@ class ModelVersionListView(TeamScopedMixin, ListView):
                 user=request.user,
                 caused_by=caused_by,
             )
-        model_version = selectors.model_version_get(registered_model=registered_model, version=model_version.version)
+        model_version = selectors.model_version_names_load(model_version)  # as they are after the link
         answer = s.ModelVersionChangeSerializer(model_version, context={"events": events})
         return Response(answer.data, status=status.HTTP_201_CREATED)
 
@@ -309,13 +309,13 @@ class AliasAddView(TeamScopedMixin, APIView):
     )
     def post(self, request, team, name, version):
         alias = validated(s.AliasAddSerializer, request.data)["alias"]
-        model_version = selectors.model_version_find(team=self.team, name=name, version=version, aliases=False)
+        model_version = selectors.model_version_find(team=self.team, name=name, version=version)
         caused_by = header_cause(self)
         with events_recorded() as events:
+            # Leaves the version's loaded aliases as they are after the change, for the answer.
             _, added = services.alias_add(
                 model_version=model_version, name=alias, user=request.user, caused_by=caused_by
             )
-        model_version = selectors.model_version_aliases(model_version)  # as they are after the change
         answer = s.ModelVersionChangeSerializer(model_version, context={"events": events})
         return Response(answer.data, status=status.HTTP_201_CREATED if added else status.HTTP_200_OK)
 

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 from django.db import connection
 
+import core.db
 from config import celery as celery_app
 
 pytestmark = pytest.mark.django_db(transaction=True)  # autocommit, as in a worker: no test transaction around it
@@ -25,7 +26,7 @@ def test_a_task_right_after_another_skips_the_health_check_and_one_after_idling_
     assert connection.health_check_done  # no SELECT 1 before this task's first query
     assert connection.connection is opened  # the same connection, kept
 
-    monkeypatch.setattr(celery_app, "HEALTH_CHECK_AFTER_IDLE", 0.0)
+    monkeypatch.setattr(core.db, "HEALTH_CHECK_AFTER_IDLE", 0.0)
     celery_app.task_db_connections_postrun(task=TASK)
     celery_app.task_db_connections_prerun(task=TASK)
     assert not connection.health_check_done  # checked before its first query, as a request's would be
