@@ -18,7 +18,6 @@ import logging
 import math
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -86,9 +85,9 @@ def deliveries_create(deliveries: list[Delivery]) -> None:
     pending = [d for d in deliveries if d.status == DeliveryStatus.PENDING]
     groups = schedule.batches(pending, key_of=schedule.row_key)
     claimed, grant, published = _dispatch_claim(groups, fan_out=len(pending))
-    free = defaultdict(lambda: settings.DELIVERY_DESTINATION_MAX_SENDS)
-    if claimed:
-        free[claimed[0].destination] -= 1
+    # As many batches as their destination has slots free now (this dispatch's own slot counted): a task refused one
+    # costs a slot request for nothing, and the sends under way hand the rest on as they end.
+    free = fairness.slots_free({group[0].destination for group in published}, now=timezone.now()) if published else {}
     published, held_back = schedule.shared_out(published, free, destination_of=schedule.row_key)
     for destination in held_back:
         fairness.waiting_again(destination)  # each slot that frees there hands one more on
@@ -180,6 +179,8 @@ def deliveries_attempt(
                         team_id=team_id,
                     )
                 )
+            else:
+                schedule.offer_withdraw(wanted)
             return {}
         claimed = _claim(wanted[:1] if grant.probe else wanted)
         if not claimed:

@@ -105,6 +105,13 @@ def _offer(delivery_ids: list[object], *, now: datetime) -> None:
     Delivery.objects.filter(pk__in=delivery_ids, status__in=CLAIMABLE).update(claimed_until=offer_end(now))
 
 
+def offer_withdraw(delivery_ids: list[object]) -> None:
+    """A task refused a send slot gives its batch's offer up: the send that frees a slot hands these deliveries on at
+    once, instead of passing over them until the offer lapses (with nothing left to hand on, that would end the
+    chain of hand-ons and leave the destination to the sweep)."""
+    Delivery.objects.filter(pk__in=delivery_ids, status__in=CLAIMABLE).update(claimed_until=None)
+
+
 def hand_on(destination: str, *, now: datetime) -> None:
     """A slot at ``destination`` came free while deliveries waited for one: publish the oldest due batch not
     published lately (by a dispatch, the sweep or another ending send: sends ending together take turns on the
