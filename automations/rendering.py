@@ -28,6 +28,7 @@ Rules:
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
@@ -86,11 +87,26 @@ def _snippet(text: str) -> str:
     return text if len(text) <= _SNIPPET_CHARS else text[:_SNIPPET_CHARS] + "…"
 
 
-def _tokens(text: str, *, strict: bool = True) -> list[str | _Placeholder]:
+def _tokens(text: str, *, strict: bool = True) -> tuple[str | _Placeholder, ...]:
     """Split a string into literal text and placeholders, resolving ``$${`` escapes.
 
-    ``strict=False`` keeps malformed placeholders (``${}``, an unclosed ``${``) as text instead of raising.
+    ``strict=False`` keeps malformed placeholders (``${}``, an unclosed ``${``) as text instead of raising. Short
+    strings are split once per process: every delivery of an automation renders the same template's strings.
     """
+    if len(text) <= _CACHED_CHARS:
+        return _tokens_cached(text, strict)
+    return _split(text, strict)
+
+
+_CACHED_CHARS = 256
+
+
+@functools.lru_cache(maxsize=2048)
+def _tokens_cached(text: str, strict: bool) -> tuple[str | _Placeholder, ...]:
+    return _split(text, strict)
+
+
+def _split(text: str, strict: bool) -> tuple[str | _Placeholder, ...]:
     parts: list[str | _Placeholder] = []
     literal: list[str] = []
     i = 0
@@ -127,7 +143,7 @@ def _tokens(text: str, *, strict: bool = True) -> list[str | _Placeholder]:
     literal.append(text[i:])
     if tail := "".join(literal):
         parts.append(tail)
-    return parts
+    return tuple(parts)
 
 
 def _walk_strings(value: Any) -> Iterator[str]:
