@@ -403,6 +403,24 @@ def test_a_slow_batch_hands_what_it_has_not_sent_to_the_destinations_free_slots(
     assert [r.headers["webhook-id"] for r in receiver.requests] == list(statuses)
 
 
+def test_a_task_refused_a_slot_withdraws_its_offer_so_the_next_send_to_end_hands_it_on(settings, loopback, broker):
+    settings.DELIVERY_DESTINATION_MAX_SENDS = 1
+    with Receiver() as receiver:
+        _, _, (webhook,) = team_with_hooks(receiver.url)
+        destination = destination_key(webhook.url)
+        ids = [str(d.pk) for d in pending_deliveries(webhook, 2)]
+        Delivery.objects.filter(pk__in=ids).update(claimed_until=schedule.offer_end(timezone.now()))  # published
+        slot = hold_slot(destination=destination, team_id=webhook.team_id)
+        assert attempt(webhook, ids) == {}  # refused: the destination's one slot is taken
+        assert not Delivery.objects.filter(pk__in=ids, claimed_until__isnull=False).exists()
+        assert Destination.objects.get(key=destination).waiting
+        # The send holding the slot ends: it hands the two on, offered to the task it publishes.
+        assert fairness.slot_end(slot, destination)
+        schedule.hand_on(destination, now=timezone.now())
+    handed = [task_args(t)[0] for t in broker("deliveries")]
+    assert [sorted(share) for share in handed] == [sorted(ids)]
+
+
 def test_a_team_at_its_share_waits_while_another_team_sends_to_the_same_destination(settings, loopback, broker):
     settings.DELIVERY_TEAM_MAX_SENDS = 1
     with Receiver() as receiver:
