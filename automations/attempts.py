@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from alerts.choices import AlertKind
 from alerts.services import Happened, occurrences_record
-from core.db import quoted, rows_insert, rows_loaded
+from core.db import columns, quoted, rows_insert, rows_loaded
 from registry.models import Event, Team
 from secrets_vault.services import secret_values, secret_values_decrypt
 
@@ -207,7 +207,7 @@ def _claim(delivery_ids: Iterable[object]) -> list[Delivery]:
     now = timezone.now()
     c = {name: quoted(Delivery, name) for name in
          ("status", "claimed_until", "attempts", "updated_at", "next_attempt_at", "id")}  # fmt: skip
-    returned = ", ".join(quoted(Delivery, name) for name in _LOADED)
+    returned = columns(Delivery, None, _LOADED)
     placeholders = ", ".join(["%s"] * len(wanted))
     sql = (
         f"UPDATE {quoted(Delivery)} SET {c['status']} = %s, {c['claimed_until']} = %s, "  # noqa: S608

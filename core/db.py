@@ -44,13 +44,16 @@ def conflict_on_duplicate(message: str, *, field: str = "name") -> Iterator[None
 # ORM would build them (the fields' and the backend's converters applied).
 
 
-def quote(name: str) -> str:
+def _quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-def columns(model: type[Model], alias: str) -> str:
-    """Every concrete column of ``model`` as ``"alias"."column"``, in field order (what ``instance_from`` reads)."""
-    return ", ".join(f"{quote(alias)}.{quote(field.column)}" for field in model._meta.concrete_fields)
+def columns(model: type[Model], alias: str | None, fields: Sequence[str] | None = None) -> str:
+    """A SELECT or RETURNING list: the named fields' columns (by default every concrete one, in field order: what
+    ``instance_from`` reads), each as ``"alias"."column"``, or bare with no alias."""
+    chosen = model._meta.concrete_fields if fields is None else [model._meta.get_field(name) for name in fields]
+    prefix = f"{_quote(alias)}." if alias else ""
+    return ", ".join(f"{prefix}{_quote(field.column)}" for field in chosen)
 
 
 def instance_from(model: type[Model], row: Sequence, start: int = 0) -> tuple[Model | None, int]:
@@ -110,7 +113,7 @@ def insert_parts(instance: Model, *, cast: bool = True) -> tuple[str, str, list]
 
 @functools.cache
 def _insert_sql(model: type[Model], fields: tuple, cast: bool) -> tuple[str, str]:
-    names = ", ".join(quote(field.column) for field in fields)
+    names = ", ".join(_quote(field.column) for field in fields)
     placeholders = ", ".join(f"CAST(%s AS {field.db_type(connection)})" if cast else "%s" for field in fields)
     return names, placeholders
 
@@ -153,12 +156,11 @@ def rows_insert(model: type[Model], objs: Iterable[Model]) -> None:
         model.objects.bulk_create(objs)
         return
     fields = _insert_fields(objs[0])
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
+    names, _ = _insert_sql(model, tuple(fields), False)
     rows = [_insert_values(fields, obj, connection) for obj in objs]
     with connection.cursor() as cursor:
         raw = cursor.cursor  # psycopg's own cursor: Django's wrapper has no COPY
-        with raw.copy(f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
+        with raw.copy(f"COPY {quoted(model)} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
     for obj in objs:

@@ -18,12 +18,11 @@ from typing import Any, NoReturn
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Model
 from django.utils import timezone
 
 from alerts.choices import AlertKind
 from alerts.services import Happened, occurrences_record
-from core.db import conflict_on_duplicate, quoted, rows_loaded
+from core.db import columns, conflict_on_duplicate, fetch_one, instance_from, quoted, rows_loaded
 from core.errors import ApplicationError, Conflict, NotFound
 from core.json_checks import json_nul_refuse
 from core.tokens import token_hash
@@ -154,27 +153,15 @@ def agent_create(*, team: Team, name: str, queues: list[str]) -> tuple[Agent, st
 def agent_authenticate(*, raw: str) -> Agent | None:
     """The enabled agent whose token this is, with its team; its last contact recorded every few seconds. On every
     request of every agent: one query, written out (compiling the queryset cost more than running it)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_agent_by_token_statement(), [token_hash(raw), False])
-        row = cursor.fetchone()
+    row = fetch_one(_agent_by_token_statement(), [token_hash(raw), False])
     if row is None:
         return None
-    own = len(_AGENT_FIELDS)
-    (agent,) = rows_loaded(Agent, _AGENT_FIELDS, [row[:own]], using=connection.alias)
-    (agent.team,) = rows_loaded(Team, _TEAM_FIELDS, [row[own:]], using=connection.alias)
+    agent, after = instance_from(Agent, row)
+    agent.team, _ = instance_from(Team, row, after)
     now = timezone.now()
     if agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > 5:
         Agent.objects.filter(pk=agent.pk).update(last_seen_at=now)
     return agent
-
-
-_AGENT_FIELDS = [field.name for field in Agent._meta.concrete_fields]
-_TEAM_FIELDS = [field.name for field in Team._meta.concrete_fields]
-
-
-def _columns(model: type[Model], names: list[str]) -> str:
-    """The fields' columns, qualified by the model's table: a SELECT or RETURNING list."""
-    return ", ".join(f"{quoted(model)}.{quoted(model, name)}" for name in names)
 
 
 @functools.cache
@@ -182,7 +169,7 @@ def _agent_by_token_statement() -> str:
     """Parameters: the token's hash, False (the agent is not disabled)."""
     agent, team = quoted(Agent), quoted(Team)
     return (
-        f"SELECT {_columns(Agent, _AGENT_FIELDS)}, {_columns(Team, _TEAM_FIELDS)} "  # noqa: S608 (names only)
+        f"SELECT {columns(Agent, Agent._meta.db_table)}, {columns(Team, Team._meta.db_table)} "  # noqa: S608
         f"FROM {agent} INNER JOIN {team} ON {team}.{quoted(Team, 'id')} = {agent}.{quoted(Agent, 'team')} "
         f"WHERE {agent}.{quoted(Agent, 'token_hash')} = %s AND {agent}.{quoted(Agent, 'disabled')} = %s"
     )
@@ -245,9 +232,7 @@ def item_claim(*, agent: Agent, queue_name: str) -> RunQueueItem | None:
         ItemState.PENDING.value,
         ItemState.PENDING.value,
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_claim_statement(), params)
-        row = cursor.fetchone()
+    row = fetch_one(_claim_statement(), params)
     if row is None:
         if not agent.queues.filter(name=queue_name).exists():
             _queue_refuse(agent, queue_name)
@@ -263,7 +248,6 @@ def _queue_refuse(agent: Agent, queue_name: str) -> NoReturn:
 
 
 # A claim returns the item's columns, then what its answer shows of the job version, job and project.
-_ITEM_FIELDS = [field.name for field in RunQueueItem._meta.concrete_fields]
 # FOR UPDATE SKIP LOCKED (where the database has it): concurrent claims each take another row instead of waiting on
 # the same one. The outer state test repeats the inner one for a row that changed meanwhile. Parameters: the claimed
 # state, the agent, the lease's end, the agent, the queue's name, the pending state twice.
@@ -294,18 +278,18 @@ def _claim_statement() -> str:
     tables = {"item": RunQueueItem, "queues": RunQueue, "served": served, "versions": JobVersion, "jobs": Job,
               "projects": Project}  # fmt: skip
     # Columns by field name; {id} and {name} serve every table (each has an "id" key, and "name" where used).
-    columns = {"id": RunQueueItem, "state": RunQueueItem, "agent": RunQueueItem, "attempts": RunQueueItem,
+    owners = {"id": RunQueueItem, "state": RunQueueItem, "agent": RunQueueItem, "attempts": RunQueueItem,
                "reason": RunQueueItem, "queue": RunQueueItem, "created_at": RunQueueItem, "job_version": RunQueueItem,
                "destination_project": RunQueueItem, "name": RunQueue, "job": JobVersion, "index": JobVersion,
                "download_artifact": JobVersion}  # fmt: skip
-    names = {key: quoted(model, key) for key, model in columns.items()}
+    names = {key: quoted(model, key) for key, model in owners.items()}
     names |= {key: quoted(model) for key, model in tables.items()}
     names |= {
         "lease": quoted(RunQueueItem, "lease_expires_at"),
         "served_queue": quoted(served, through.m2m_reverse_field_name()),
         "served_agent": quoted(served, through.m2m_field_name()),
         "lock": " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else "",
-        "returned": _columns(RunQueueItem, _ITEM_FIELDS),
+        "returned": columns(RunQueueItem, RunQueueItem._meta.db_table),
     }
     return _CLAIM_SQL.format_map(names)
 
@@ -313,8 +297,8 @@ def _claim_statement() -> str:
 def _claimed_item(row: Sequence[Any], *, agent: Agent, queue_name: str) -> RunQueueItem:
     """The claimed item from its returned row, with the job version, job, project, queue and agent its answer
     shows (of those, only what the answer reads is loaded)."""
-    using, own = connection.alias, len(_ITEM_FIELDS)
-    (item,) = rows_loaded(RunQueueItem, _ITEM_FIELDS, [row[:own]], using=using)
+    using = connection.alias
+    item, own = instance_from(RunQueueItem, row)
     job_id, index, download_artifact, job_name, project_name = row[own:]
     (item.job_version,) = rows_loaded(
         JobVersion, ["id", "job", "index", "download_artifact"],
