@@ -310,11 +310,11 @@ def _shares(todo: collections.deque[Delivery], *, destination: str) -> list[list
         return []
     pieces = min(free + 1, len(todo))
     size = math.ceil(len(todo) / pieces)
-    kept = [todo.popleft() for _ in range(len(todo) - size * (pieces - 1))]
-    shares = [list(todo)[i : i + size] for i in range(0, len(todo), size)]
+    rest = list(todo)
+    keep = len(rest) - size * (pieces - 1)
     todo.clear()
-    todo.extend(kept)
-    return shares
+    todo.extend(rest[:keep])
+    return [rest[i : i + size] for i in range(keep, len(rest), size)]
 
 
 class _SecretsCache:
